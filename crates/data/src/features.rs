@@ -1,0 +1,83 @@
+//! Global descriptors stored per split as `features.npy`: float32 (N, D), one L2-normalised row
+//! per image in sorted rgb/ order (the layout the reference's R2Former script writes).
+
+use std::path::{Path, PathBuf};
+
+use npyz::WriterBuilder;
+
+use crate::DataError;
+
+/// Tolerance on row norms.
+pub const NORM_TOLERANCE: f32 = 1e-3;
+
+/// A table of global descriptors, row-major.
+#[derive(Clone, Debug)]
+pub struct GlobalFeatures {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Number of rows (images).
+    pub rows: usize,
+    /// Descriptor dimension.
+    pub dim: usize,
+    /// `rows × dim` values.
+    pub data: Vec<f32>,
+}
+
+impl GlobalFeatures {
+    /// Row `i` (the image with file index `i`).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Reads and validates a features file against the number of images of its split.
+    pub fn read(path: &Path, expected_rows: usize) -> Result<Self, DataError> {
+        let bad = |message: String| DataError::BadFeatures { path: path.to_path_buf(), message };
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file: {e}")))?;
+        let shape = npy.shape().to_vec();
+        let dtype = npy.dtype().descr();
+        let fortran = npy.order() == npyz::Order::Fortran;
+        if dtype != "'<f4'" {
+            return Err(bad(format!("dtype {dtype}, expected float32 ('<f4')")));
+        }
+        let [rows, dim] = shape[..] else {
+            return Err(bad(format!("shape {shape:?}, expected 2 dimensions (images, descriptor size)")));
+        };
+        let (rows, dim) = (rows as usize, dim as usize);
+        let mut data: Vec<f32> = npy.into_vec().map_err(|e| bad(format!("cannot read data: {e}")))?;
+        if fortran {
+            let col_major = data;
+            data = (0..rows * dim).map(|k| col_major[(k % dim) * rows + k / dim]).collect();
+        }
+        if rows != expected_rows {
+            return Err(DataError::FeatureCount { path: path.to_path_buf(), rows, frames: expected_rows });
+        }
+        if dim == 0 {
+            return Err(bad("descriptor size is 0".into()));
+        }
+        let features = GlobalFeatures { path: path.to_path_buf(), rows, dim, data };
+        for row in 0..rows {
+            let norm = features.row(row).iter().map(|v| v * v).sum::<f32>().sqrt();
+            if !norm.is_finite() || (norm - 1.0).abs() > NORM_TOLERANCE {
+                return Err(DataError::FeatureNorm { path: path.to_path_buf(), row, norm });
+            }
+        }
+        Ok(features)
+    }
+}
+
+/// Writes a float32 (rows, dim) `.npy` file (used by tests and by feature extraction).
+pub fn write_features(path: &Path, rows: usize, dim: usize, data: &[f32]) -> std::io::Result<()> {
+    assert_eq!(data.len(), rows * dim);
+    let mut bytes = Vec::new();
+    {
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&[rows as u64, dim as u64])
+            .writer(&mut bytes)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()?;
+    }
+    std::fs::write(path, bytes)
+}

@@ -1,0 +1,21 @@
+//! Scenes for glace: the DSAC*/ACE folder layout, validated on reading, and image preprocessing
+//! exactly as the reference implementation does it.
+//!
+//! Knows nothing about networks. Geometry comes from `glace-geometry`.
+
+pub mod error;
+pub mod features;
+pub mod imageio;
+pub mod preprocess;
+pub mod resize;
+pub mod scene;
+pub mod summary;
+pub mod testing;
+pub mod text;
+
+pub use error::DataError;
+pub use features::GlobalFeatures;
+pub use preprocess::{preprocess, Preprocessed};
+pub use scene::{Frame, Scene, SceneOptions, Split, SplitKind};
+pub use summary::SceneSummary;
+pub use text::Calibration;

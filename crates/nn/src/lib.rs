@@ -1,0 +1,5 @@
+//! Networks of glace: the local encoders (XFeat by default, the ACE encoder for users who have
+//! its weights), the global encoders, the GLACE head and the map file.
+//!
+//! Depends on the geometry and data crates only for types; never on mapping, localization or
+//! the CLI. The contents arrive with the networks issue.
