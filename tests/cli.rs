@@ -1,0 +1,91 @@
+//! The `glace` binary as a user runs it: summaries of the shared real scenes, exit codes.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use glace_data::testing::shared_path;
+
+fn glace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_glace")).args(args).output().expect("run glace")
+}
+
+fn info_json(scene: &PathBuf) -> serde_json::Value {
+    let out = glace(&["info", "--json", scene.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn frames(summary: &serde_json::Value) -> Vec<(String, u64)> {
+    summary["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["split"].as_str().unwrap().to_string(), s["frames"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn info_tum_desk() {
+    let Some(scene) = shared_path("data/tum_fr2_desk", "info_tum_desk") else { return };
+    let s = info_json(&scene);
+    assert_eq!(frames(&s), [("train".into(), 15), ("test".into(), 5)]);
+    assert_eq!(s["distortion"][0].as_f64(), Some(0.2312));
+    let train = &s["splits"][0];
+    assert_eq!(train["image_sizes"][0]["width"], 640);
+    assert_eq!(train["image_sizes"][0]["count"], 15);
+    assert!((train["focal_min"].as_f64().unwrap() - 520.9).abs() < 1e-9);
+    // The clip covers a ~0.44 m camera path.
+    let diag = s["all_centres"]["diagonal"].as_f64().unwrap();
+    assert!((0.3..0.5).contains(&diag), "diagonal {diag}");
+
+    let text = glace(&["info", scene.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("train: 15 frames") && text.contains("test: 5 frames"), "{text}");
+}
+
+#[test]
+fn info_temple_ring() {
+    let Some(scene) = shared_path("data/middlebury_temple_ring", "info_temple_ring") else { return };
+    let s = info_json(&scene);
+    assert_eq!(frames(&s), [("train".into(), 12), ("test".into(), 4)]);
+    assert!(s["distortion"].is_null());
+    // Cameras on a ring of radius 0.56–0.57 m around the temple.
+    let all = &s["all_centres"];
+    let r = all["mean_radius"].as_f64().unwrap();
+    assert!((0.54..0.58).contains(&r), "ring radius {r}");
+    assert!(all["min_radius"].as_f64().unwrap() > 0.5 && all["max_radius"].as_f64().unwrap() < 0.62);
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = tmp.path().join("train");
+    for sub in ["rgb", "poses", "calibration"] {
+        std::fs::create_dir_all(split.join(sub)).unwrap();
+    }
+    image::RgbImage::new(8, 8).save(split.join("rgb/a.png")).unwrap();
+    std::fs::write(split.join("poses/a.txt"), "1 0 0 0\n0 1 0 0\n0 0 1 nan\n0 0 0 1").unwrap();
+    std::fs::write(split.join("calibration/a.txt"), "100").unwrap();
+    let out = glace(&["info", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("poses/a.txt:3") && err.contains("--skip-invalid-poses"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    // With the option the frame is reported and skipped; nothing valid is left but the run works.
+    std::fs::create_dir_all(split.join("../test/rgb")).unwrap();
+    std::fs::remove_dir_all(split.join("../test")).unwrap();
+    let out = glace(&["info", "--skip-invalid-poses", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("skipped 1 of 1"));
+}
+
+#[test]
+fn usage_errors_and_pending_commands() {
+    assert_eq!(glace(&["no-such-command"]).status.code(), Some(2));
+    assert_eq!(glace(&["info", "/definitely/not/here"]).status.code(), Some(2));
+    let out = glace(&["map", "scene", "map.glace"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
+    assert!(glace(&["--help"]).status.success());
+}
