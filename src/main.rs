@@ -32,8 +32,10 @@ enum Command {
     Eval(cmd::pending::PendingArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
     Convert(cmd::pending::PendingArgs),
-    /// Render a synthetic posed scene (room, integrated rooms, outdoor).
-    Synth(cmd::pending::PendingArgs),
+    /// Render a synthetic posed scene (room, integrated rooms, outdoor) in the scene layout.
+    Synth(cmd::synth::SynthArgs),
+    /// Benchmarks (rendering; RANSAC and training as they land), printed side by side.
+    Bench(cmd::bench::BenchArgs),
     /// Export a map (point cloud, reference-compatible .pt).
     Export(cmd::pending::PendingArgs),
 }
@@ -58,7 +60,8 @@ fn main() -> ExitCode {
         Command::Localize(a) => cmd::pending::run("localize", "localization", &a),
         Command::Eval(a) => cmd::pending::run("eval", "localization", &a),
         Command::Convert(a) => cmd::pending::run("convert", "datasets", &a),
-        Command::Synth(a) => cmd::pending::run("synth", "synthetic scenes", &a),
+        Command::Synth(args) => cmd::synth::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
         Command::Export(a) => cmd::pending::run("export", "end-to-end", &a),
     };
     match result {

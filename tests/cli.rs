@@ -89,3 +89,25 @@ fn usage_errors_and_pending_commands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
     assert!(glace(&["--help"]).status.success());
 }
+
+#[test]
+fn synth_writes_a_scene_that_info_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("room");
+    let sheet = tmp.path().join("sheet.png");
+    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "4", "--test-frames", "2", "--size", "96x72"];
+    let run = glace(&[&args[..], &["--texture-size", "64", "--contact-sheet", sheet.to_str().unwrap()]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(sheet.exists());
+    let s = info_json(&out);
+    assert_eq!(frames(&s), [("train".into(), 4), ("test".into(), 2)]);
+    assert_eq!(s["splits"][0]["image_sizes"][0]["width"], 96);
+    // Focal scales with the width by default: 525 × 96 / 640.
+    assert!((s["splits"][0]["focal_min"].as_f64().unwrap() - 78.75).abs() < 1e-9);
+    // Writing again without --force is refused and leaves the scene intact.
+    let again = glace(&args);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(glace(&["synth", "room", "x", "--size", "10by20"]).status.code(), Some(2));
+    assert_eq!(glace(&["synth", "room", tmp.path().join("y").to_str().unwrap(), "--size", "8x8"]).status.code(), Some(2));
+}

@@ -1,14 +1,32 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod info;
 pub mod pending;
+pub mod synth;
 
 /// Exit code for an error: 2 when the user's input is at fault, 1 for anything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    let bad_input = err.chain().any(|e| e.is::<glace_data::DataError>() || e.is::<glace_geometry::GeometryError>());
+    let bad_input = err.chain().any(|e| {
+        e.is::<glace_data::DataError>()
+            || e.is::<glace_geometry::GeometryError>()
+            || matches!(e.downcast_ref::<glace_synth::SynthError>(), Some(glace_synth::SynthError::Config(_) | glace_synth::SynthError::Data(_)))
+    });
     if bad_input {
         2
     } else {
         1
     }
+}
+
+/// A progress bar on stderr showing rate and ETA (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
 }

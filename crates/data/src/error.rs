@@ -171,6 +171,12 @@ pub enum DataError {
         /// Its norm.
         norm: f32,
     },
+    /// An output folder that already holds files.
+    #[error("{}: exists and is not empty (use --force to replace it)", path.display())]
+    TargetNotEmpty {
+        /// The output folder.
+        path: PathBuf,
+    },
     /// A distortion.txt that does not hold 4 or 5 coefficients.
     #[error("{}: {message}", path.display())]
     BadDistortion {

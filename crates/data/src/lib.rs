@@ -12,6 +12,7 @@ pub mod scene;
 pub mod summary;
 pub mod testing;
 pub mod text;
+pub mod writer;
 
 pub use error::DataError;
 pub use features::GlobalFeatures;
@@ -19,3 +20,4 @@ pub use preprocess::{preprocess, Preprocessed};
 pub use scene::{Frame, Scene, SceneOptions, Split, SplitKind};
 pub use summary::SceneSummary;
 pub use text::Calibration;
+pub use writer::SceneWriter;

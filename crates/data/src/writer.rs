@@ -1,0 +1,116 @@
+//! Writing scenes in the DSAC*/ACE layout, atomically: everything goes to a temporary sibling
+//! folder that is renamed onto the target only when complete, so a failure or Ctrl-C never leaves
+//! a half-written scene behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use glace_geometry::CamToWorld;
+use image::RgbImage;
+
+use crate::scene::SplitKind;
+use crate::text::Calibration;
+use crate::DataError;
+
+/// Formats a 4×4 camera-to-world pose as four lines of four numbers (12 decimals, as the shared data).
+pub fn format_pose(pose: &CamToWorld) -> String {
+    let m = pose.to_matrix();
+    let mut s = String::new();
+    for r in 0..4 {
+        let row: Vec<String> = (0..4).map(|c| format!("{:.12}", m[(r, c)] + 0.0)).collect();
+        s.push_str(&row.join(" "));
+        s.push('\n');
+    }
+    s
+}
+
+/// Formats a calibration file: one focal length, or a 3×3 K.
+pub fn format_calibration(c: &Calibration) -> String {
+    match c {
+        Calibration::Focal(f) => format!("{f}\n"),
+        Calibration::Matrix(k) => format!("{} 0 {}\n0 {} {}\n0 0 1\n", k.fx, k.cx, k.fy, k.cy),
+    }
+}
+
+/// An in-progress scene in a temporary folder.
+#[derive(Debug)]
+pub struct SceneWriter {
+    target: PathBuf,
+    tmp: PathBuf,
+    force: bool,
+    done: bool,
+}
+
+impl SceneWriter {
+    /// Starts a scene at `target`. Refuses an existing non-empty target unless `force`.
+    pub fn create(target: &Path, force: bool) -> Result<Self, DataError> {
+        if let Ok(mut entries) = fs::read_dir(target) {
+            if entries.next().is_some() && !force {
+                return Err(DataError::TargetNotEmpty { path: target.to_path_buf() });
+            }
+        } else if target.exists() {
+            return Err(DataError::TargetNotEmpty { path: target.to_path_buf() });
+        }
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scene".into());
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        }
+        for split in [SplitKind::Train, SplitKind::Test] {
+            for sub in ["rgb", "poses", "calibration"] {
+                let d = tmp.join(split.name()).join(sub);
+                fs::create_dir_all(&d).map_err(|e| DataError::io(&d, e))?;
+            }
+        }
+        Ok(SceneWriter { target: target.to_path_buf(), tmp, force, done: false })
+    }
+
+    /// The temporary folder (for extra files such as `scene.json` or `depth/`).
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Writes a text file relative to the scene root.
+    pub fn write_text(&self, relative: &str, text: &str) -> Result<(), DataError> {
+        let p = self.tmp.join(relative);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        }
+        fs::write(&p, text).map_err(|e| DataError::io(&p, e))
+    }
+
+    /// Writes pose and calibration of a frame (`stem.txt`); the image is written separately.
+    pub fn write_frame_meta(&self, split: SplitKind, stem: &str, pose: &CamToWorld, calibration: &Calibration) -> Result<(), DataError> {
+        self.write_text(&format!("{}/poses/{stem}.txt", split.name()), &format_pose(pose))?;
+        self.write_text(&format!("{}/calibration/{stem}.txt", split.name()), &format_calibration(calibration))
+    }
+
+    /// Writes a PNG image into `rgb/`.
+    pub fn write_rgb_png(&self, split: SplitKind, stem: &str, img: &RgbImage) -> Result<(), DataError> {
+        let p = self.tmp.join(split.name()).join("rgb").join(format!("{stem}.png"));
+        img.save(&p).map_err(|e| DataError::io(&p, std::io::Error::other(e)))
+    }
+
+    /// Moves the finished scene onto the target.
+    pub fn finish(mut self) -> Result<PathBuf, DataError> {
+        if self.target.exists() {
+            if !self.force {
+                return Err(DataError::TargetNotEmpty { path: self.target.clone() });
+            }
+            fs::remove_dir_all(&self.target).map_err(|e| DataError::io(&self.target, e))?;
+        }
+        fs::rename(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
+        self.done = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for SceneWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
