@@ -52,6 +52,12 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when the reader of our output goes away (`glace … | head`).
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

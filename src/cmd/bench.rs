@@ -15,6 +15,18 @@ pub struct BenchArgs {
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchWhat {
+    /// PnP-RANSAC on the reference's five DSAC* fixture cases (0–90 % outliers), next to its recorded times.
+    Ransac {
+        /// The fixture file.
+        #[arg(long, default_value = "../shared/fixtures/dsacstar_ransac.npz")]
+        fixture: std::path::PathBuf,
+        /// Runs per case (seeds 0..runs).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print one JSON object per case.
+        #[arg(long)]
+        json: bool,
+    },
     /// Synthetic-scene rendering: frames/s per kind at 640×480 on all threads.
     Synth {
         /// Frames rendered per kind.
@@ -40,6 +52,7 @@ struct SynthResult {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
+        BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
     }
 }
 
@@ -83,6 +96,38 @@ fn bench_synth(frames: usize, json: bool) -> anyhow::Result<()> {
                 res.texture_build_s,
                 res.render_fps,
                 res.render_and_png_fps
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench_ransac(fixture: &std::path::Path, runs: usize, json: bool) -> anyhow::Result<()> {
+    let cases = glace_localize::dsac_fixture::load(fixture).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let threads = rayon::current_num_threads();
+    if !json {
+        println!("DSAC*-style RANSAC, 80x60 cells, 64 hypotheses, tau 10 px, {runs} runs per case, {threads} threads");
+        println!("reference: the C++/OpenCV extension's recorded times (2 OpenMP threads, 2-core x86-64)");
+        println!(
+            "{:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8}",
+            "outliers", "rot (deg)", "ref rot", "trans(cm)", "ref trans", "ms/frame", "ref ms", "speedup"
+        );
+    }
+    for case in &cases {
+        let r = glace_localize::dsac_fixture::run_case(case, runs);
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "{:>7.0}% {:>10.4} {:>10.4} {:>10.3} {:>10.3} {:>9.2} {:>9.1} {:>7.1}x",
+                r.outlier_fraction * 100.0,
+                r.median_rot_deg,
+                r.reference_median_rot_deg,
+                r.median_trans_cm,
+                r.reference_median_trans_cm,
+                r.ms_per_frame,
+                r.reference_ms_per_frame,
+                r.speedup
             );
         }
     }

@@ -4,7 +4,9 @@
 //! Everything is `f64` on nalgebra. This crate knows nothing about images, files or networks.
 
 pub mod camera;
+pub mod p3p;
 pub mod pose;
+pub mod ransac;
 
 pub use camera::{Camera, Distortion, Intrinsics};
 pub use pose::{CamToWorld, PoseError, WorldToCam};
