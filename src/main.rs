@@ -28,8 +28,8 @@ enum Command {
     Map(cmd::pending::PendingArgs),
     /// Localize a scene's test images with a map (PnP-RANSAC) and write a pose file.
     Localize(cmd::pending::PendingArgs),
-    /// Score a pose file against a scene's ground truth.
-    Eval(cmd::pending::PendingArgs),
+    /// Score a pose file against a scene's test ground truth (medians, thresholds, CDF plot).
+    Eval(cmd::eval::EvalArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
     Convert(cmd::pending::PendingArgs),
     /// Render a synthetic posed scene (room, integrated rooms, outdoor) in the scene layout.
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(&args),
         Command::Map(a) => cmd::pending::run("map", "mapping", &a),
         Command::Localize(a) => cmd::pending::run("localize", "localization", &a),
-        Command::Eval(a) => cmd::pending::run("eval", "localization", &a),
+        Command::Eval(args) => cmd::eval::run(&args),
         Command::Convert(a) => cmd::pending::run("convert", "datasets", &a),
         Command::Synth(args) => cmd::synth::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),

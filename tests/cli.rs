@@ -111,3 +111,38 @@ fn synth_writes_a_scene_that_info_accepts() {
     assert_eq!(glace(&["synth", "room", "x", "--size", "10by20"]).status.code(), Some(2));
     assert_eq!(glace(&["synth", "room", tmp.path().join("y").to_str().unwrap(), "--size", "8x8"]).status.code(), Some(2));
 }
+
+#[test]
+fn eval_scores_a_pose_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("room");
+    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "2", "--test-frames", "4", "--size", "64x48", "--texture-size", "32"];
+    assert!(glace(&args).status.success());
+    // Ground-truth poses as a pose file: world-to-camera quaternion + translation.
+    let scene = glace_data::Scene::open(&out, &Default::default()).unwrap();
+    let mut lines = Vec::new();
+    for (k, f) in scene.test.as_ref().unwrap().frames.iter().enumerate() {
+        let mut c2w = f.cam_to_world;
+        c2w.0.translation.vector.x += 0.03 * k as f64; // 0, 3, 6, 9 cm
+        let (q, t) = c2w.inverse().quaternion_translation();
+        if k < 3 {
+            lines.push(format!("{} {} {} {} {} {} {} {} 0 0 100", f.name, q[0], q[1], q[2], q[3], t[0], t[1], t[2]));
+        }
+    }
+    let poses = tmp.path().join("poses_room.txt");
+    std::fs::write(&poses, lines.join("\n")).unwrap();
+    let run = glace(&["eval", out.to_str().unwrap(), poses.to_str().unwrap(), "--json"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(j["frames"], 4);
+    assert_eq!(j["failed"], 1);
+    assert_eq!(j["pct_5cm_5deg"], 50.0);
+    assert_eq!(j["pct_10cm_5deg"], 75.0);
+    assert!((j["median_trans_m"].as_f64().unwrap() - 0.06).abs() < 1e-6);
+    assert!(tmp.path().join("poses_room_cdf.png").exists());
+
+    std::fs::write(&poses, "nope.png 1 0 0 0 0 0 0\n").unwrap();
+    let run = glace(&["eval", out.to_str().unwrap(), poses.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nope.png"));
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod eval;
 pub mod info;
 pub mod pending;
 pub mod synth;
@@ -10,6 +11,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     let bad_input = err.chain().any(|e| {
         e.is::<glace_data::DataError>()
             || e.is::<glace_geometry::GeometryError>()
+            || e.is::<glace_localize::LocalizeError>()
             || matches!(e.downcast_ref::<glace_synth::SynthError>(), Some(glace_synth::SynthError::Config(_) | glace_synth::SynthError::Data(_)))
     });
     if bad_input {

@@ -22,6 +22,9 @@ const MODALITY_SUFFIXES: [&str; 5] = [".color", ".pose", ".calibration", ".depth
 
 /// Name of the global-feature file inside a split.
 pub const FEATURES_FILE: &str = "features.npy";
+/// A file in a split folder marking its poses as placeholders (Aachen's test identities):
+/// evaluation refuses to score such a split.
+pub const DUMMY_POSES_MARKER: &str = "DUMMY_POSES";
 /// Name of the optional distortion file at the scene root.
 pub const DISTORTION_FILE: &str = "distortion.txt";
 

@@ -2,3 +2,8 @@
 //! the geometry crate's solvers, pose files and evaluation metrics.
 
 pub mod dsac_fixture;
+pub mod error;
+pub mod metrics;
+pub mod posefile;
+
+pub use error::LocalizeError;

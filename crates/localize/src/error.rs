@@ -1,0 +1,46 @@
+//! The localization crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors of pose files and evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalizeError {
+    /// File system error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pose-file line that cannot be read.
+    #[error("{}:{line}: {message}", path.display())]
+    PoseFile {
+        /// The pose file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Pose-file frames that the scene does not have.
+    #[error("{}: {} frame(s) not in the scene's test split: {}", path.display(), names.len(), names.iter().take(8).cloned().collect::<Vec<_>>().join(", "))]
+    UnknownFrames {
+        /// The pose file.
+        path: PathBuf,
+        /// The names.
+        names: Vec<String>,
+    },
+    /// A scene whose ground truth cannot be scored (e.g. Aachen's dummy identity poses).
+    #[error("{}: {message}", path.display())]
+    NotScorable {
+        /// The scene.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The scene itself is invalid.
+    #[error(transparent)]
+    Data(#[from] glace_data::DataError),
+}
