@@ -31,7 +31,7 @@ enum Command {
     /// Score a pose file against a scene's test ground truth (medians, thresholds, CDF plot).
     Eval(cmd::eval::EvalArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
-    Convert(cmd::pending::PendingArgs),
+    Convert(cmd::convert::ConvertArgs),
     /// Render a synthetic posed scene (room, integrated rooms, outdoor) in the scene layout.
     Synth(cmd::synth::SynthArgs),
     /// Benchmarks (rendering; RANSAC and training as they land), printed side by side.
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Command::Map(a) => cmd::pending::run("map", "mapping", &a),
         Command::Localize(a) => cmd::pending::run("localize", "localization", &a),
         Command::Eval(args) => cmd::eval::run(&args),
-        Command::Convert(a) => cmd::pending::run("convert", "datasets", &a),
+        Command::Convert(args) => cmd::convert::run(&args),
         Command::Synth(args) => cmd::synth::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Export(a) => cmd::pending::run("export", "end-to-end", &a),

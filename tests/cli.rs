@@ -146,3 +146,35 @@ fn eval_scores_a_pose_file() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("nope.png"));
 }
+
+#[test]
+fn convert_7scenes_dry_run_then_write() {
+    let Some(raw) = shared_path("data/raw_7scenes_stairs_sample/stairs", "convert_7scenes_dry_run_then_write") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("stairs");
+    let dry = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("6 train / 6 test"));
+    assert!(!out.exists(), "--dry-run wrote files");
+    let run = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap(), "--copy"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(frames(&info_json(&out)), [("train".into(), 6), ("test".into(), 6)]);
+    let again = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    let missing = glace(&["convert", "cambridge", tmp.path().to_str().unwrap(), tmp.path().join("x").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("reconstruction.nvm"));
+}
+
+#[test]
+fn eval_refuses_dummy_poses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("room");
+    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "2", "--test-frames", "2", "--size", "32x24", "--texture-size", "16"];
+    assert!(glace(&args).status.success());
+    std::fs::write(out.join("test").join(glace_data::scene::DUMMY_POSES_MARKER), "").unwrap();
+    std::fs::write(tmp.path().join("p.txt"), "").unwrap();
+    let run = glace(&["eval", out.to_str().unwrap(), tmp.path().join("p.txt").to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("placeholders"));
+}

@@ -171,6 +171,16 @@ pub enum DataError {
         /// Its norm.
         norm: f32,
     },
+    /// A source file of a dataset converter that cannot be read as its format says.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, where one applies.
+        line: Option<usize>,
+        /// What was expected and found.
+        message: String,
+    },
     /// An output folder that already holds files.
     #[error("{}: exists and is not empty (use --force to replace it)", path.display())]
     TargetNotEmpty {
@@ -212,6 +222,10 @@ fn unpaired_details(mp: &[String], mc: &[String], op: &[String], oc: &[String]) 
 }
 
 impl DataError {
+    /// A format error at a line of a file.
+    pub fn format(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        DataError::Format { path: path.into(), line, message: message.into() }
+    }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io { path: path.into(), source }
     }

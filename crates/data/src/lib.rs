@@ -3,6 +3,7 @@
 //!
 //! Knows nothing about networks. Geometry comes from `glace-geometry`.
 
+pub mod convert;
 pub mod error;
 pub mod features;
 pub mod imageio;

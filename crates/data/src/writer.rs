@@ -93,8 +93,15 @@ impl SceneWriter {
         img.save(&p).map_err(|e| DataError::io(&p, std::io::Error::other(e)))
     }
 
-    /// Moves the finished scene onto the target.
+    /// Moves the finished scene onto the target (a split that received no image is removed).
     pub fn finish(mut self) -> Result<PathBuf, DataError> {
+        for split in [SplitKind::Train, SplitKind::Test] {
+            let dir = self.tmp.join(split.name());
+            let empty = fs::read_dir(dir.join("rgb")).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if empty {
+                fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+            }
+        }
         if self.target.exists() {
             if !self.force {
                 return Err(DataError::TargetNotEmpty { path: self.target.clone() });
