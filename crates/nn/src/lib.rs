@@ -2,4 +2,9 @@
 //! its weights), the global encoders, the GLACE head and the map file.
 //!
 //! Depends on the geometry and data crates only for types; never on mapping, localization or
-//! the CLI. The contents arrive with the networks issue.
+//! the CLI.
+
+pub mod error;
+pub mod pt;
+
+pub use error::WeightsError;
