@@ -5,6 +5,9 @@
 //! the CLI.
 
 pub mod error;
+pub mod head;
+pub mod linalg;
 pub mod pt;
 
 pub use error::WeightsError;
+pub use head::{Head, HeadConfig};
