@@ -4,10 +4,14 @@
 //! Depends on the geometry and data crates only for types; never on mapping, localization or
 //! the CLI.
 
+pub mod ace_encoder;
+pub mod conv;
 pub mod error;
 pub mod head;
 pub mod linalg;
 pub mod pt;
 
+pub use ace_encoder::AceEncoder;
+pub use conv::FeatureMap;
 pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
