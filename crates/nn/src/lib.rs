@@ -10,8 +10,11 @@ pub mod error;
 pub mod head;
 pub mod linalg;
 pub mod pt;
+pub mod weights;
+pub mod xfeat;
 
 pub use ace_encoder::AceEncoder;
 pub use conv::FeatureMap;
 pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
+pub use xfeat::XFeat;

