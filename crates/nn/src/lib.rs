@@ -8,6 +8,7 @@ pub mod ace_encoder;
 pub mod conv;
 pub mod error;
 pub mod head;
+pub mod kmeans;
 pub mod linalg;
 pub mod pt;
 pub mod weights;
