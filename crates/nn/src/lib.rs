@@ -7,6 +7,7 @@
 pub mod ace_encoder;
 pub mod conv;
 pub mod error;
+pub mod global;
 pub mod head;
 pub mod kmeans;
 pub mod linalg;

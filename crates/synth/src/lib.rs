@@ -28,7 +28,7 @@ use crate::scenes::{Place, TextureSpec};
 use crate::texture::Texture;
 
 /// Version of the generator recorded in `scene.json`; bump when output bytes change.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// Errors of the synthetic-scene generator.
 #[derive(Debug, thiserror::Error)]

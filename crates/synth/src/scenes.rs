@@ -128,8 +128,8 @@ fn room_box(min: [f64; 3], max: [f64; 3], faces: [Material; 6]) -> BoxObject {
 
 fn room_lights(c: [f64; 2]) -> Vec<Light> {
     vec![
-        Light::Point { pos: [c[0] - 1.0, c[1] - 1.2, 2.3], intensity: 6.0 },
-        Light::Point { pos: [c[0] + 1.2, c[1] + 1.5, 2.3], intensity: 5.0 },
+        Light::Point { pos: [c[0] - 1.0, c[1] - 1.2, 2.3], intensity: 3.2 },
+        Light::Point { pos: [c[0] + 1.2, c[1] + 1.5, 2.3], intensity: 2.8 },
     ]
 }
 
@@ -151,7 +151,7 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     objects.extend(furniture);
     let keys = objects.iter().flat_map(|o| o.faces.iter().map(key)).collect();
     let (train_loop, test_loop) = room_loops([0.0, 0.0]);
-    let world = World { objects, lights: room_lights([0.0, 0.0]), ambient: 0.35, sky: None };
+    let world = World { objects, lights: room_lights([0.0, 0.0]), ambient: 0.3, sky: None };
     (textures, vec![Place { world, train_loop, test_loop, material_keys: keys, furniture: ids }])
 }
 
@@ -170,15 +170,17 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
         .map(|i| {
             let c = [-5.0 * (i / grid) as f64, -5.0 * (i % grid) as f64];
             let (min, max) = ([c[0] - 2.0, c[1] - 2.25, 0.0], [c[0] + 2.0, c[1] + 2.25, 2.5]);
-            // Walls take 4 of 5 shared wall textures, in a room-specific order; floor and
-            // ceiling are the same everywhere. Local appearance repeats, whole rooms differ.
+            // Walls take 4 of 5 shared wall patterns, in a room-specific order; floor, ceiling
+            // and furniture are the same everywhere. Local appearance repeats, whole rooms differ.
             let mut wall_textures = [0usize, 1, 2, 3, 4];
             for k in (1..wall_textures.len()).rev() {
                 wall_textures.swap(k, rng.below(k + 1));
             }
+            // Each room has its own paint colour over the shared wall patterns, as real rooms do.
+            let paint = [rng.range(0.4, 1.5) as f32, rng.range(0.4, 1.5) as f32, rng.range(0.4, 1.5) as f32];
             let mut faces = [material(6, 4.0, [0.0; 2], None); 6];
             for (w, f) in faces.iter_mut().take(4).enumerate() {
-                *f = material(wall_textures[w], 4.0, [0.0; 2], None);
+                *f = Material { tint: paint, ..material(wall_textures[w], 4.0, [0.0; 2], None) };
             }
             faces[5] = material(7, 4.0, [0.0; 2], None);
             let mut chosen = designs.clone();
@@ -190,7 +192,7 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
             objects.extend(furniture);
             let keys = objects.iter().flat_map(|o| o.faces.iter().map(key)).collect();
             let (train_loop, test_loop) = room_loops(c);
-            let world = World { objects, lights: room_lights(c), ambient: 0.35, sky: None };
+            let world = World { objects, lights: room_lights(c), ambient: 0.3, sky: None };
             Place { world, train_loop, test_loop, material_keys: keys, furniture: ids }
         })
         .collect();

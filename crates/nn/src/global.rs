@@ -1,0 +1,288 @@
+//! The built-in global encoder: VLAD over an image's local descriptors with a small codebook,
+//! then PCA-whitening to 256-d, both fitted on the mapping images and stored in the map so that
+//! queries are projected identically. Needs no external weights.
+//!
+//! VLAD: residuals to the nearest codeword summed per word, intra-normalised, signed square
+//! root, L2-normalised. Local descriptors are nearly blind to colour, so a coarse colour layout
+//! (chromaticity on a 4×3 grid, unit-normalised) is appended before the projection. Whitening divides each principal component by √(variance + ε) with ε a
+//! tenth of the mean kept variance, which keeps rare directions from dominating.
+
+use nalgebra::{DMatrix, SymmetricEigen};
+use rayon::prelude::*;
+
+/// Grid of the colour layout (columns, rows).
+pub const COLOUR_GRID: (usize, usize) = (4, 3);
+
+/// What the global encoder sees of one image.
+#[derive(Clone, Debug)]
+pub struct GlobalInput {
+    /// Local descriptors, `n × dim`.
+    pub descriptors: Vec<f32>,
+    /// Colour layout ([`colour_layout`]).
+    pub colour: Vec<f32>,
+}
+
+/// Chromaticity (r, g) = (R, G)/(R+G+B) averaged over a 4×3 grid of an interleaved RGB image,
+/// centred on 1/3 and unit-normalised.
+pub fn colour_layout(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {
+    let (gx, gy) = COLOUR_GRID;
+    let mut acc = vec![[0f64; 3]; gx * gy];
+    for y in 0..height {
+        let cy = (y * gy / height.max(1)).min(gy - 1);
+        for x in 0..width {
+            let cx = (x * gx / width.max(1)).min(gx - 1);
+            let p = &rgb[(y * width + x) * 3..][..3];
+            for c in 0..3 {
+                acc[cy * gx + cx][c] += p[c] as f64;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(gx * gy * 2);
+    for a in &acc {
+        let s = (a[0] + a[1] + a[2]).max(1e-9);
+        out.push((a[0] / s - 1.0 / 3.0) as f32);
+        out.push((a[1] / s - 1.0 / 3.0) as f32);
+    }
+    normalize(&mut out);
+    out
+}
+
+/// Fitted VLAD + PCA-whitening.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VladPca {
+    /// Codebook, `words × dim`.
+    pub codebook: Vec<f32>,
+    /// Number of codewords.
+    pub words: usize,
+    /// Local descriptor dimension.
+    pub dim: usize,
+    /// Length of the colour layout appended to the VLAD vector.
+    pub colour_dim: usize,
+    /// Mean of the concatenated vector (`words·dim + colour_dim`).
+    pub mean: Vec<f32>,
+    /// Projection rows (`out_dim × (words·dim + colour_dim)`), whitening included.
+    pub projection: Vec<f32>,
+    /// Output dimension (256).
+    pub out_dim: usize,
+}
+
+fn nearest(codebook: &[f32], dim: usize, x: &[f32]) -> usize {
+    codebook
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, c)| (i, c.iter().zip(x).map(|(a, b)| (a - b) * (a - b)).sum::<f32>()))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// Lloyd k-means in `dim` dimensions with k-means++ seeding (seeded, deterministic).
+fn codebook_kmeans(samples: &[f32], dim: usize, words: usize, seed: u64) -> Vec<f32> {
+    let n = samples.len() / dim;
+    let mut state = seed ^ 0xC0DE_B00C;
+    let mut rand = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let row = |i: usize| &samples[i * dim..(i + 1) * dim];
+    let mut cb: Vec<f32> = row((rand() * n as f64) as usize % n).to_vec();
+    let mut d2: Vec<f32> = (0..n).map(|i| row(i).iter().zip(&cb).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
+    while cb.len() < words * dim {
+        let total: f64 = d2.iter().map(|&v| v as f64).sum();
+        let mut r = rand() * total;
+        let mut pick = n - 1;
+        for (i, &v) in d2.iter().enumerate() {
+            r -= v as f64;
+            if r <= 0.0 {
+                pick = i;
+                break;
+            }
+        }
+        let c = row(pick).to_vec();
+        for (i, v) in d2.iter_mut().enumerate() {
+            *v = v.min(row(i).iter().zip(&c).map(|(a, b)| (a - b) * (a - b)).sum());
+        }
+        cb.extend(c);
+    }
+    for _ in 0..25 {
+        let labels: Vec<usize> = (0..n).into_par_iter().map(|i| nearest(&cb, dim, row(i))).collect();
+        let mut sums = vec![0f64; words * dim];
+        let mut counts = vec![0usize; words];
+        for (i, &l) in labels.iter().enumerate() {
+            counts[l] += 1;
+            for (s, v) in sums[l * dim..(l + 1) * dim].iter_mut().zip(row(i)) {
+                *s += *v as f64;
+            }
+        }
+        for w in 0..words {
+            if counts[w] > 0 {
+                for d in 0..dim {
+                    cb[w * dim + d] = (sums[w * dim + d] / counts[w] as f64) as f32;
+                }
+            }
+        }
+    }
+    cb
+}
+
+/// Raw VLAD of one image's descriptors (`n × dim`).
+pub fn vlad(codebook: &[f32], words: usize, dim: usize, descriptors: &[f32]) -> Vec<f32> {
+    let mut v = vec![0f32; words * dim];
+    for x in descriptors.chunks_exact(dim) {
+        let w = nearest(codebook, dim, x);
+        for d in 0..dim {
+            v[w * dim + d] += x[d] - codebook[w * dim + d];
+        }
+    }
+    for block in v.chunks_exact_mut(dim) {
+        let n = block.iter().map(|a| a * a).sum::<f32>().sqrt();
+        if n > 0.0 {
+            block.iter_mut().for_each(|a| *a /= n);
+        }
+    }
+    for a in &mut v {
+        *a = a.signum() * a.abs().sqrt();
+    }
+    normalize(&mut v);
+    v
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|a| *a /= n);
+    }
+}
+
+impl VladPca {
+    /// Fits codebook and whitening on the mapping images (`images[i]` = that image's
+    /// `n_i × dim` descriptors).
+    pub fn fit(inputs: &[GlobalInput], dim: usize, words: usize, out_dim: usize, seed: u64) -> VladPca {
+        assert!(!inputs.is_empty(), "fitting needs images");
+        let images: Vec<&Vec<f32>> = inputs.iter().map(|i| &i.descriptors).collect();
+        let colour_dim = inputs[0].colour.len();
+        // Codebook on up to ~40 k descriptors sampled evenly across images.
+        let per_image = (40_000 / images.len()).max(16);
+        let mut samples = Vec::new();
+        for img in &images {
+            let n = img.len() / dim;
+            let step = (n / per_image).max(1);
+            for i in (0..n).step_by(step) {
+                samples.extend_from_slice(&img[i * dim..(i + 1) * dim]);
+            }
+        }
+        let codebook = codebook_kmeans(&samples, dim, words, seed);
+        let vlads: Vec<Vec<f32>> = inputs
+            .par_iter()
+            .map(|i| {
+                let mut v = vlad(&codebook, words, dim, &i.descriptors);
+                v.extend_from_slice(&i.colour);
+                v
+            })
+            .collect();
+        let kd = words * dim + colour_dim;
+        let n = vlads.len();
+        let mean: Vec<f32> = (0..kd).map(|j| vlads.iter().map(|v| v[j]).sum::<f32>() / n as f32).collect();
+        let x = DMatrix::<f64>::from_fn(n, kd, |i, j| (vlads[i][j] - mean[j]) as f64);
+        // Principal directions from the smaller of the Gram and covariance matrices.
+        let (dirs, vars): (Vec<Vec<f64>>, Vec<f64>) = if n <= kd {
+            let g = &x * x.transpose();
+            let eig = SymmetricEigen::new(g);
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+            order
+                .into_iter()
+                .filter(|&i| eig.eigenvalues[i] > 1e-9)
+                .take(out_dim)
+                .map(|i| {
+                    let l = eig.eigenvalues[i];
+                    let u = x.transpose() * eig.eigenvectors.column(i) / l.sqrt();
+                    (u.iter().copied().collect(), l / n as f64)
+                })
+                .unzip()
+        } else {
+            let c = x.transpose() * &x / n as f64;
+            let eig = SymmetricEigen::new(c);
+            let mut order: Vec<usize> = (0..kd).collect();
+            order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+            order
+                .into_iter()
+                .filter(|&i| eig.eigenvalues[i] > 1e-12)
+                .take(out_dim)
+                .map(|i| (eig.eigenvectors.column(i).iter().copied().collect(), eig.eigenvalues[i]))
+                .unzip()
+        };
+        // Strong regularisation: with few mapping images, full whitening amplifies noise
+        // directions (measured on synthetic rooms: ε = 0.1·mean gives 58 % recall, 10·mean 69 %).
+        let eps = 10.0 * vars.iter().sum::<f64>() / vars.len().max(1) as f64;
+        let mut projection = vec![0f32; out_dim * kd];
+        for (r, (u, v)) in dirs.iter().zip(&vars).enumerate() {
+            let s = 1.0 / (v + eps).sqrt();
+            for j in 0..kd {
+                projection[r * kd + j] = (u[j] * s) as f32;
+            }
+        }
+        VladPca { codebook, words, dim, colour_dim, mean, projection, out_dim }
+    }
+
+    /// The unit global descriptor of one image's local descriptors.
+    pub fn encode(&self, input: &GlobalInput) -> Vec<f32> {
+        let mut v = vlad(&self.codebook, self.words, self.dim, &input.descriptors);
+        v.extend_from_slice(&input.colour);
+        let kd = self.words * self.dim + self.colour_dim;
+        assert_eq!(v.len(), kd, "colour layout length differs from the fitted one");
+        let centred: Vec<f32> = v.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
+        let mut out: Vec<f32> = self.projection.chunks_exact(kd).map(|row| row.iter().zip(&centred).map(|(a, b)| a * b).sum()).collect();
+        normalize(&mut out);
+        if out.iter().all(|v| *v == 0.0) {
+            out[0] = 1.0;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separates_images_by_their_descriptor_statistics() {
+        // Three "places" whose descriptors come from different mixtures; images of one place
+        // must retrieve each other.
+        let dim = 8;
+        let mut state = 7u64;
+        let mut r = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let place = |p: usize, r: &mut dyn FnMut() -> f32| -> Vec<f32> {
+            let mut d = Vec::new();
+            for i in 0..300 {
+                let mut x = vec![0f32; dim];
+                x[p * 2 + i % 2] = 1.0;
+                for v in &mut x {
+                    *v += 0.3 * r();
+                }
+                d.extend(x);
+            }
+            d
+        };
+        let wrap = |d: Vec<f32>| GlobalInput { descriptors: d, colour: vec![0.0; 24] };
+        let train: Vec<GlobalInput> = (0..12).map(|i| wrap(place(i % 3, &mut r))).collect();
+        let enc = VladPca::fit(&train, dim, 4, 16, 0);
+        let codes: Vec<Vec<f32>> = train.iter().map(|d| enc.encode(d)).collect();
+        for q in 0..3 {
+            let query = enc.encode(&wrap(place(q, &mut r)));
+            assert!((query.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+            let best = (0..12).max_by(|&a, &b| {
+                let da: f32 = codes[a].iter().zip(&query).map(|(x, y)| x * y).sum();
+                let db: f32 = codes[b].iter().zip(&query).map(|(x, y)| x * y).sum();
+                da.total_cmp(&db)
+            });
+            assert_eq!(best.unwrap() % 3, q);
+        }
+    }
+}
