@@ -8,7 +8,8 @@ use glace_data::{Scene, SceneOptions, SceneSummary};
 /// Arguments of `glace info`.
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// Scene folder in the DSAC*/ACE layout (train/ and/or test/ with rgb/, poses/, calibration/).
+    /// Scene folder in the DSAC*/ACE layout (train/ and/or test/ with rgb/, poses/, calibration/),
+    /// or a map file (glace map, or an official GLACE .pt head).
     pub path: PathBuf,
     /// Leave out frames whose pose is NaN/Inf or not rigid, and list them, instead of failing.
     #[arg(long)]
@@ -21,8 +22,51 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let is_pt = path.extension().is_some_and(|e| e == "pt" || e == "pth");
+    let (head, info) = if is_pt {
+        let sd = glace_nn::pt::load_state_dict(path, None, "")?;
+        (glace_nn::Head::from_state_dict(path, &sd)?, None)
+    } else {
+        let map = glace_nn::GlaceMap::load(path)?;
+        (map.head, Some(map.info))
+    };
+    let c = head.config;
+    if json {
+        let v = serde_json::json!({
+            "path": path.display().to_string(),
+            "bytes": size,
+            "format": if is_pt { "reference-pt" } else { "glace-map" },
+            "head": glace_nn::map::HeadJson::from(c),
+            "parameters": head.params(),
+            "info": info,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("map {} ({:.2} MB, {})", path.display(), size as f64 / 1e6, if is_pt { "reference .pt" } else { "glace map" });
+    println!("  head           c_in {}, width {}, block width {}, {} extra block(s), {} parameters", c.c_in, c.channels, c.block_channels, c.blocks, head.params());
+    if c.clusters > 1 {
+        println!("  position dec.  {} centres", c.clusters);
+    } else {
+        let m = head.centres[0];
+        println!("  mean centre    ({:.3}, {:.3}, {:.3})", m[0], m[1], m[2]);
+    }
+    println!("  output         {}", if c.homogeneous { "homogeneous (4 channels)" } else { "3 channels" });
+    if let Some(i) = info {
+        println!("  local encoder  {} ({}-d, weights sha256 {})", i.local_encoder.kind, i.local_encoder.dim, &i.local_encoder.weights_sha256[..12.min(i.local_encoder.weights_sha256.len())]);
+        println!("  global         {:?}", i.global);
+        println!("  training       {}", i.training);
+    }
+    Ok(())
+}
+
 /// Runs `glace info`.
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    if args.path.is_file() {
+        return map_summary(&args.path, args.json);
+    }
     let options = SceneOptions {
         skip_invalid_poses: args.skip_invalid_poses,
         orthonormal_tolerance: args.rotation_tolerance,
