@@ -243,3 +243,279 @@ impl Head {
         })
     }
 }
+
+/// Activations kept by [`Head::forward_train`] for the backward pass.
+#[derive(Clone, Debug)]
+pub struct HeadCache {
+    n: usize,
+    x: Vec<f32>,
+    res3: [Vec<f32>; 3],
+    res: Vec<Vec<f32>>,
+    blocks: Vec<[Vec<f32>; 3]>,
+    s1: Vec<f32>,
+    s2: Vec<f32>,
+    out: HeadOutput,
+}
+
+/// Gradients of every layer of a head, in [`Head::layers_mut`] order.
+#[derive(Clone, Debug)]
+pub struct HeadGrads {
+    /// One per layer.
+    pub layers: Vec<crate::linalg::LinearGrad>,
+}
+
+fn relu_mask(dy: &mut [f32], y: &[f32]) {
+    for (d, v) in dy.iter_mut().zip(y) {
+        if *v <= 0.0 {
+            *d = 0.0;
+        }
+    }
+}
+
+impl Head {
+    /// Every trainable layer, in a fixed order (skip, res3 ×3, blocks, fc1, fc2, fcc, fc3).
+    pub fn layers_mut(&mut self) -> Vec<&mut Linear> {
+        let mut v: Vec<&mut Linear> = Vec::new();
+        if let Some(s) = self.skip.as_mut() {
+            v.push(s);
+        }
+        v.extend(self.res3.iter_mut());
+        for b in self.blocks.iter_mut() {
+            v.extend(b.iter_mut());
+        }
+        v.push(&mut self.fc1);
+        v.push(&mut self.fc2);
+        if let Some(f) = self.fcc.as_mut() {
+            v.push(f);
+        }
+        v.push(&mut self.fc3);
+        v
+    }
+
+    /// Zero gradients for every layer.
+    pub fn zero_grads(&mut self) -> HeadGrads {
+        HeadGrads { layers: self.layers_mut().into_iter().map(|l| crate::linalg::LinearGrad::zeros(l)).collect() }
+    }
+
+    /// Forward pass that keeps what the backward pass needs.
+    pub fn forward_train(&self, x: &[f32], n: usize) -> HeadCache {
+        let a1 = self.res3[0].forward(x, n, true);
+        let a2 = self.res3[1].forward(&a1, n, true);
+        let a3 = self.res3[2].forward(&a2, n, true);
+        let mut res = match &self.skip {
+            Some(s) => s.forward(x, n, false),
+            None => x.to_vec(),
+        };
+        for (r, v) in res.iter_mut().zip(&a3) {
+            *r += v;
+        }
+        let mut all_res = vec![res];
+        let mut blocks = Vec::new();
+        for block in &self.blocks {
+            let cur = all_res.last().expect("at least one");
+            let b1 = block[0].forward(cur, n, true);
+            let b2 = block[1].forward(&b1, n, true);
+            let b3 = block[2].forward(&b2, n, true);
+            let mut next = cur.clone();
+            for (r, v) in next.iter_mut().zip(&b3) {
+                *r += v;
+            }
+            all_res.push(next);
+            blocks.push([b1, b2, b3]);
+        }
+        let last = all_res.last().expect("at least one");
+        let s1 = self.fc1.forward(last, n, true);
+        let s2 = self.fc2.forward(&s1, n, true);
+        let out = self.decode(&s2, n);
+        HeadCache { n, x: x.to_vec(), res3: [a1, a2, a3], res: all_res, blocks, s1, s2, out }
+    }
+
+    fn decode(&self, s: &[f32], n: usize) -> HeadOutput {
+        let fc3_out = self.fc3.forward(s, n, false);
+        let logits = self.fcc.as_ref().map(|f| f.forward(s, n, false)).unwrap_or_default();
+        let out_w = self.fc3.outputs;
+        let k = self.centres.len();
+        let mut coords = vec![0f32; n * 3];
+        let mut hs = Vec::with_capacity(n);
+        for i in 0..n {
+            let z = &fc3_out[i * out_w..(i + 1) * out_w];
+            let h = if self.config.homogeneous { homogeneous_scale(z[3], self.h_beta) } else { 1.0 };
+            hs.push(h);
+            let base = self.base(&logits, i, k);
+            for d in 0..3 {
+                coords[i * 3 + d] = z[d] / h + base[d];
+            }
+        }
+        if !self.config.homogeneous {
+            hs.clear();
+        }
+        HeadOutput { coords_n3: coords, fc3_out, h: hs, logits }
+    }
+
+    fn softmax_row(logits: &[f32], i: usize, k: usize) -> Vec<f32> {
+        let l = &logits[i * k..(i + 1) * k];
+        let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
+        let s: f32 = e.iter().sum();
+        e.into_iter().map(|v| v / s).collect()
+    }
+
+    fn base(&self, logits: &[f32], i: usize, k: usize) -> [f32; 3] {
+        if k == 1 {
+            return self.centres[0];
+        }
+        let w = Self::softmax_row(logits, i, k);
+        let mut b = [0f32; 3];
+        for (wj, cj) in w.iter().zip(&self.centres) {
+            for d in 0..3 {
+                b[d] += wj * cj[d];
+            }
+        }
+        b
+    }
+
+    /// Backward pass: accumulates into `grads` the gradient of a loss whose derivative with
+    /// respect to the output coordinates is `d_coords` (n×3).
+    pub fn backward(&self, cache: &HeadCache, d_coords: &[f32], grads: &mut HeadGrads) {
+        let n = cache.n;
+        let out_w = self.fc3.outputs;
+        let k = self.centres.len();
+        let z = &cache.out.fc3_out;
+        let mut dz = vec![0f32; n * out_w];
+        let mut dlogits = if k > 1 { vec![0f32; n * k] } else { Vec::new() };
+        for i in 0..n {
+            let g = &d_coords[i * 3..i * 3 + 3];
+            let zi = &z[i * out_w..(i + 1) * out_w];
+            let h = if self.config.homogeneous { cache.out.h[i] } else { 1.0 };
+            for d in 0..3 {
+                dz[i * out_w + d] = g[d] / h;
+            }
+            if self.config.homogeneous {
+                let dh: f32 = (0..3).map(|d| -g[d] * zi[d] / (h * h)).sum();
+                let pre = softplus(zi[3], self.h_beta) + MAX_INV_SCALE;
+                let pass = pre <= MIN_INV_SCALE;
+                let bz = self.h_beta * zi[3];
+                let dsp = if bz > 20.0 { 1.0 } else { 1.0 / (1.0 + (-bz).exp()) };
+                dz[i * out_w + 3] = if pass { dh * dsp } else { 0.0 };
+            }
+            if k > 1 {
+                let w = Self::softmax_row(&cache.out.logits, i, k);
+                let proj: Vec<f32> = self.centres.iter().map(|c| g[0] * c[0] + g[1] * c[1] + g[2] * c[2]).collect();
+                let mean: f32 = w.iter().zip(&proj).map(|(a, b)| a * b).sum();
+                for j in 0..k {
+                    dlogits[i * k + j] = w[j] * (proj[j] - mean);
+                }
+            }
+        }
+        let nl = grads.layers.len();
+        let (fc3_i, fcc_i) = if k > 1 { (nl - 1, Some(nl - 2)) } else { (nl - 1, None) };
+        let fc2_i = fcc_i.map_or(fc3_i - 1, |f| f - 1);
+        let fc1_i = fc2_i - 1;
+        let mut ds2 = self.fc3.backward(&cache.s2, &dz, n, &mut grads.layers[fc3_i], true);
+        if let (Some(fcc), Some(fi)) = (&self.fcc, fcc_i) {
+            let d = fcc.backward(&cache.s2, &dlogits, n, &mut grads.layers[fi], true);
+            for (a, b) in ds2.iter_mut().zip(&d) {
+                *a += b;
+            }
+        }
+        relu_mask(&mut ds2, &cache.s2);
+        let mut ds1 = self.fc2.backward(&cache.s1, &ds2, n, &mut grads.layers[fc2_i], true);
+        relu_mask(&mut ds1, &cache.s1);
+        let last = cache.res.last().expect("res");
+        let mut dres = self.fc1.backward(last, &ds1, n, &mut grads.layers[fc1_i], true);
+        let off = usize::from(self.skip.is_some());
+        for (b, block) in self.blocks.iter().enumerate().rev() {
+            let [b1, b2, b3] = &cache.blocks[b];
+            let base = off + 3 + 3 * b;
+            let mut d3 = dres.clone();
+            relu_mask(&mut d3, b3);
+            let mut d2 = block[2].backward(b2, &d3, n, &mut grads.layers[base + 2], true);
+            relu_mask(&mut d2, b2);
+            let mut d1 = block[1].backward(b1, &d2, n, &mut grads.layers[base + 1], true);
+            relu_mask(&mut d1, b1);
+            let dprev = block[0].backward(&cache.res[b], &d1, n, &mut grads.layers[base], true);
+            for (a, v) in dres.iter_mut().zip(&dprev) {
+                *a += v;
+            }
+        }
+        let [a1, a2, a3] = &cache.res3;
+        let mut d3 = dres.clone();
+        relu_mask(&mut d3, a3);
+        let mut d2 = self.res3[2].backward(a2, &d3, n, &mut grads.layers[off + 2], true);
+        relu_mask(&mut d2, a2);
+        let mut d1 = self.res3[1].backward(a1, &d2, n, &mut grads.layers[off + 1], true);
+        relu_mask(&mut d1, a1);
+        self.res3[0].backward(&cache.x, &d1, n, &mut grads.layers[off], false);
+        if let Some(s) = &self.skip {
+            s.backward(&cache.x, &dres, n, &mut grads.layers[0], false);
+        }
+    }
+}
+
+impl HeadCache {
+    /// The forward outputs.
+    pub fn output(&self) -> &HeadOutput {
+        &self.out
+    }
+}
+
+#[cfg(test)]
+mod grad_tests {
+    use super::*;
+
+    fn lin(o: usize, i: usize, seed: u32) -> Linear {
+        let mut s = seed;
+        let mut r = move || {
+            s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+            ((s >> 8) as f32 / (1 << 24) as f32 - 0.5) * 2.0 / (i as f32).sqrt()
+        };
+        Linear { weight: (0..o * i).map(|_| r()).collect(), bias: (0..o).map(|_| r() * 0.3).collect(), inputs: i, outputs: o }
+    }
+
+    fn small_head(k: usize, skip: bool) -> Head {
+        let (c_in, c, cb) = (if skip { 6 } else { 8 }, 8, 5);
+        Head {
+            config: HeadConfig { c_in, channels: c, block_channels: cb, blocks: 1, clusters: k, homogeneous: true },
+            skip: skip.then(|| lin(c, c_in, 99)),
+            res3: [lin(c, c_in, 1), lin(cb, c, 2), lin(c, cb, 3)],
+            blocks: vec![[lin(c, c, 4), lin(cb, c, 5), lin(c, cb, 6)]],
+            fc1: lin(c, c, 7),
+            fc2: lin(cb, c, 8),
+            fcc: (k > 1).then(|| lin(k, cb, 9)),
+            fc3: lin(4, cb, 10),
+            centres: (0..k).map(|j| [j as f32, 2.0 - j as f32, 0.5 * j as f32]).collect(),
+            h_beta: H_BETA,
+        }
+    }
+
+    /// Finite differences on a scalar loss L = Σ coords · r.
+    #[test]
+    fn backward_matches_finite_differences() {
+        for (k, skip) in [(1, false), (3, true)] {
+            let head = small_head(k, skip);
+            let n = 5;
+            let x: Vec<f32> = (0..n * head.config.c_in).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+            let r: Vec<f32> = (0..n * 3).map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0).collect();
+            let loss = |h: &Head| -> f64 { h.forward(&x, n).coords_n3.iter().zip(&r).map(|(a, b)| (*a as f64) * (*b as f64)).sum() };
+            let mut hm = head.clone();
+            let mut grads = hm.zero_grads();
+            let cache = head.forward_train(&x, n);
+            head.backward(&cache, &r, &mut grads);
+            let nlayers = grads.layers.len();
+            for li in 0..nlayers {
+                for pi in [0usize, 3] {
+                    let mut hp = head.clone();
+                    let eps = 1e-2f32;
+                    let orig = hp.layers_mut()[li].weight[pi];
+                    hp.layers_mut()[li].weight[pi] = orig + eps;
+                    let lp = loss(&hp);
+                    hp.layers_mut()[li].weight[pi] = orig - eps;
+                    let lm = loss(&hp);
+                    let fd = (lp - lm) / (2.0 * eps as f64);
+                    let an = grads.layers[li].weight[pi] as f64;
+                    assert!((fd - an).abs() < 2e-2 * (1.0 + fd.abs()), "k={k} layer {li} w[{pi}]: fd {fd} analytic {an}");
+                }
+            }
+        }
+    }
+}

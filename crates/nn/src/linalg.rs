@@ -43,6 +43,54 @@ pub fn matmul_wt(a: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [
     }
 }
 
+/// General `out[m×n] (+)= beta · A[m×k] · B[k×n]` with explicit row/column strides, for the
+/// transposed products of the backward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= m * n, "gemm_strided: output size");
+    assert!(k == 0 || ((m - 1) * a_rs + (k - 1) * a_cs) < a.len(), "gemm_strided: lhs bounds");
+    assert!(k == 0 || ((k - 1) * b_rs + (n - 1) * b_cs) < b.len(), "gemm_strided: rhs bounds");
+    // SAFETY: the asserts bound every element gemm touches with these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        );
+    }
+}
+
 /// A fully connected layer (a 1×1 convolution): weight `out × in`, bias `out`.
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -74,6 +122,41 @@ impl Linear {
     /// Number of parameters.
     pub fn params(&self) -> usize {
         self.weight.len() + self.bias.len()
+    }
+
+    /// Backward of `y = x·Wᵀ + b` over `n` rows: accumulates dW and db into `grad`, returns dx
+    /// (when `need_dx`). `dy` must already include the ReLU mask.
+    pub fn backward(&self, x: &[f32], dy: &[f32], n: usize, grad: &mut LinearGrad, need_dx: bool) -> Vec<f32> {
+        // dW[out×in] += dyᵀ[out×n] · x[n×in]
+        gemm_strided(self.outputs, self.inputs, n, &mut grad.weight, true, dy, 1, self.outputs, x, self.inputs, 1);
+        for row in dy.chunks_exact(self.outputs) {
+            for (g, d) in grad.bias.iter_mut().zip(row) {
+                *g += d;
+            }
+        }
+        if !need_dx {
+            return Vec::new();
+        }
+        // dx[n×in] = dy[n×out] · W[out×in]
+        let mut dx = vec![0f32; n * self.inputs];
+        gemm_strided(n, self.inputs, self.outputs, &mut dx, false, dy, self.outputs, 1, &self.weight, self.inputs, 1);
+        dx
+    }
+}
+
+/// Gradients of a [`Linear`].
+#[derive(Clone, Debug)]
+pub struct LinearGrad {
+    /// d loss / d weight.
+    pub weight: Vec<f32>,
+    /// d loss / d bias.
+    pub bias: Vec<f32>,
+}
+
+impl LinearGrad {
+    /// Zero gradients shaped like `l`.
+    pub fn zeros(l: &Linear) -> Self {
+        LinearGrad { weight: vec![0.0; l.weight.len()], bias: vec![0.0; l.bias.len()] }
     }
 }
 
