@@ -1,4 +1,7 @@
 //! Mapping: the training buffer built from augmented, encoded training images, feature
 //! diffusion, the reprojection loss and the AdamW/one-cycle training loop that produces a map.
 //!
-//! Data flows one way: scene → buffer → head → map file. The contents arrive with the mapping issue.
+//! Data flows one way: scene → buffer → head → map file.
+
+pub mod loss;
+pub mod optim;
