@@ -25,9 +25,9 @@ enum Command {
     /// Validate a scene and print its summary (frames, image sizes, focal lengths, camera extent).
     Info(cmd::info::InfoArgs),
     /// Train a scene-specific GLACE head from a scene's training images (mapping).
-    Map(cmd::pending::PendingArgs),
+    Map(cmd::map::MapArgs),
     /// Localize a scene's test images with a map (PnP-RANSAC) and write a pose file.
-    Localize(cmd::pending::PendingArgs),
+    Localize(cmd::localize::LocalizeArgs),
     /// Score a pose file against a scene's test ground truth (medians, thresholds, CDF plot).
     Eval(cmd::eval::EvalArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
@@ -62,8 +62,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Info(args) => cmd::info::run(&args),
-        Command::Map(a) => cmd::pending::run("map", "mapping", &a),
-        Command::Localize(a) => cmd::pending::run("localize", "localization", &a),
+        Command::Map(args) => cmd::map::run(&args),
+        Command::Localize(args) => cmd::localize::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Synth(args) => cmd::synth::run(&args),

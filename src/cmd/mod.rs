@@ -4,6 +4,8 @@ pub mod bench;
 pub mod convert;
 pub mod eval;
 pub mod info;
+pub mod localize;
+pub mod map;
 pub mod pending;
 pub mod synth;
 

@@ -4,6 +4,7 @@
 pub mod dsac_fixture;
 pub mod error;
 pub mod metrics;
+pub mod pipeline;
 pub mod posefile;
 
 pub use error::LocalizeError;

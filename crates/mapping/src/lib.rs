@@ -3,5 +3,10 @@
 //!
 //! Data flows one way: scene → buffer → head → map file.
 
+pub mod augment;
+pub mod buffer;
 pub mod loss;
 pub mod optim;
+pub mod pipeline;
+pub mod rng;
+pub mod train;

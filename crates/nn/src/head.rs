@@ -89,6 +89,34 @@ pub fn homogeneous_scale(z: f32, beta: f32) -> f32 {
 }
 
 impl Head {
+    /// A freshly initialised head (PyTorch's default: weights and biases ~ U(±1/√fan_in)),
+    /// deterministic for a seed.
+    pub fn init(config: HeadConfig, centres: Vec<[f32; 3]>, seed: u64) -> Head {
+        let mut state = seed ^ 0x4EAD_0000_0000_0001;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut lin = |o: usize, i: usize| {
+            let bound = 1.0 / (i as f64).sqrt();
+            let mut u = || ((next() * 2.0 - 1.0) * bound) as f32;
+            Linear { weight: (0..o * i).map(|_| u()).collect(), bias: (0..o).map(|_| u()).collect(), inputs: i, outputs: o }
+        };
+        let (c_in, c, cb) = (config.c_in, config.channels, config.block_channels);
+        let skip = (c_in != c).then(|| lin(c, c_in));
+        let res3 = [lin(c, c_in), lin(cb, c), lin(c, cb)];
+        let blocks = (0..config.blocks).map(|_| [lin(c, c), lin(cb, c), lin(c, cb)]).collect();
+        let fc1 = lin(c, c);
+        let fc2 = lin(cb, c);
+        let fcc = (config.clusters > 1).then(|| lin(config.clusters, cb));
+        let fc3 = lin(if config.homogeneous { 4 } else { 3 }, cb);
+        assert_eq!(centres.len(), config.clusters, "one centre per cluster");
+        Head { config, skip, res3, blocks, fc1, fc2, fcc, fc3, centres, h_beta: H_BETA }
+    }
+
     /// Parameter count (weights and biases).
     pub fn params(&self) -> usize {
         let mut n = self.res3.iter().map(Linear::params).sum::<usize>() + self.fc1.params() + self.fc2.params() + self.fc3.params();

@@ -6,6 +6,7 @@
 
 pub mod ace_encoder;
 pub mod conv;
+pub mod encoder;
 pub mod error;
 pub mod global;
 pub mod head;
@@ -18,6 +19,7 @@ pub mod xfeat;
 
 pub use ace_encoder::AceEncoder;
 pub use conv::FeatureMap;
+pub use encoder::{Encoded, LocalEncoder};
 pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
 pub use map::GlaceMap;

@@ -1,0 +1,94 @@
+//! Localizing one query image with a map: encode (local + global), predict a scene coordinate
+//! per cell, undistort the cell pixels when the scene has lens distortion, PnP-RANSAC.
+
+use std::time::Instant;
+
+use glace_data::imageio::load_rgb8;
+use glace_data::{preprocess, DataError, Frame};
+use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
+use glace_geometry::{Camera, Distortion};
+use glace_nn::global::{colour_layout, GlobalInput};
+use glace_nn::map::GlobalSource;
+use glace_nn::{GlaceMap, LocalEncoder};
+use serde::Serialize;
+
+/// Seconds spent per stage for one frame.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StageTimes {
+    /// Image decoding and preprocessing.
+    pub decode_s: f64,
+    /// Local and global encoding.
+    pub encode_s: f64,
+    /// Head forward.
+    pub head_s: f64,
+    /// RANSAC.
+    pub ransac_s: f64,
+}
+
+/// The outcome for one frame.
+pub struct FrameResult {
+    /// RANSAC result, or why it failed.
+    pub result: Result<RansacResult, String>,
+    /// Timings.
+    pub times: StageTimes,
+}
+
+/// Localizes one frame. `global_row` is its `features.npy` row when the map expects one.
+pub fn localize_frame(
+    map: &GlaceMap,
+    encoder: &LocalEncoder,
+    frame: &Frame,
+    distortion: Option<Distortion>,
+    global_row: Option<&[f32]>,
+    image_height: u32,
+    ransac: &RansacConfig,
+) -> Result<FrameResult, DataError> {
+    let mut times = StageTimes::default();
+    let t = Instant::now();
+    let rgb = load_rgb8(&frame.rgb_path)?;
+    let p = preprocess(&rgb, &frame.calibration, image_height);
+    times.decode_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+    let global: Vec<f32> = match &map.info.global {
+        GlobalSource::None => Vec::new(),
+        GlobalSource::Builtin => {
+            let g = map.global.as_ref().expect("maps with a built-in global encoder carry it");
+            g.encode(&GlobalInput { descriptors: enc.features.data.clone(), colour: colour_layout(&p.rgb_hw3, p.width, p.height) })
+        }
+        _ => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
+            DataError::format(&frame.rgb_path, None, "the map expects a global descriptor from features.npy, but the test split has none")
+        })?,
+    };
+    times.encode_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let f = &enc.features;
+    let cells = f.height * f.width;
+    let c_in = global.len() + f.channels;
+    let mut x = Vec::with_capacity(cells * c_in);
+    for c in 0..cells {
+        x.extend_from_slice(&global);
+        x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
+    }
+    let coords = map.head.forward(&x, cells).coords_n3;
+    times.head_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let camera = Camera { intrinsics: p.intrinsics, distortion };
+    let mut pixels = Vec::with_capacity(cells);
+    let mut points = Vec::with_capacity(cells);
+    for i in 0..f.height {
+        for j in 0..f.width {
+            let (u, v) = enc.cell_pixel(i, j);
+            let ideal = camera.undistort_pixel(&nalgebra::Point2::new(u, v));
+            pixels.push([ideal.x, ideal.y]);
+            let k = (i * f.width + j) * 3;
+            points.push([coords[k] as f64, coords[k + 1] as f64, coords[k + 2] as f64]);
+        }
+    }
+    let result = ransac_pnp(&pixels, &points, &p.intrinsics, ransac).map_err(|e| e.to_string());
+    times.ransac_s = t.elapsed().as_secs_f64();
+    Ok(FrameResult { result, times })
+}

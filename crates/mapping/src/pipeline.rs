@@ -1,0 +1,273 @@
+//! `map_scene`: scene → global descriptors → buffer → head → map (spec §5).
+
+use std::time::Instant;
+
+use glace_data::imageio::load_rgb8;
+use glace_data::{preprocess, DataError, Scene, SplitKind};
+use glace_nn::global::{colour_layout, GlobalInput, VladPca};
+use glace_nn::kmeans::kmeans;
+use glace_nn::map::{GlobalSource, MapInfo};
+use glace_nn::{GlaceMap, Head, HeadConfig, LocalEncoder};
+use serde::Serialize;
+
+use crate::augment::AugmentConfig;
+use crate::buffer::{fill, BufferConfig};
+use crate::loss::LossConfig;
+use crate::rng::Rng;
+use crate::train::{train, IterStats, TrainConfig};
+
+/// Width of the global descriptor.
+pub const GLOBAL_DIM: usize = 256;
+
+/// Where the global descriptor comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlobalChoice {
+    /// None: ACE behaviour (no global input, no noise anywhere).
+    None,
+    /// The built-in VLAD + PCA encoder, fitted on the training images.
+    Builtin,
+    /// `features.npy` of the scene.
+    FeaturesNpy,
+}
+
+/// Everything `glace map` can set.
+#[derive(Clone, Debug, Serialize)]
+pub struct MapOptions {
+    /// Preset name the options came from.
+    pub preset: String,
+    /// Global descriptor source.
+    pub global: GlobalChoice,
+    /// Feature-diffusion σ.
+    pub noise_std: f32,
+    /// Position-decoder centres (1 = mean camera centre).
+    pub decoder_clusters: usize,
+    /// Head width.
+    pub head_channels: usize,
+    /// Extra residual blocks.
+    pub head_blocks: usize,
+    /// Block width ratio.
+    pub mlp_ratio: f64,
+    /// Buffer entries.
+    pub buffer_size: usize,
+    /// Cells per image visit.
+    pub samples_per_image: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Iterations.
+    pub iterations: usize,
+    /// Peak learning rate.
+    pub lr_max: f64,
+    /// Shorter image side.
+    pub image_height: u32,
+    /// Augmentation on/off.
+    pub augment: bool,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl MapOptions {
+    /// A named preset: `cpu` (the default without a GPU) or the reference's `7scenes`,
+    /// `12scenes`, `cambridge`, `rooms`, `aachen`.
+    pub fn preset(name: &str) -> Option<MapOptions> {
+        let reference = MapOptions {
+            preset: name.into(),
+            global: GlobalChoice::Builtin,
+            noise_std: 0.1,
+            decoder_clusters: 1,
+            head_channels: 768,
+            head_blocks: 1,
+            mlp_ratio: 1.0,
+            buffer_size: 16_000_000,
+            samples_per_image: 1024,
+            batch_size: 40960,
+            iterations: 30000,
+            lr_max: 5e-3,
+            image_height: 480,
+            augment: true,
+            seed: 42,
+        };
+        Some(match name {
+            "cpu" => MapOptions { head_channels: 256, buffer_size: 600_000, batch_size: 2048, iterations: 3000, ..reference },
+            "7scenes" | "12scenes" => MapOptions { batch_size: 5120, ..reference },
+            "cambridge" => MapOptions { head_blocks: 2, ..reference },
+            "rooms" => MapOptions { decoder_clusters: 50, iterations: 100_000, ..reference },
+            "aachen" => MapOptions { head_blocks: 3, mlp_ratio: 2.0, decoder_clusters: 50, iterations: 100_000, ..reference },
+            _ => return None,
+        })
+    }
+}
+
+/// What happened while mapping (written as the JSON log).
+#[derive(Clone, Debug, Serialize)]
+pub struct MapReport {
+    /// Options used.
+    pub options: MapOptions,
+    /// Training frames.
+    pub frames: usize,
+    /// Seconds computing global descriptors.
+    pub global_s: f64,
+    /// Seconds filling the buffer.
+    pub buffer_s: f64,
+    /// Seconds training.
+    pub train_s: f64,
+    /// Buffer entries and dataset passes.
+    pub buffer_entries: usize,
+    /// Passes over the training images.
+    pub buffer_passes: usize,
+    /// Buffer memory in bytes.
+    pub buffer_bytes: usize,
+    /// Mean loss of the last 100 iterations.
+    pub final_loss: f64,
+    /// Valid fraction of the last 100 iterations.
+    pub final_valid: f64,
+    /// Samples per second during training.
+    pub samples_per_s: f64,
+}
+
+/// Progress callbacks.
+pub trait Progress {
+    /// A phase starts with `total` steps.
+    fn phase(&mut self, name: &str, total: usize);
+    /// Step `done` of the current phase, with a short status.
+    fn step(&mut self, done: usize, status: &str);
+}
+
+/// Errors of mapping.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// Reading the scene failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The options cannot work with this scene.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Trains a map for the scene's training split.
+pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progress: &mut dyn Progress) -> Result<(GlaceMap, MapReport), MapError> {
+    let train_split = scene.split(SplitKind::Train)?;
+    let frames = &train_split.frames;
+    if frames.is_empty() {
+        return Err(MapError::Invalid(format!("{}: no valid training frames", train_split.dir.display())));
+    }
+    let mut rng = Rng::new(opts.seed);
+
+    // Global descriptors, one row per rgb file (skipped frames keep zero rows).
+    let t0 = Instant::now();
+    let (globals, global_dim, global_enc) = match opts.global {
+        GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
+        GlobalChoice::FeaturesNpy => {
+            let f = train_split.features.as_ref().ok_or_else(|| {
+                MapError::Invalid(format!("{}: --global features needs features.npy in the training split", train_split.dir.display()))
+            })?;
+            if f.dim != GLOBAL_DIM {
+                return Err(MapError::Invalid(format!("{}: descriptors are {}-d, expected {GLOBAL_DIM}", f.path.display(), f.dim)));
+            }
+            ((0..f.rows).map(|r| f.row(r).to_vec()).collect(), GLOBAL_DIM, None)
+        }
+        GlobalChoice::Builtin => {
+            progress.phase("global descriptors", frames.len());
+            let mut inputs = Vec::with_capacity(frames.len());
+            for (k, f) in frames.iter().enumerate() {
+                let rgb = load_rgb8(&f.rgb_path)?;
+                let p = preprocess(&rgb, &f.calibration, opts.image_height);
+                let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+                inputs.push(GlobalInput { descriptors: enc.features.data, colour: colour_layout(&p.rgb_hw3, p.width, p.height) });
+                progress.step(k + 1, "");
+            }
+            let vp = VladPca::fit(&inputs, encoder.dim(), 16, GLOBAL_DIM, opts.seed);
+            let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
+            for (f, input) in frames.iter().zip(&inputs) {
+                table[f.file_index] = vp.encode(input);
+            }
+            (table, GLOBAL_DIM, Some(vp))
+        }
+    };
+    let global_s = t0.elapsed().as_secs_f64();
+
+    // Position-decoder centres over the training cameras.
+    let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
+    let centres: Vec<[f32; 3]> = if opts.decoder_clusters > 1 {
+        kmeans(&centres_f64, opts.decoder_clusters, 0, 300).centres.iter().map(|c| c.map(|v| v as f32)).collect()
+    } else {
+        let n = centres_f64.len() as f64;
+        vec![[0, 1, 2].map(|a| (centres_f64.iter().map(|c| c[a]).sum::<f64>() / n) as f32)]
+    };
+
+    // Buffer.
+    let t1 = Instant::now();
+    let bcfg = BufferConfig {
+        size: opts.buffer_size,
+        samples_per_image: opts.samples_per_image,
+        image_height: opts.image_height,
+        augment: AugmentConfig { enabled: opts.augment, ..Default::default() },
+    };
+    progress.phase("filling buffer", opts.buffer_size);
+    let buffer = fill(frames, encoder, &bcfg, &mut rng, &mut |imgs, filled| progress.step(filled, &format!("{imgs} images")))?;
+    if buffer.is_empty() {
+        return Err(MapError::Invalid("no training sample could be drawn (all images invalid?)".into()));
+    }
+    let buffer_s = t1.elapsed().as_secs_f64();
+
+    // Head and training.
+    let config = HeadConfig {
+        c_in: global_dim + encoder.dim(),
+        channels: opts.head_channels,
+        block_channels: ((opts.head_channels as f64) * opts.mlp_ratio) as usize,
+        blocks: opts.head_blocks,
+        clusters: centres.len(),
+        homogeneous: true,
+    };
+    let mut head = Head::init(config, centres, opts.seed);
+    let tcfg = TrainConfig {
+        batch_size: opts.batch_size,
+        iterations: opts.iterations,
+        lr_max: opts.lr_max,
+        noise_std: if global_dim > 0 { opts.noise_std } else { 0.0 },
+        loss: LossConfig::default(),
+    };
+    progress.phase("training", opts.iterations);
+    let t2 = Instant::now();
+    let mut recent: Vec<f64> = Vec::new();
+    let history = train(&mut head, &buffer, &globals, global_dim, &tcfg, &mut rng, &mut |s: &IterStats| {
+        recent.push(s.loss);
+        if recent.len() > 100 {
+            recent.remove(0);
+        }
+        let mean = recent.iter().sum::<f64>() / recent.len() as f64;
+        progress.step(s.iteration + 1, &format!("loss {mean:.2} valid {:.0}% lr {:.1e}", 100.0 * s.valid, s.lr));
+    });
+    let train_s = t2.elapsed().as_secs_f64();
+    let tail = &history[history.len().saturating_sub(100)..];
+    let report = MapReport {
+        options: opts.clone(),
+        frames: frames.len(),
+        global_s,
+        buffer_s,
+        train_s,
+        buffer_entries: buffer.len(),
+        buffer_passes: buffer.passes,
+        buffer_bytes: buffer.bytes(),
+        final_loss: tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64,
+        final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
+        samples_per_s: (opts.iterations * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
+    };
+    let info = MapInfo {
+        head: head.config.into(),
+        local_encoder: encoder.identity(),
+        global: match opts.global {
+            GlobalChoice::None => GlobalSource::None,
+            GlobalChoice::Builtin => GlobalSource::Builtin,
+            GlobalChoice::FeaturesNpy => GlobalSource::FeaturesNpy,
+        },
+        training: serde_json::json!({
+            "scene": scene.root.display().to_string(),
+            "frames": frames.len(),
+            "options": opts,
+            "final_loss": report.final_loss,
+            "seconds": global_s + buffer_s + train_s,
+        }),
+    };
+    Ok((GlaceMap { info, head, global: global_enc }, report))
+}

