@@ -178,3 +178,36 @@ fn eval_refuses_dummy_poses() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("placeholders"));
 }
+
+#[test]
+fn map_localize_eval_end_to_end_on_a_tiny_room() {
+    if glace_nn::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED map_localize_eval_end_to_end_on_a_tiny_room: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = tmp.path().join("room");
+    let map = tmp.path().join("room.glace");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    assert!(glace(&["synth", "room", &s(&scene), "--frames", "6", "--test-frames", "3", "--size", "128x96", "--texture-size", "64"]).status.success());
+    let run = glace(&["map", &s(&scene), &s(&map), "--buffer-size", "4000", "--samples-per-image", "256", "--iterations", "20", "--batch-size", "256", "--head-channels", "32", "--image-height", "96"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(map.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(log["buffer_entries"], 4000);
+    let info = glace(&["info", "--json", &s(&map)]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["info"]["local_encoder"]["kind"], "xfeat");
+    assert_eq!(info["head"]["c_in"], 256 + 64);
+    let poses = tmp.path().join("poses.txt");
+    let run = glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses), "--image-height", "96", "--json"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["frames"], 3);
+    assert!(report["stage_ms_per_frame"]["ransac"].is_number());
+    assert_eq!(std::fs::read_to_string(&poses).unwrap().lines().count(), 3);
+    let run = glace(&["eval", &s(&scene), &s(&poses), "--json", "--no-plot"]);
+    assert!(run.status.success());
+    // A map given the wrong encoder is refused.
+    let run = glace(&["localize", &s(&scene), &s(&map), "--encoder", "ace:/nonexistent.pt"]);
+    assert_eq!(run.status.code(), Some(2));
+}

@@ -27,6 +27,37 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Head training step (forward, backward, AdamW) at the reference's default size, next to the
+    /// machine's GEMM peak measured in the same run.
+    Train {
+        /// Batch size (reference 5120 for 7/12-Scenes).
+        #[arg(long, default_value_t = 5120)]
+        batch: usize,
+        /// Head width (reference 768).
+        #[arg(long, default_value_t = 768)]
+        channels: usize,
+        /// Head input width (768 = 256 global + 512 ACE local; 320 with XFeat).
+        #[arg(long, default_value_t = 768)]
+        c_in: usize,
+        /// Steps timed.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encoders (XFeat; ACE with --ace <weights>) in images/s at 640×480 and head forward in patches/s.
+    Encoders {
+        /// ACE encoder weights (ace_encoder_pretrained.pt or the random fixture) to include ACE.
+        #[arg(long)]
+        ace: Option<std::path::PathBuf>,
+        /// Images per encoder.
+        #[arg(long, default_value_t = 5)]
+        images: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Synthetic-scene rendering: frames/s per kind at 640×480 on all threads.
     Synth {
         /// Frames rendered per kind.
@@ -53,6 +84,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
+        BenchWhat::Encoders { ace, images, json } => bench_encoders(ace.as_deref(), *images, *json),
+        BenchWhat::Train { batch, channels, c_in, steps, json } => bench_train(*batch, *channels, *c_in, *steps, *json),
     }
 }
 
@@ -130,6 +163,110 @@ fn bench_ransac(fixture: &std::path::Path, runs: usize, json: bool) -> anyhow::R
                 r.speedup
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: bool) -> anyhow::Result<()> {
+    use glace_mapping::buffer::{Buffer, ViewGeometry};
+    use glace_mapping::loss::LossConfig;
+    use glace_mapping::rng::Rng;
+    use glace_mapping::train::{train, TrainConfig};
+    use glace_nn::{Head, HeadConfig};
+    let threads = rayon::current_num_threads();
+    // Peak: a large square GEMM with the same library and threads.
+    let n = 2048;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+    }
+    let peak = 2.0 * (n * n * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    // A buffer of random features and consistent geometry.
+    let mut rng = Rng::new(1);
+    let local = c_in.saturating_sub(256).max(1);
+    let global = c_in - local;
+    let size = batch * 2;
+    let mut buf = Buffer { dim: local, ..Default::default() };
+    buf.views.push(ViewGeometry { w2c: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], k: [525.0, 525.0, 320.0, 240.0] });
+    for _ in 0..size {
+        buf.features.extend((0..local).map(|_| half::f16::from_f32(rng.normal() as f32 * 0.1)));
+        buf.pixels.push([rng.range(0.0, 640.0) as f32, rng.range(0.0, 480.0) as f32]);
+        buf.view.push(0);
+        buf.image.push(0);
+    }
+    let globals = vec![(0..global).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect::<Vec<f32>>()];
+    let config = HeadConfig { c_in, channels, block_channels: channels, blocks: 1, clusters: 1, homogeneous: true };
+    let mut head = Head::init(config, vec![[0.0, 0.0, 2.0]], 0);
+    let cfg = TrainConfig { batch_size: batch, iterations: steps + 1, lr_max: 5e-3, noise_std: 0.1, loss: LossConfig::default() };
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    train(&mut head, &buf, &globals, global, &cfg, &mut rng, &mut |_| {
+        times.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+    });
+    let step_s = times[1..].iter().sum::<f64>() / (times.len() - 1) as f64;
+    // Weight FLOPs per sample: forward 2·Σ in·out, backward twice that.
+    let mut macs = 0usize;
+    for l in head.layers_mut() {
+        macs += l.inputs * l.outputs;
+    }
+    let gflops = 6.0 * macs as f64 * batch as f64 / step_s / 1e9;
+    let v = serde_json::json!({
+        "batch": batch, "channels": channels, "c_in": c_in, "threads": threads,
+        "step_ms": step_s * 1000.0, "samples_per_s": batch as f64 / step_s,
+        "train_gflops": gflops, "peak_gemm_gflops": peak, "ratio_to_peak": gflops / peak,
+    });
+    if json {
+        println!("{v}");
+    } else {
+        println!("head training step: batch {batch}, width {channels}, input {c_in}, {threads} threads");
+        println!("  {:.0} ms per step, {:.0} samples/s, {:.0} GFLOP/s", step_s * 1000.0, batch as f64 / step_s, gflops);
+        println!("  GEMM peak in this run {:.0} GFLOP/s; training step at {:.0} % of peak", peak, 100.0 * gflops / peak);
+    }
+    Ok(())
+}
+
+fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> anyhow::Result<()> {
+    let (w, h) = (640usize, 480usize);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
+    let gray: Vec<f32> = rgb.chunks_exact(3).map(|p| (p[0] as f32 / 255.0 - 0.4) / 0.25).collect();
+    let mut rows = Vec::new();
+    let mut encoders = vec![("xfeat", super::map::load_encoder("xfeat")?)];
+    if let Some(p) = ace {
+        encoders.push(("ace", glace_nn::LocalEncoder::ace(p)?));
+    }
+    for (name, enc) in &encoders {
+        enc.encode(&rgb, &gray, w, h);
+        let t = Instant::now();
+        for _ in 0..images {
+            enc.encode(&rgb, &gray, w, h);
+        }
+        rows.push((name.to_string(), images as f64 / t.elapsed().as_secs_f64()));
+    }
+    let config = glace_nn::HeadConfig { c_in: 768, channels: 768, block_channels: 768, blocks: 1, clusters: 1, homogeneous: true };
+    let head = glace_nn::Head::init(config, vec![[0.0; 3]], 0);
+    let cells = 4800;
+    let x: Vec<f32> = (0..cells * 768).map(|i| (i % 13) as f32 * 0.01).collect();
+    head.forward(&x, cells);
+    let t = Instant::now();
+    let reps = 5;
+    for _ in 0..reps {
+        head.forward(&x, cells);
+    }
+    let patches = (cells * reps) as f64 / t.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({"images_per_s": rows.iter().map(|(n, r)| (n.clone(), *r)).collect::<std::collections::BTreeMap<_, _>>(), "head_patches_per_s": patches, "threads": rayon::current_num_threads()});
+        println!("{v}");
+    } else {
+        println!("encoders at 640x480, {} threads", rayon::current_num_threads());
+        for (n, r) in &rows {
+            println!("  {n:<6} {r:6.1} images/s");
+        }
+        println!("  head (default 768-wide) forward: {patches:.0} patches/s ({:.1} images of 4800 cells per s)", patches / 4800.0);
     }
     Ok(())
 }
