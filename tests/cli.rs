@@ -84,7 +84,8 @@ fn bad_input_exits_2_and_names_the_file() {
 fn usage_errors_and_pending_commands() {
     assert_eq!(glace(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(glace(&["info", "/definitely/not/here"]).status.code(), Some(2));
-    let out = glace(&["map", "scene", "map.glace"]);
+    assert_eq!(glace(&["map", "/definitely/not/here", "map.glace"]).status.code(), Some(2));
+    let out = glace(&["export", "pointcloud", "scene", "map.glace", "out.ply"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
     assert!(glace(&["--help"]).status.success());
