@@ -40,6 +40,8 @@ pub struct View {
     pub pose: CamToWorld,
     /// Per-pixel validity after rotation (true = inside the original image).
     pub valid: Vec<bool>,
+    /// Rotation applied about the image centre (radians).
+    pub theta: f64,
 }
 
 fn reflect(x: f64, n: usize) -> f64 {
@@ -60,7 +62,7 @@ pub fn augment(rgb: &RgbImage, calibration: &Calibration, pose: &CamToWorld, ima
     if !cfg.enabled {
         let image = preprocess(rgb, calibration, image_height);
         let valid = vec![true; image.width * image.height];
-        return View { image, pose: *pose, valid };
+        return View { image, pose: *pose, valid, theta: 0.0 };
     }
     let s = rng.range(cfg.scale_min, cfg.scale_max);
     let target = ((image_height as f64 * s) as u32).max(16);
@@ -108,5 +110,5 @@ pub fn augment(rgb: &RgbImage, calibration: &Calibration, pose: &CamToWorld, ima
     let rz = Rotation3::from_axis_angle(&Vector3::z_axis(), theta);
     let mut new_pose = *pose;
     new_pose.0.rotation = pose.0.rotation * nalgebra::UnitQuaternion::from_rotation_matrix(&rz);
-    View { image, pose: new_pose, valid }
+    View { image, pose: new_pose, valid, theta }
 }

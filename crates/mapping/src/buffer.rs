@@ -5,6 +5,7 @@
 
 use glace_data::imageio::load_rgb8;
 use glace_data::{DataError, Frame};
+use glace_geometry::{Camera, Distortion};
 use glace_nn::LocalEncoder;
 use half::f16;
 
@@ -73,9 +74,23 @@ pub struct BufferConfig {
     pub augment: AugmentConfig,
 }
 
-/// Fills a buffer from training frames. `on_image(images_done, samples_filled)` reports progress.
+/// Where the ideal pinhole camera sees a cell of a (rotated) augmented view: the rotation is
+/// undone, the lens distortion removed with the view's scaled intrinsics, and the rotation redone.
+fn undistorted_cell(u: f64, v: f64, view: &crate::augment::View, distortion: &Distortion) -> (f64, f64) {
+    let (cx, cy) = (view.image.width as f64 / 2.0, view.image.height as f64 / 2.0);
+    let (s, c) = view.theta.sin_cos();
+    let (dx, dy) = (u - cx, v - cy);
+    let p = nalgebra::Point2::new(cx + c * dx - s * dy, cy + s * dx + c * dy);
+    let ideal = Camera { intrinsics: view.image.intrinsics, distortion: Some(*distortion) }.undistort_pixel(&p);
+    let (ex, ey) = (ideal.x - cx, ideal.y - cy);
+    (cx + c * ex + s * ey, cy - s * ex + c * ey)
+}
+
+/// Fills a buffer from training frames (with the scene's lens distortion, if any).
+/// `on_image(images_done, samples_filled)` reports progress.
 pub fn fill(
     frames: &[Frame],
+    distortion: Option<Distortion>,
     encoder: &LocalEncoder,
     cfg: &BufferConfig,
     rng: &mut Rng,
@@ -106,7 +121,11 @@ pub fn fill(
                     let (u, v) = enc.cell_pixel(i, j);
                     let (pu, pv) = (u.floor() as usize, v.floor() as usize);
                     if pu < w && pv < h && view.valid[pv * w + pu] {
-                        cells.push((i, j, u as f32, v as f32));
+                        let (iu, iv) = match &distortion {
+                            Some(d) if !d.is_zero() => undistorted_cell(u, v, &view, d),
+                            _ => (u, v),
+                        };
+                        cells.push((i, j, iu as f32, iv as f32));
                     }
                 }
             }

@@ -204,7 +204,7 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
         augment: AugmentConfig { enabled: opts.augment, ..Default::default() },
     };
     progress.phase("filling buffer", opts.buffer_size);
-    let buffer = fill(frames, encoder, &bcfg, &mut rng, &mut |imgs, filled| progress.step(filled, &format!("{imgs} images")))?;
+    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| progress.step(filled, &format!("{imgs} images")))?;
     if buffer.is_empty() {
         return Err(MapError::Invalid("no training sample could be drawn (all images invalid?)".into()));
     }
