@@ -68,6 +68,9 @@ pub struct MapArgs {
     /// Shorter image side (reference 480).
     #[arg(long)]
     pub image_height: Option<u32>,
+    /// Depth in metres of the pseudo target that invalid predictions are pulled to (reference 10).
+    #[arg(long)]
+    pub depth_target: Option<f64>,
     /// Disable scale/rotation/brightness/contrast augmentation.
     #[arg(long)]
     pub no_augment: bool,
@@ -129,7 +132,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { o.$f = v; } )* };
     }
-    set!(decoder_clusters, head_channels, head_blocks, mlp_ratio, buffer_size, samples_per_image, batch_size, iterations, lr_max, image_height, seed);
+    set!(decoder_clusters, head_channels, head_blocks, mlp_ratio, buffer_size, samples_per_image, batch_size, iterations, lr_max, image_height, depth_target, seed);
     if let Some(v) = args.noise {
         o.noise_std = v;
     }

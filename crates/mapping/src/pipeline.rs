@@ -62,6 +62,8 @@ pub struct MapOptions {
     pub image_height: u32,
     /// Augmentation on/off.
     pub augment: bool,
+    /// Depth of the pseudo target for invalid predictions (reference 10 m).
+    pub depth_target: f64,
     /// Seed.
     pub seed: u64,
 }
@@ -85,6 +87,7 @@ impl MapOptions {
             lr_max: 5e-3,
             image_height: 480,
             augment: true,
+            depth_target: 10.0,
             seed: 42,
         };
         Some(match name {
@@ -225,7 +228,7 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
         iterations: opts.iterations,
         lr_max: opts.lr_max,
         noise_std: if global_dim > 0 { opts.noise_std } else { 0.0 },
-        loss: LossConfig::default(),
+        loss: LossConfig { depth_target: opts.depth_target, ..LossConfig::default() },
     };
     progress.phase("training", opts.iterations);
     let t2 = Instant::now();
