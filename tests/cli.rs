@@ -110,14 +110,29 @@ fn synth_writes_a_scene_that_info_accepts() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert_eq!(glace(&["synth", "room", "x", "--size", "10by20"]).status.code(), Some(2));
-    assert_eq!(glace(&["synth", "room", tmp.path().join("y").to_str().unwrap(), "--size", "8x8"]).status.code(), Some(2));
+    assert_eq!(
+        glace(&["synth", "room", tmp.path().join("y").to_str().unwrap(), "--size", "8x8"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn eval_scores_a_pose_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("room");
-    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "2", "--test-frames", "4", "--size", "64x48", "--texture-size", "32"];
+    let args = [
+        "synth",
+        "room",
+        out.to_str().unwrap(),
+        "--frames",
+        "2",
+        "--test-frames",
+        "4",
+        "--size",
+        "64x48",
+        "--texture-size",
+        "32",
+    ];
     assert!(glace(&args).status.success());
     // Ground-truth poses as a pose file: world-to-camera quaternion + translation.
     let scene = glace_data::Scene::open(&out, &Default::default()).unwrap();
@@ -150,7 +165,9 @@ fn eval_scores_a_pose_file() {
 
 #[test]
 fn convert_7scenes_dry_run_then_write() {
-    let Some(raw) = shared_path("data/raw_7scenes_stairs_sample/stairs", "convert_7scenes_dry_run_then_write") else { return };
+    let Some(raw) = shared_path("data/raw_7scenes_stairs_sample/stairs", "convert_7scenes_dry_run_then_write") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("stairs");
     let dry = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap(), "--dry-run"]);
@@ -162,7 +179,8 @@ fn convert_7scenes_dry_run_then_write() {
     assert_eq!(frames(&info_json(&out)), [("train".into(), 6), ("test".into(), 6)]);
     let again = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
-    let missing = glace(&["convert", "cambridge", tmp.path().to_str().unwrap(), tmp.path().join("x").to_str().unwrap()]);
+    let missing =
+        glace(&["convert", "cambridge", tmp.path().to_str().unwrap(), tmp.path().join("x").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reconstruction.nvm"));
 }
@@ -171,7 +189,19 @@ fn convert_7scenes_dry_run_then_write() {
 fn eval_refuses_dummy_poses() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("room");
-    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "2", "--test-frames", "2", "--size", "32x24", "--texture-size", "16"];
+    let args = [
+        "synth",
+        "room",
+        out.to_str().unwrap(),
+        "--frames",
+        "2",
+        "--test-frames",
+        "2",
+        "--size",
+        "32x24",
+        "--texture-size",
+        "16",
+    ];
     assert!(glace(&args).status.success());
     std::fs::write(out.join("test").join(glace_data::scene::DUMMY_POSES_MARKER), "").unwrap();
     std::fs::write(tmp.path().join("p.txt"), "").unwrap();
@@ -190,8 +220,38 @@ fn map_localize_eval_end_to_end_on_a_tiny_room() {
     let scene = tmp.path().join("room");
     let map = tmp.path().join("room.glace");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    assert!(glace(&["synth", "room", &s(&scene), "--frames", "6", "--test-frames", "3", "--size", "128x96", "--texture-size", "64"]).status.success());
-    let run = glace(&["map", &s(&scene), &s(&map), "--buffer-size", "4000", "--samples-per-image", "256", "--iterations", "20", "--batch-size", "256", "--head-channels", "32", "--image-height", "96"]);
+    assert!(glace(&[
+        "synth",
+        "room",
+        &s(&scene),
+        "--frames",
+        "6",
+        "--test-frames",
+        "3",
+        "--size",
+        "128x96",
+        "--texture-size",
+        "64"
+    ])
+    .status
+    .success());
+    let run = glace(&[
+        "map",
+        &s(&scene),
+        &s(&map),
+        "--buffer-size",
+        "4000",
+        "--samples-per-image",
+        "256",
+        "--iterations",
+        "20",
+        "--batch-size",
+        "256",
+        "--head-channels",
+        "32",
+        "--image-height",
+        "96",
+    ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let log: serde_json::Value = serde_json::from_slice(&std::fs::read(map.with_extension("json")).unwrap()).unwrap();
     assert_eq!(log["buffer_entries"], 4000);
@@ -226,7 +286,8 @@ fn real_tum_desk_maps_and_localizes() {
     let tmp = tempfile::tempdir().unwrap();
     let map = tmp.path().join("tum.glace");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let run = glace(&["map", &s(&scene), &s(&map), "--buffer-size", "50000", "--iterations", "800", "--batch-size", "1024"]);
+    let run =
+        glace(&["map", &s(&scene), &s(&map), "--buffer-size", "50000", "--iterations", "800", "--batch-size", "1024"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let poses = tmp.path().join("poses.txt");
     let run = glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses), "--json"]);

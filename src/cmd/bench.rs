@@ -191,7 +191,10 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     let global = c_in - local;
     let size = batch * 2;
     let mut buf = Buffer { dim: local, ..Default::default() };
-    buf.views.push(ViewGeometry { w2c: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], k: [525.0, 525.0, 320.0, 240.0] });
+    buf.views.push(ViewGeometry {
+        w2c: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        k: [525.0, 525.0, 320.0, 240.0],
+    });
     for _ in 0..size {
         buf.features.extend((0..local).map(|_| half::f16::from_f32(rng.normal() as f32 * 0.1)));
         buf.pixels.push([rng.range(0.0, 640.0) as f32, rng.range(0.0, 480.0) as f32]);
@@ -201,7 +204,13 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     let globals = vec![(0..global).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect::<Vec<f32>>()];
     let config = HeadConfig { c_in, channels, block_channels: channels, blocks: 1, clusters: 1, homogeneous: true };
     let mut head = Head::init(config, vec![[0.0, 0.0, 2.0]], 0);
-    let cfg = TrainConfig { batch_size: batch, iterations: steps + 1, lr_max: 5e-3, noise_std: 0.1, loss: LossConfig::default() };
+    let cfg = TrainConfig {
+        batch_size: batch,
+        iterations: steps + 1,
+        lr_max: 5e-3,
+        noise_std: 0.1,
+        loss: LossConfig::default(),
+    };
     let mut times = Vec::new();
     let mut last = Instant::now();
     train(&mut head, &buf, &globals, global, &cfg, &mut rng, &mut |_| {
@@ -225,7 +234,11 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     } else {
         println!("head training step: batch {batch}, width {channels}, input {c_in}, {threads} threads");
         println!("  {:.0} ms per step, {:.0} samples/s, {:.0} GFLOP/s", step_s * 1000.0, batch as f64 / step_s, gflops);
-        println!("  GEMM peak in this run {:.0} GFLOP/s; training step at {:.0} % of peak", peak, 100.0 * gflops / peak);
+        println!(
+            "  GEMM peak in this run {:.0} GFLOP/s; training step at {:.0} % of peak",
+            peak,
+            100.0 * gflops / peak
+        );
     }
     Ok(())
 }
@@ -247,7 +260,14 @@ fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> a
         }
         rows.push((name.to_string(), images as f64 / t.elapsed().as_secs_f64()));
     }
-    let config = glace_nn::HeadConfig { c_in: 768, channels: 768, block_channels: 768, blocks: 1, clusters: 1, homogeneous: true };
+    let config = glace_nn::HeadConfig {
+        c_in: 768,
+        channels: 768,
+        block_channels: 768,
+        blocks: 1,
+        clusters: 1,
+        homogeneous: true,
+    };
     let head = glace_nn::Head::init(config, vec![[0.0; 3]], 0);
     let cells = 4800;
     let x: Vec<f32> = (0..cells * 768).map(|i| (i % 13) as f32 * 0.01).collect();
@@ -266,7 +286,10 @@ fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> a
         for (n, r) in &rows {
             println!("  {n:<6} {r:6.1} images/s");
         }
-        println!("  head (default 768-wide) forward: {patches:.0} patches/s ({:.1} images of 4800 cells per s)", patches / 4800.0);
+        println!(
+            "  head (default 768-wide) forward: {patches:.0} patches/s ({:.1} images of 4800 cells per s)",
+            patches / 4800.0
+        );
     }
     Ok(())
 }

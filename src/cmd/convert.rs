@@ -171,16 +171,23 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             let variant = match poses {
                 SevenPoses::Calibrated => PoseVariant::Calibrated,
                 SevenPoses::Original => PoseVariant::Original,
-                SevenPoses::Pgt => PoseVariant::Pgt(pgt_dir.clone().ok_or_else(|| bad("--poses pgt needs --pgt-dir".into()))?),
+                SevenPoses::Pgt => {
+                    PoseVariant::Pgt(pgt_dir.clone().ok_or_else(|| bad("--poses pgt needs --pgt-dir".into()))?)
+                }
             };
             (convert::sevenscenes::plan(input, &variant, *skip_invalid_poses)?, common)
         }
-        Format::TwelveScenes { input, common, pgt_dir, full_k } => (convert::twelvescenes::plan(input, pgt_dir.as_deref(), *full_k)?, common),
+        Format::TwelveScenes { input, common, pgt_dir, full_k } => {
+            (convert::twelvescenes::plan(input, pgt_dir.as_deref(), *full_k)?, common)
+        }
         Format::Cambridge { input, common, height } => (convert::cambridge::plan(input, *height)?, common),
         Format::Aachen { input, common, height } => (convert::aachen::plan(input, *height)?, common),
         Format::Rooms { input, common } => (convert::rooms::plan(input, &SceneOptions::default())?, common),
         Format::Colmap { input, common, images, test_every, test_offset, test_list } => {
-            let images = images.clone().or_else(|| find_images(input)).ok_or_else(|| bad(format!("no images/ folder found near {}; pass --images", input.display())))?;
+            let images = images
+                .clone()
+                .or_else(|| find_images(input))
+                .ok_or_else(|| bad(format!("no images/ folder found near {}; pass --images", input.display())))?;
             let split = match test_list {
                 Some(l) => ColmapSplit::List(l.clone()),
                 None => ColmapSplit::Every { every: *test_every, offset: *test_offset },
@@ -190,11 +197,19 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         Format::Tum { input, common, camera, intrinsics, test_every, test_offset, max_gap } => {
             let cam = match (intrinsics, camera) {
                 (Some(s), _) => {
-                    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad(format!("--intrinsics '{s}' is not fx,fy,cx,cy")))?;
-                    let [fx, fy, cx, cy] = v[..] else { return Err(bad(format!("--intrinsics '{s}' needs 4 numbers"))) };
+                    let v: Vec<f64> = s
+                        .split(',')
+                        .map(|x| x.trim().parse::<f64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| bad(format!("--intrinsics '{s}' is not fx,fy,cx,cy")))?;
+                    let [fx, fy, cx, cy] = v[..] else {
+                        return Err(bad(format!("--intrinsics '{s}' needs 4 numbers")));
+                    };
                     (glace_geometry::Intrinsics::new(fx, fy, cx, cy)?, None)
                 }
-                (None, Some(c)) => convert::tum::preset(c).ok_or_else(|| bad(format!("unknown camera '{c}' (fr1, fr2, fr3)")))?,
+                (None, Some(c)) => {
+                    convert::tum::preset(c).ok_or_else(|| bad(format!("unknown camera '{c}' (fr1, fr2, fr3)")))?
+                }
                 (None, None) => {
                     let name = input.canonicalize().unwrap_or(input.clone()).to_string_lossy().to_lowercase();
                     let preset = ["freiburg1", "freiburg2", "freiburg3"].into_iter().find(|p| name.contains(p));
@@ -204,7 +219,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             };
             (convert::tum::plan(input, cam, *test_every, *test_offset, *max_gap)?, common)
         }
-        Format::Transforms { input, common, test_every, test_offset } => (convert::transforms::plan(input, *test_every, *test_offset)?, common),
+        Format::Transforms { input, common, test_every, test_offset } => {
+            (convert::transforms::plan(input, *test_every, *test_offset)?, common)
+        }
     };
     println!("{}", plan.summary());
     if common.dry_run {

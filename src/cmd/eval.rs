@@ -39,7 +39,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         }
         .into());
     }
-    let gt: Vec<(String, glace_geometry::CamToWorld)> = test.frames.iter().map(|f| (f.name.clone(), f.cam_to_world)).collect();
+    let gt: Vec<(String, glace_geometry::CamToWorld)> =
+        test.frames.iter().map(|f| (f.name.clone(), f.cam_to_world)).collect();
     let records = read_pose_file(&args.poses)?;
     let errors = evaluate(&gt, &records, &args.poses)?;
     let summary = summarize(&errors);
@@ -48,7 +49,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         None
     } else {
         let p = args.plot.clone().unwrap_or_else(|| {
-            let stem = args.poses.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "poses".into());
+            let stem =
+                args.poses.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "poses".into());
             args.poses.with_file_name(format!("{stem}_cdf.png"))
         });
         let rot: Vec<f64> = errors.iter().map(|e| e.rot_deg).collect();

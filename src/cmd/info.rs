@@ -38,15 +38,27 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "path": path.display().to_string(),
             "bytes": size,
             "format": if is_pt { "reference-pt" } else { "glace-map" },
-            "head": glace_nn::map::HeadJson::from(c),
+            "head": c,
             "parameters": head.params(),
             "info": info,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("map {} ({:.2} MB, {})", path.display(), size as f64 / 1e6, if is_pt { "reference .pt" } else { "glace map" });
-    println!("  head           c_in {}, width {}, block width {}, {} extra block(s), {} parameters", c.c_in, c.channels, c.block_channels, c.blocks, head.params());
+    println!(
+        "map {} ({:.2} MB, {})",
+        path.display(),
+        size as f64 / 1e6,
+        if is_pt { "reference .pt" } else { "glace map" }
+    );
+    println!(
+        "  head           c_in {}, width {}, block width {}, {} extra block(s), {} parameters",
+        c.c_in,
+        c.channels,
+        c.block_channels,
+        c.blocks,
+        head.params()
+    );
     if c.clusters > 1 {
         println!("  position dec.  {} centres", c.clusters);
     } else {
@@ -55,7 +67,12 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     }
     println!("  output         {}", if c.homogeneous { "homogeneous (4 channels)" } else { "3 channels" });
     if let Some(i) = info {
-        println!("  local encoder  {} ({}-d, weights sha256 {})", i.local_encoder.kind, i.local_encoder.dim, &i.local_encoder.weights_sha256[..12.min(i.local_encoder.weights_sha256.len())]);
+        println!(
+            "  local encoder  {} ({}-d, weights sha256 {})",
+            i.local_encoder.kind,
+            i.local_encoder.dim,
+            &i.local_encoder.weights_sha256[..12.min(i.local_encoder.weights_sha256.len())]
+        );
         println!("  global         {:?}", i.global);
         println!("  training       {}", i.training);
     }

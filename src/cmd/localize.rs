@@ -67,7 +67,10 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
         anyhow::bail!(glace_data::DataError::format(
             &args.map,
             None,
-            format!("the map was trained with the {} encoder (weights sha256 {}), not the one given", map.info.local_encoder.kind, map.info.local_encoder.weights_sha256)
+            format!(
+                "the map was trained with the {} encoder (weights sha256 {}), not the one given",
+                map.info.local_encoder.kind, map.info.local_encoder.weights_sha256
+            )
         ));
     }
     let ransac = RansacConfig {
@@ -107,7 +110,12 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
             trans_err_m: err.map_or(f64::INFINITY, |e| e.trans),
             inliers,
         });
-        errors.push(FrameError { name: frame.name.clone(), rot_deg: err.map_or(f64::INFINITY, |e| e.rot_deg), trans_m: err.map_or(f64::INFINITY, |e| e.trans), ok: pose.is_some() });
+        errors.push(FrameError {
+            name: frame.name.clone(),
+            rot_deg: err.map_or(f64::INFINITY, |e| e.rot_deg),
+            trans_m: err.map_or(f64::INFINITY, |e| e.trans),
+            ok: pose.is_some(),
+        });
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -127,13 +135,21 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
         "ransac": 1000.0 * total.ransac_s / n,
     });
     let report_path = args.report.clone().unwrap_or_else(|| out.with_extension("json"));
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", report_path.display()))?;
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("localized {} test frames ({} failed) in {:.1} s, {:.0} ms per frame (decode {:.0}, encode {:.0}, head {:.0}, RANSAC {:.0})",
             summary.frames, summary.failed, wall, 1000.0 * wall / n, 1000.0 * total.decode_s / n, 1000.0 * total.encode_s / n, 1000.0 * total.head_s / n, 1000.0 * total.ransac_s / n);
-        println!("median error {:.3}° {:.2} cm; 5cm/5° {:.1} %, 10cm/5° {:.1} %, 2cm/2° {:.1} %", summary.median_rot_deg, summary.median_trans_m * 100.0, summary.pct_5cm_5deg, summary.pct_10cm_5deg, summary.pct_2cm_2deg);
+        println!(
+            "median error {:.3}° {:.2} cm; 5cm/5° {:.1} %, 10cm/5° {:.1} %, 2cm/2° {:.1} %",
+            summary.median_rot_deg,
+            summary.median_trans_m * 100.0,
+            summary.pct_5cm_5deg,
+            summary.pct_10cm_5deg,
+            summary.pct_2cm_2deg
+        );
         println!("poses {}, report {}", out.display(), report_path.display());
     }
     Ok(())

@@ -94,7 +94,11 @@ pub fn load_encoder(spec: &str) -> anyhow::Result<LocalEncoder> {
     if let Some(p) = spec.strip_prefix("ace:") {
         return Ok(LocalEncoder::ace(std::path::Path::new(p))?);
     }
-    bail!(glace_data::DataError::format(PathBuf::from("--encoder"), None, format!("'{spec}': expected xfeat or ace:<path>")))
+    bail!(glace_data::DataError::format(
+        PathBuf::from("--encoder"),
+        None,
+        format!("'{spec}': expected xfeat or ace:<path>")
+    ))
 }
 
 struct Bars {
@@ -122,7 +126,11 @@ impl Progress for Bars {
 /// Runs `glace map`.
 pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let mut o = MapOptions::preset(&args.preset).ok_or_else(|| {
-        glace_data::DataError::format(PathBuf::from("--preset"), None, format!("unknown preset '{}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)", args.preset))
+        glace_data::DataError::format(
+            PathBuf::from("--preset"),
+            None,
+            format!("unknown preset '{}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)", args.preset),
+        )
     })?;
     o.global = match args.global {
         GlobalArg::Builtin => GlobalChoice::Builtin,
@@ -132,14 +140,28 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { o.$f = v; } )* };
     }
-    set!(decoder_clusters, head_channels, head_blocks, mlp_ratio, buffer_size, samples_per_image, batch_size, iterations, lr_max, image_height, depth_target, seed);
+    set!(
+        decoder_clusters,
+        head_channels,
+        head_blocks,
+        mlp_ratio,
+        buffer_size,
+        samples_per_image,
+        batch_size,
+        iterations,
+        lr_max,
+        image_height,
+        depth_target,
+        seed
+    );
     if let Some(v) = args.noise {
         o.noise_std = v;
     }
     if args.no_augment {
         o.augment = false;
     }
-    let scene = Scene::open(&args.scene, &SceneOptions { skip_invalid_poses: args.skip_invalid_poses, ..Default::default() })?;
+    let scene =
+        Scene::open(&args.scene, &SceneOptions { skip_invalid_poses: args.skip_invalid_poses, ..Default::default() })?;
     let encoder = load_encoder(&args.encoder)?;
     let mut bars = Bars { bar: None };
     let (map, report) = map_scene(&scene, &encoder, &o, &mut bars).map_err(|e| match e {
@@ -152,7 +174,8 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     map.save(&args.map_file)?;
     let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
     let tmp = log.with_extension("json.partial");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &log).with_context(|| format!("writing {}", log.display()))?;
     println!(
         "mapped {} frames in {:.0} s (global {:.0} s, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
@@ -167,6 +190,11 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         report.final_loss,
         100.0 * report.final_valid
     );
-    println!("map {} ({:.1} MB), log {}", args.map_file.display(), std::fs::metadata(&args.map_file).map(|m| m.len()).unwrap_or(0) as f64 / 1e6, log.display());
+    println!(
+        "map {} ({:.1} MB), log {}",
+        args.map_file.display(),
+        std::fs::metadata(&args.map_file).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
+        log.display()
+    );
     Ok(())
 }

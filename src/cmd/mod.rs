@@ -16,7 +16,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<glace_geometry::GeometryError>()
             || e.is::<glace_localize::LocalizeError>()
             || e.is::<glace_nn::WeightsError>()
-            || matches!(e.downcast_ref::<glace_synth::SynthError>(), Some(glace_synth::SynthError::Config(_) | glace_synth::SynthError::Data(_)))
+            || matches!(
+                e.downcast_ref::<glace_synth::SynthError>(),
+                Some(glace_synth::SynthError::Config(_) | glace_synth::SynthError::Data(_))
+            )
     });
     if bad_input {
         2

@@ -42,7 +42,13 @@ fn precompute(in_size: usize, out_size: usize) -> Coeffs {
             ww += w;
         }
         for x in 0..ksize {
-            let w = if x < xmax && ww != 0.0 { k[x] / ww } else if x < xmax { k[x] } else { 0.0 };
+            let w = if x < xmax && ww != 0.0 {
+                k[x] / ww
+            } else if x < xmax {
+                k[x]
+            } else {
+                0.0
+            };
             let scaled = w * (1u32 << PRECISION_BITS) as f64;
             weights[xx * ksize + x] = if w < 0.0 { (-0.5 + scaled) as i32 } else { (0.5 + scaled) as i32 };
         }

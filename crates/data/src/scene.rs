@@ -247,8 +247,14 @@ fn read_split(dir: &Path, kind: SplitKind, options: &SceneOptions) -> Result<Spl
         orphan_poses: only_in(&poses, &rgb),
         orphan_calibrations: only_in(&calibs, &rgb),
     };
-    if let DataError::UnpairedFrames { missing_pose, missing_calibration, orphan_poses, orphan_calibrations, .. } = &unpaired {
-        if !(missing_pose.is_empty() && missing_calibration.is_empty() && orphan_poses.is_empty() && orphan_calibrations.is_empty()) {
+    if let DataError::UnpairedFrames { missing_pose, missing_calibration, orphan_poses, orphan_calibrations, .. } =
+        &unpaired
+    {
+        if !(missing_pose.is_empty()
+            && missing_calibration.is_empty()
+            && orphan_poses.is_empty()
+            && orphan_calibrations.is_empty())
+        {
             return Err(unpaired);
         }
     }
@@ -262,7 +268,9 @@ fn read_split(dir: &Path, kind: SplitKind, options: &SceneOptions) -> Result<Spl
         let rgb_path = rgb_dir.join(name);
         let cam_to_world = match read_pose(&pose_path, options.orthonormal_tolerance) {
             Ok(p) => p,
-            Err(e @ (DataError::NonFinitePose { .. } | DataError::InvalidPose { .. })) if options.skip_invalid_poses => {
+            Err(e @ (DataError::NonFinitePose { .. } | DataError::InvalidPose { .. }))
+                if options.skip_invalid_poses =>
+            {
                 tracing::warn!("skipping frame {name}: {e}");
                 skipped.push(SkippedFrame { path: pose_path, reason: e.to_string() });
                 continue;

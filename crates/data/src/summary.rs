@@ -56,8 +56,10 @@ impl CentreStats {
             }
         }
         let extent = [max[0] - min[0], max[1] - min[1], max[2] - min[2]];
-        let radii: Vec<f64> =
-            centres.iter().map(|c| ((c[0] - mean[0]).powi(2) + (c[1] - mean[1]).powi(2) + (c[2] - mean[2]).powi(2)).sqrt()).collect();
+        let radii: Vec<f64> = centres
+            .iter()
+            .map(|c| ((c[0] - mean[0]).powi(2) + (c[1] - mean[1]).powi(2) + (c[2] - mean[2]).powi(2)).sqrt())
+            .collect();
         Some(CentreStats {
             min,
             max,
@@ -136,7 +138,8 @@ fn summarize_split(split: &Split) -> SplitSummary {
 impl SceneSummary {
     /// Summarises an opened scene.
     pub fn of(scene: &Scene) -> Self {
-        let all: Vec<[f64; 3]> = scene.splits().flat_map(|s| s.frames.iter().map(|f| f.cam_to_world.center().into())).collect();
+        let all: Vec<[f64; 3]> =
+            scene.splits().flat_map(|s| s.frames.iter().map(|f| f.cam_to_world.center().into())).collect();
         SceneSummary {
             root: scene.root.display().to_string(),
             distortion: scene.distortion.map(|d| [d.k1, d.k2, d.p1, d.p2, d.k3]),
@@ -182,7 +185,8 @@ impl fmt::Display for SceneSummary {
                     writeln!(f, "      {r}")?;
                 }
             }
-            let sizes: Vec<String> = s.image_sizes.iter().map(|c| format!("{} × {}×{}", c.count, c.width, c.height)).collect();
+            let sizes: Vec<String> =
+                s.image_sizes.iter().map(|c| format!("{} × {}×{}", c.count, c.width, c.height)).collect();
             writeln!(f, "    images        {}", if sizes.is_empty() { "not probed".into() } else { sizes.join(", ") })?;
             if s.focal_min.is_finite() {
                 writeln!(f, "    focal         {:.2} .. {:.2} px", s.focal_min, s.focal_max)?;

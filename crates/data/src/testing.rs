@@ -19,7 +19,10 @@ pub fn shared_dir() -> Option<PathBuf> {
 pub fn shared_path(relative: &str, test: &str) -> Option<PathBuf> {
     let found = shared_dir().map(|d| d.join(relative)).filter(|p| p.exists());
     if found.is_none() {
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ../shared/{relative} is absent (set GLACE_SHARED to its folder)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: ../shared/{relative} is absent (set GLACE_SHARED to its folder)"
+        );
     }
     found
 }

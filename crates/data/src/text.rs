@@ -47,7 +47,8 @@ pub fn read_pose(path: &Path, orthonormal_tolerance: f64) -> Result<CamToWorld, 
     let n = count(&rows);
     if n != 16 {
         let message = if n == 12 {
-            "found 12 numbers (a 3×4 [R|t]); expected a 4×4 camera-to-world matrix whose last row is 0 0 0 1".to_string()
+            "found 12 numbers (a 3×4 [R|t]); expected a 4×4 camera-to-world matrix whose last row is 0 0 0 1"
+                .to_string()
         } else {
             format!("expected a 4×4 camera-to-world matrix (16 numbers), found {n} numbers")
         };

@@ -82,7 +82,13 @@ impl SceneWriter {
     }
 
     /// Writes pose and calibration of a frame (`stem.txt`); the image is written separately.
-    pub fn write_frame_meta(&self, split: SplitKind, stem: &str, pose: &CamToWorld, calibration: &Calibration) -> Result<(), DataError> {
+    pub fn write_frame_meta(
+        &self,
+        split: SplitKind,
+        stem: &str,
+        pose: &CamToWorld,
+        calibration: &Calibration,
+    ) -> Result<(), DataError> {
         self.write_text(&format!("{}/poses/{stem}.txt", split.name()), &format_pose(pose))?;
         self.write_text(&format!("{}/calibration/{stem}.txt", split.name()), &format_calibration(calibration))
     }

@@ -127,8 +127,10 @@ fn sevenscenes_variants() {
     let tmp = tempfile::tempdir().unwrap();
     let w2c = pose(1.0).inverse();
     let (q, t) = w2c.quaternion_translation();
-    let line = |name: &str| format!("{name}.color.png {} {} {} {} {} {} {} 520.5\n", q[0], q[1], q[2], q[3], t[0], t[1], t[2]);
-    let train: String = ["seq-02", "seq-03"].iter().flat_map(|s| (0..3).map(move |i| line(&format!("{s}/frame-00000{i}")))).collect();
+    let line =
+        |name: &str| format!("{name}.color.png {} {} {} {} {} {} {} 520.5\n", q[0], q[1], q[2], q[3], t[0], t[1], t[2]);
+    let train: String =
+        ["seq-02", "seq-03"].iter().flat_map(|s| (0..3).map(move |i| line(&format!("{s}/frame-00000{i}")))).collect();
     fs::write(tmp.path().join("stairs_train.txt"), train).unwrap();
     fs::write(tmp.path().join("stairs_test.txt"), line("seq-01/frame-000000")).unwrap();
     let pgt = convert::sevenscenes::plan(&input, &PoseVariant::Pgt(tmp.path().into()), false).unwrap();
@@ -163,7 +165,11 @@ fn twelvescenes_room_with_inf_pose() {
     fs::write(room.join("split.txt"), "sequence0 [frames=2]  [start=0 ; end=1]\n").unwrap();
     for i in 0..5 {
         png(&room.join(format!("data/frame-{i:06}.color.png")), 24, 18);
-        let text = if i == 3 { "INF INF INF INF\nINF INF INF INF\nINF INF INF INF\n0 0 0 1\n".to_string() } else { glace_data::writer::format_pose(&pose(i as f64)) };
+        let text = if i == 3 {
+            "INF INF INF INF\nINF INF INF INF\nINF INF INF INF\n0 0 0 1\n".to_string()
+        } else {
+            glace_data::writer::format_pose(&pose(i as f64))
+        };
         fs::write(room.join(format!("data/frame-{i:06}.pose.txt")), text).unwrap();
     }
     let plan = convert::twelvescenes::plan(&room, None, false).unwrap();
@@ -195,7 +201,13 @@ fn cambridge_scene() {
         let q = p.inverse().0.rotation.quaternion().coords; // (i, j, k, w)
         let (w, x, y, z) = if q.w >= 0.0 { (q.w, q.x, q.y, q.z) } else { (-q.w, -q.x, -q.y, -q.z) };
         train.push_str(&format!("{name} {} {} {} {w} {x} {y} {z}\n", c.x, c.y, c.z));
-        nvm.push_str(&format!("seq1/frame{i:05}.jpg {} {w} {x} {y} {z} {} {} {} 0.01 0\n", 100.0 + i as f64, c.x, c.y, c.z));
+        nvm.push_str(&format!(
+            "seq1/frame{i:05}.jpg {} {w} {x} {y} {z} {} {} {} 0.01 0\n",
+            100.0 + i as f64,
+            c.x,
+            c.y,
+            c.z
+        ));
     }
     fs::write(s.join("dataset_train.txt"), &train).unwrap();
     fs::write(s.join("dataset_test.txt"), "a\nb\nc\n").unwrap();
@@ -220,9 +232,17 @@ fn aachen_layout() {
     let c = p.center();
     png(&a.join("images_upright/db/1.jpg"), 40, 30);
     png(&a.join("images_upright/query/day/milestone/q1.jpg"), 30, 40);
-    fs::write(a.join("aachen_cvpr2018_db.nvm"), format!("NVM_V3\n\n1\ndb/1.jpg 50 {} {} {} {} {} {} {} -0.05 0\n\n0\n", q.w, q.x, q.y, q.z, c.x, c.y, c.z)).unwrap();
+    fs::write(
+        a.join("aachen_cvpr2018_db.nvm"),
+        format!("NVM_V3\n\n1\ndb/1.jpg 50 {} {} {} {} {} {} {} -0.05 0\n\n0\n", q.w, q.x, q.y, q.z, c.x, c.y, c.z),
+    )
+    .unwrap();
     fs::write(a.join("aachen_cvpr2018_db.list.txt"), "db/1.jpg\n").unwrap();
-    fs::write(a.join("day_time_queries_with_intrinsics.txt"), "query/day/milestone/q1.jpg SIMPLE_RADIAL 30 40 45 15 20 0.01\n").unwrap();
+    fs::write(
+        a.join("day_time_queries_with_intrinsics.txt"),
+        "query/day/milestone/q1.jpg SIMPLE_RADIAL 30 40 45 15 20 0.01\n",
+    )
+    .unwrap();
     fs::write(a.join("night_time_queries_with_intrinsics.txt"), "").unwrap();
     let plan = convert::aachen::plan(&a, 24).unwrap();
     assert!(plan.dummy_test_poses);
@@ -251,7 +271,8 @@ fn tiny_scene(root: &Path, n: usize, offset: f64, features: bool) {
             fs::write(root.join(format!("{split}/calibration/f{i}.txt")), "100").unwrap();
         }
         if features {
-            let data: Vec<f32> = (0..n * 4).map(|k| if k % 4 == (k / 4 + offset as usize) % 4 { 1.0 } else { 0.0 }).collect();
+            let data: Vec<f32> =
+                (0..n * 4).map(|k| if k % 4 == (k / 4 + offset as usize) % 4 { 1.0 } else { 0.0 }).collect();
             glace_data::features::write_features(&root.join(format!("{split}/features.npy")), n, 4, &data).unwrap();
         }
     }
@@ -269,7 +290,8 @@ fn rooms_are_placed_on_the_grid() {
     // g = ceil(sqrt(3)) = 2: roomC is row 1, col 0 → centre (−5, 0, 0).
     let f = frame(&scene, SplitKind::Test, "roomC_f1.png");
     let mut expected = pose(1.0);
-    expected.0.translation.vector += Vector3::new(20.0, 0.0, 0.0) + Vector3::new(-5.0, 0.0, 0.0) - Vector3::new(20.0, 0.0, 1.0);
+    expected.0.translation.vector +=
+        Vector3::new(20.0, 0.0, 0.0) + Vector3::new(-5.0, 0.0, 0.0) - Vector3::new(20.0, 0.0, 1.0);
     assert!(close(&f.cam_to_world, &expected) < 1e-9);
     let test = scene.split(SplitKind::Test).unwrap();
     assert_eq!(test.features.as_ref().unwrap().rows, 6);
@@ -291,12 +313,18 @@ fn colmap_fixture(dir: &Path, binary: bool, second_model: &str) -> Vec<(String, 
         png(&imgs.join(n), 32, 24);
     }
     // Camera 1 PINHOLE, camera 2 as given (the distortion must then match none).
-    let cams: [(u32, &str, Vec<f64>); 2] = [(1, "PINHOLE", vec![30.0, 31.0, 16.5, 12.25]), (2, second_model, vec![29.0, 16.0, 12.0])];
+    let cams: [(u32, &str, Vec<f64>); 2] =
+        [(1, "PINHOLE", vec![30.0, 31.0, 16.5, 12.25]), (2, second_model, vec![29.0, 16.0, 12.0])];
     if binary {
         let mut b = Vec::new();
         b.extend(2u64.to_le_bytes());
         for (id, model, params) in &cams {
-            let mid = match *model { "SIMPLE_PINHOLE" => 0i32, "PINHOLE" => 1, "OPENCV_FISHEYE" => 5, _ => 99 };
+            let mid = match *model {
+                "SIMPLE_PINHOLE" => 0i32,
+                "PINHOLE" => 1,
+                "OPENCV_FISHEYE" => 5,
+                _ => 99,
+            };
             b.extend((*id as i32).to_le_bytes());
             b.extend(mid.to_le_bytes());
             b.extend(32u64.to_le_bytes());
@@ -324,15 +352,31 @@ fn colmap_fixture(dir: &Path, binary: bool, second_model: &str) -> Vec<(String, 
         }
         fs::write(model.join("images.bin"), b).unwrap();
     } else {
-        let mut c = String::from("# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n");
+        let mut c = String::from(
+            "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n",
+        );
         for (id, model, params) in &cams {
-            c.push_str(&format!("{id} {model} 32 24 {}\n", params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")));
+            c.push_str(&format!(
+                "{id} {model} 32 24 {}\n",
+                params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+            ));
         }
         fs::write(model.join("cameras.txt"), c).unwrap();
         let mut s = String::from("# Image list with two lines of data per image:\n");
         for (i, (n, p)) in gt.iter().enumerate() {
             let (q, t) = p.inverse().quaternion_translation();
-            s.push_str(&format!("{} {} {} {} {} {} {} {} {} {n}\n", i + 1, q[0], q[1], q[2], q[3], t[0], t[1], t[2], if i == 2 { 2 } else { 1 }));
+            s.push_str(&format!(
+                "{} {} {} {} {} {} {} {} {} {n}\n",
+                i + 1,
+                q[0],
+                q[1],
+                q[2],
+                q[3],
+                t[0],
+                t[1],
+                t[2],
+                if i == 2 { 2 } else { 1 }
+            ));
             s.push_str(if i == 1 { "\n" } else { "1.5 2.5 -1\n" });
         }
         fs::write(model.join("images.txt"), s).unwrap();
@@ -345,7 +389,12 @@ fn colmap_text_and_binary_round_trip() {
     for binary in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let gt = colmap_fixture(tmp.path(), binary, "SIMPLE_PINHOLE");
-        let plan = convert::colmap::plan(&tmp.path().join("sparse/0"), &tmp.path().join("images"), &ColmapSplit::Every { every: 3, offset: 1 }).unwrap();
+        let plan = convert::colmap::plan(
+            &tmp.path().join("sparse/0"),
+            &tmp.path().join("images"),
+            &ColmapSplit::Every { every: 3, offset: 1 },
+        )
+        .unwrap();
         let scene = execute(&plan, &tmp.path().join("out"));
         assert_eq!(scene.split(SplitKind::Test).unwrap().frames.len(), 1);
         for (i, (name, p)) in gt.iter().enumerate() {
@@ -390,8 +439,20 @@ fn tum_round_trip_with_interpolation() {
         let q = p.0.rotation.quaternion().coords;
         format!("{t:.4} {} {} {} {} {} {} {}\n", c.x, c.y, c.z, q.x, q.y, q.z, q.w)
     };
-    let gt = format!("# ground truth trajectory\n# timestamp tx ty tz qx qy qz qw\n{}{}", line(100.0, &p0), line(100.01, &p1));
-    fs::write(seq.join("groundtruth.txt").parent().map(|p| fs::create_dir_all(p)).map(|_| seq.join("groundtruth.txt")).unwrap(), gt).unwrap();
+    let gt = format!(
+        "# ground truth trajectory\n# timestamp tx ty tz qx qy qz qw\n{}{}",
+        line(100.0, &p0),
+        line(100.01, &p1)
+    );
+    fs::write(
+        seq.join("groundtruth.txt")
+            .parent()
+            .map(|p| fs::create_dir_all(p))
+            .map(|_| seq.join("groundtruth.txt"))
+            .unwrap(),
+        gt,
+    )
+    .unwrap();
     let mut rgb = String::from("# color images\n");
     for (k, t) in ["100.000000", "100.005000", "100.010000", "200.000000"].iter().enumerate() {
         png(&seq.join(format!("rgb/{t}.png")), 16, 12);
@@ -470,7 +531,11 @@ fn refuses_non_empty_target_and_leaves_nothing_on_failure() {
     let err = broken.execute(&out2, false, false, &|| {}).unwrap_err();
     assert!(err.to_string().contains("missing.png"), "{err}");
     assert!(!out2.exists());
-    let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty());
     let _ = WorldToCam(Isometry3::from_parts(Translation3::new(0.0, 0.0, 0.0), UnitQuaternion::identity()));
 }

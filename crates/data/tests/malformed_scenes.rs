@@ -285,12 +285,8 @@ fn m27_features_float64() {
     let (_t, root) = valid_scene();
     let bytes = {
         let mut out = Vec::new();
-        let mut w = npyz::WriteOptions::<f64>::new()
-            .default_dtype()
-            .shape(&[3, 2])
-            .writer(&mut out)
-            .begin_nd()
-            .unwrap();
+        let mut w =
+            npyz::WriteOptions::<f64>::new().default_dtype().shape(&[3, 2]).writer(&mut out).begin_nd().unwrap();
         w.extend([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]).unwrap();
         w.finish().unwrap();
         out
@@ -379,7 +375,9 @@ fn skip_invalid_poses_keeps_feature_rows_aligned() {
 
 #[test]
 fn raw_7scenes_pose_files_parse() {
-    let Some(dir) = glace_data::testing::shared_path("data/raw_7scenes_stairs_sample/stairs", "raw_7scenes_pose_files_parse") else {
+    let Some(dir) =
+        glace_data::testing::shared_path("data/raw_7scenes_stairs_sample/stairs", "raw_7scenes_pose_files_parse")
+    else {
         return;
     };
     for seq in 1..=4 {

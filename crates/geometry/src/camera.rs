@@ -24,7 +24,9 @@ impl Intrinsics {
     /// Validated intrinsics: focal lengths finite and positive, principal point finite.
     pub fn new(fx: f64, fy: f64, cx: f64, cy: f64) -> Result<Self, GeometryError> {
         if !(fx.is_finite() && fy.is_finite() && fx > 0.0 && fy > 0.0) {
-            return Err(GeometryError::BadIntrinsics(format!("focal lengths must be positive and finite, got fx={fx} fy={fy}")));
+            return Err(GeometryError::BadIntrinsics(format!(
+                "focal lengths must be positive and finite, got fx={fx} fy={fy}"
+            )));
         }
         if !(cx.is_finite() && cy.is_finite()) {
             return Err(GeometryError::BadIntrinsics(format!("principal point must be finite, got cx={cx} cy={cy}")));
@@ -37,17 +39,7 @@ impl Intrinsics {
     }
     /// K⁻¹.
     pub fn inverse_matrix(&self) -> Matrix3<f64> {
-        Matrix3::new(
-            1.0 / self.fx,
-            0.0,
-            -self.cx / self.fx,
-            0.0,
-            1.0 / self.fy,
-            -self.cy / self.fy,
-            0.0,
-            0.0,
-            1.0,
-        )
+        Matrix3::new(1.0 / self.fx, 0.0, -self.cx / self.fx, 0.0, 1.0 / self.fy, -self.cy / self.fy, 0.0, 0.0, 1.0)
     }
     /// All four parameters multiplied by `s` (an image resize by factor `s`).
     pub fn scaled(&self, s: f64) -> Self {

@@ -145,7 +145,9 @@ fn refine_depths(l: &mut Vector3<f64>, a: [f64; 3], b: [f64; 3]) {
 /// Returns up to 4 solutions; none for degenerate input (collinear or coincident points, NaN).
 pub fn p3p(y: [Vector3<f64>; 3], x: [Vector3<f64>; 3]) -> Vec<P3pSolution> {
     let mut out = Vec::with_capacity(4);
-    let (Some(y1), Some(y2), Some(y3)) = (y[0].try_normalize(1e-300), y[1].try_normalize(1e-300), y[2].try_normalize(1e-300)) else {
+    let (Some(y1), Some(y2), Some(y3)) =
+        (y[0].try_normalize(1e-300), y[1].try_normalize(1e-300), y[2].try_normalize(1e-300))
+    else {
         return out;
     };
     let [x1, x2, x3] = x;

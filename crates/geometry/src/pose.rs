@@ -142,10 +142,7 @@ impl PoseError {
     /// Compares an estimated camera-to-world pose with the ground truth.
     pub fn between(estimate: &CamToWorld, ground_truth: &CamToWorld) -> Self {
         let delta = estimate.0.rotation * ground_truth.0.rotation.inverse();
-        PoseError {
-            rot_deg: delta.angle().to_degrees(),
-            trans: (estimate.center() - ground_truth.center()).norm(),
-        }
+        PoseError { rot_deg: delta.angle().to_degrees(), trans: (estimate.center() - ground_truth.center()).norm() }
     }
 }
 

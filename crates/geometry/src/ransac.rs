@@ -224,8 +224,22 @@ fn refine_lm(cam: &Cam, pose: &Pose, pixels: &[[f64; 2]], points: &[Vector3<f64>
             let du = Vector3::new(cam.fx * iz, 0.0, -cam.fx * c.x * iz * iz);
             let dv = Vector3::new(0.0, cam.fy * iz, -cam.fy * c.y * iz * iz);
             // d(c)/d(ω) = −[c]×, d(c)/d(v) = I  ⇒  row · (−[c]×) = c × row
-            let ju = Vector6::new(c.y * du.z - c.z * du.y, c.z * du.x - c.x * du.z, c.x * du.y - c.y * du.x, du.x, du.y, du.z);
-            let jv = Vector6::new(c.y * dv.z - c.z * dv.y, c.z * dv.x - c.x * dv.z, c.x * dv.y - c.y * dv.x, dv.x, dv.y, dv.z);
+            let ju = Vector6::new(
+                c.y * du.z - c.z * du.y,
+                c.z * du.x - c.x * du.z,
+                c.x * du.y - c.y * du.x,
+                du.x,
+                du.y,
+                du.z,
+            );
+            let jv = Vector6::new(
+                c.y * dv.z - c.z * dv.y,
+                c.z * dv.x - c.x * dv.z,
+                c.x * dv.y - c.y * dv.x,
+                dv.x,
+                dv.y,
+                dv.z,
+            );
             h += ju * ju.transpose() + jv * jv.transpose();
             g += ju * ru + jv * rv;
         }
@@ -270,7 +284,12 @@ fn orthonormalised(p: Pose) -> Pose {
 ///
 /// `pixels` are ideal (undistorted) pixel positions in the image whose intrinsics are `k`.
 /// Correspondences with non-finite values are ignored.
-pub fn ransac_pnp(pixels: &[[f64; 2]], points: &[[f64; 3]], k: &Intrinsics, cfg: &RansacConfig) -> Result<RansacResult, RansacError> {
+pub fn ransac_pnp(
+    pixels: &[[f64; 2]],
+    points: &[[f64; 3]],
+    k: &Intrinsics,
+    cfg: &RansacConfig,
+) -> Result<RansacResult, RansacError> {
     assert_eq!(pixels.len(), points.len(), "one pixel per point");
     let cam = Cam { fx: k.fx, fy: k.fy, cx: k.cx, cy: k.cy };
     let (px, pts): (Vec<[f64; 2]>, Vec<Vector3<f64>>) = pixels
@@ -288,7 +307,8 @@ pub fn ransac_pnp(pixels: &[[f64; 2]], points: &[[f64; 3]], k: &Intrinsics, cfg:
     let drawn: Vec<(Option<Pose>, u64, bool)> = (0..cfg.hypotheses)
         .into_par_iter()
         .map(|h| {
-            let mut stream = Stream(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut stream =
+                Stream(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             draw_hypothesis(&cam, &px, &pts, &bearings, cfg, &mut stream, deadline)
         })
         .collect();
@@ -299,10 +319,8 @@ pub fn ransac_pnp(pixels: &[[f64; 2]], points: &[[f64; 3]], k: &Intrinsics, cfg:
         return Err(RansacError::NoHypothesis { tries, timed_out });
     }
     let scores: Vec<f64> = hyps.par_iter().map(|p| soft_score(&cam, p, &px, &pts, cfg)).collect();
-    let (best, score) = scores
-        .iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |acc, (i, &s)| if s > acc.1 { (i, s) } else { acc });
+    let (best, score) =
+        scores.iter().enumerate().fold((0, f64::NEG_INFINITY), |acc, (i, &s)| if s > acc.1 { (i, s) } else { acc });
 
     let mut pose = hyps[best];
     let mut best_count = 4;
@@ -321,7 +339,14 @@ pub fn ransac_pnp(pixels: &[[f64; 2]], points: &[[f64; 3]], k: &Intrinsics, cfg:
     }
     let rot = UnitQuaternion::from_matrix(&pose.r);
     let iso = nalgebra::Isometry3::from_parts(nalgebra::Translation3::from(pose.t), rot);
-    Ok(RansacResult { pose: WorldToCam(iso), inliers, score, valid_hypotheses: hyps.len(), tries, refinement_rounds: rounds })
+    Ok(RansacResult {
+        pose: WorldToCam(iso),
+        inliers,
+        score,
+        valid_hypotheses: hyps.len(),
+        tries,
+        refinement_rounds: rounds,
+    })
 }
 
 #[cfg(test)]
@@ -383,7 +408,8 @@ mod tests {
         let line: Vec<[f64; 3]> = (0..100).map(|i| [i as f64 * 0.1, 0.0, 3.0]).collect();
         assert!(matches!(ransac_pnp(&px, &line, &k, &cfg), Err(RansacError::NoHypothesis { .. })));
         // All points behind the camera under any pose that fits... pure noise.
-        let behind: Vec<[f64; 3]> = (0..100).map(|i| [(i * 37 % 11) as f64, (i * 13 % 7) as f64, -5.0 - (i % 3) as f64]).collect();
+        let behind: Vec<[f64; 3]> =
+            (0..100).map(|i| [(i * 37 % 11) as f64, (i * 13 % 7) as f64, -5.0 - (i % 3) as f64]).collect();
         let r = ransac_pnp(&px, &behind, &k, &cfg);
         assert!(r.is_err() || r.unwrap().inliers < 100);
         // NaN coordinates are dropped; too few remain.

@@ -35,7 +35,10 @@ pub fn intrinsics() -> Intrinsics {
     Intrinsics { fx: 525.0, fy: 525.0, cx: 320.0, cy: 240.0 }
 }
 
-fn get<T: npyz::Deserialize>(npz: &mut npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>, name: &str) -> Result<Vec<T>, String> {
+fn get<T: npyz::Deserialize>(
+    npz: &mut npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>,
+    name: &str,
+) -> Result<Vec<T>, String> {
     let npy = npz.by_name(name).map_err(|e| format!("{name}: {e}"))?.ok_or_else(|| format!("{name}: missing"))?;
     if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
         return Err(format!("{name}: Fortran order not expected"));

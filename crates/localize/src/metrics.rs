@@ -77,9 +77,14 @@ pub fn summarize(errors: &[FrameError]) -> Summary {
 
 /// Scores pose records against ground truth (frame name → camera-to-world). Every ground-truth
 /// frame is scored; records naming frames without ground truth are an error.
-pub fn evaluate(ground_truth: &[(String, CamToWorld)], records: &[PoseRecord], pose_file: &Path) -> Result<Vec<FrameError>, LocalizeError> {
+pub fn evaluate(
+    ground_truth: &[(String, CamToWorld)],
+    records: &[PoseRecord],
+    pose_file: &Path,
+) -> Result<Vec<FrameError>, LocalizeError> {
     let gt: HashMap<&str, &CamToWorld> = ground_truth.iter().map(|(n, p)| (n.as_str(), p)).collect();
-    let unknown: Vec<String> = records.iter().filter(|r| !gt.contains_key(r.name.as_str())).map(|r| r.name.clone()).collect();
+    let unknown: Vec<String> =
+        records.iter().filter(|r| !gt.contains_key(r.name.as_str())).map(|r| r.name.clone()).collect();
     if !unknown.is_empty() {
         return Err(LocalizeError::UnknownFrames { path: pose_file.to_path_buf(), names: unknown });
     }

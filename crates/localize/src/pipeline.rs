@@ -55,10 +55,17 @@ pub fn localize_frame(
         GlobalSource::None => Vec::new(),
         GlobalSource::Builtin => {
             let g = map.global.as_ref().expect("maps with a built-in global encoder carry it");
-            g.encode(&GlobalInput { descriptors: enc.features.data.clone(), colour: colour_layout(&p.rgb_hw3, p.width, p.height) })
+            g.encode(&GlobalInput {
+                descriptors: enc.features.data.clone(),
+                colour: colour_layout(&p.rgb_hw3, p.width, p.height),
+            })
         }
         _ => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
-            DataError::format(&frame.rgb_path, None, "the map expects a global descriptor from features.npy, but the test split has none")
+            DataError::format(
+                &frame.rgb_path,
+                None,
+                "the map expects a global descriptor from features.npy, but the test split has none",
+            )
         })?,
     };
     times.encode_s = t.elapsed().as_secs_f64();

@@ -70,7 +70,9 @@ pub fn read_pose_file(path: &Path) -> Result<Vec<PoseRecord>, LocalizeError> {
                 cols.len()
             )));
         }
-        let num = |k: usize| cols[k].parse::<f64>().map_err(|_| bad(format!("column {}: '{}' is not a number", k + 1, cols[k])));
+        let num = |k: usize| {
+            cols[k].parse::<f64>().map_err(|_| bad(format!("column {}: '{}' is not a number", k + 1, cols[k])))
+        };
         let q = [num(1)?, num(2)?, num(3)?, num(4)?];
         let t = [num(5)?, num(6)?, num(7)?];
         let pose = WorldToCam::from_quaternion_translation(q, t).ok();

@@ -6,7 +6,9 @@ use glace_localize::dsac_fixture::{load, run_case};
 
 #[test]
 fn dsac_fixture_accuracy_matches_reference() {
-    let Some(path) = shared_path("fixtures/dsacstar_ransac.npz", "dsac_fixture_accuracy_matches_reference") else { return };
+    let Some(path) = shared_path("fixtures/dsacstar_ransac.npz", "dsac_fixture_accuracy_matches_reference") else {
+        return;
+    };
     let cases = load(&path).unwrap();
     for case in &cases {
         let r = run_case(case, 5);

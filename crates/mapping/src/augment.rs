@@ -58,7 +58,14 @@ fn reflect(x: f64, n: usize) -> f64 {
 }
 
 /// Produces one augmented view of an image.
-pub fn augment(rgb: &RgbImage, calibration: &Calibration, pose: &CamToWorld, image_height: u32, cfg: &AugmentConfig, rng: &mut Rng) -> View {
+pub fn augment(
+    rgb: &RgbImage,
+    calibration: &Calibration,
+    pose: &CamToWorld,
+    image_height: u32,
+    cfg: &AugmentConfig,
+    rng: &mut Rng,
+) -> View {
     if !cfg.enabled {
         let image = preprocess(rgb, calibration, image_height);
         let valid = vec![true; image.width * image.height];
@@ -73,7 +80,8 @@ pub fn augment(rgb: &RgbImage, calibration: &Calibration, pose: &CamToWorld, ima
     let b = rng.range(1.0 - cfg.jitter, 1.0 + cfg.jitter);
     let c = rng.range(1.0 - cfg.jitter, 1.0 + cfg.jitter);
     let brightness_first = rng.f64() < 0.5;
-    let mean_gray = |px: &[u8]| px.chunks_exact(3).map(|p| luma(p[0], p[1], p[2]) as f64).sum::<f64>() / (px.len() / 3) as f64;
+    let mean_gray =
+        |px: &[u8]| px.chunks_exact(3).map(|p| luma(p[0], p[1], p[2]) as f64).sum::<f64>() / (px.len() / 3) as f64;
     for step in 0..2 {
         if (step == 0) == brightness_first {
             image.rgb_hw3.iter_mut().for_each(|v| *v = (*v as f64 * b).round().clamp(0.0, 255.0) as u8);
@@ -100,7 +108,8 @@ pub fn augment(rgb: &RgbImage, calibration: &Calibration, pose: &CamToWorld, ima
             let (fx, fy) = (rx - x0 as f64, ry - y0 as f64);
             for ch in 0..3 {
                 let p = |xx: usize, yy: usize| src[(yy * w + xx) * 3 + ch] as f64;
-                let v = (1.0 - fy) * ((1.0 - fx) * p(x0, y0) + fx * p(x1, y0)) + fy * ((1.0 - fx) * p(x0, y1) + fx * p(x1, y1));
+                let v = (1.0 - fy) * ((1.0 - fx) * p(x0, y0) + fx * p(x1, y0))
+                    + fy * ((1.0 - fx) * p(x0, y1) + fx * p(x1, y1));
                 image.rgb_hw3[(y * w + x) * 3 + ch] = v.round().clamp(0.0, 255.0) as u8;
             }
         }

@@ -138,7 +138,11 @@ pub fn fill(
             let k = view.image.intrinsics;
             let v_index = buf.views.len() as u32;
             buf.views.push(ViewGeometry {
-                w2c: [0, 1, 2].map(|r| [0, 1, 2, 3].map(|c| w2c[(r, c)] as f32)).concat().try_into().expect("12 values"),
+                w2c: [0, 1, 2]
+                    .map(|r| [0, 1, 2, 3].map(|c| w2c[(r, c)] as f32))
+                    .concat()
+                    .try_into()
+                    .expect("12 values"),
                 k: [k.fx as f32, k.fy as f32, k.cx as f32, k.cy as f32],
             });
             let n = cfg.samples_per_image.min(cfg.size - buf.len());

@@ -22,7 +22,14 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { depth_min: 0.1, depth_max: 1000.0, hard_clamp: 1000.0, depth_target: 10.0, soft_clamp: 50.0, soft_clamp_min: 1.0 }
+        LossConfig {
+            depth_min: 0.1,
+            depth_max: 1000.0,
+            hard_clamp: 1000.0,
+            depth_target: 10.0,
+            soft_clamp: 50.0,
+            soft_clamp_min: 1.0,
+        }
     }
 }
 

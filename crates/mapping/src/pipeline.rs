@@ -91,11 +91,15 @@ impl MapOptions {
             seed: 42,
         };
         Some(match name {
-            "cpu" => MapOptions { head_channels: 256, buffer_size: 600_000, batch_size: 2048, iterations: 3000, ..reference },
+            "cpu" => {
+                MapOptions { head_channels: 256, buffer_size: 600_000, batch_size: 2048, iterations: 3000, ..reference }
+            }
             "7scenes" | "12scenes" => MapOptions { batch_size: 5120, ..reference },
             "cambridge" => MapOptions { head_blocks: 2, ..reference },
             "rooms" => MapOptions { decoder_clusters: 50, iterations: 100_000, ..reference },
-            "aachen" => MapOptions { head_blocks: 3, mlp_ratio: 2.0, decoder_clusters: 50, iterations: 100_000, ..reference },
+            "aachen" => {
+                MapOptions { head_blocks: 3, mlp_ratio: 2.0, decoder_clusters: 50, iterations: 100_000, ..reference }
+            }
             _ => return None,
         })
     }
@@ -148,7 +152,12 @@ pub enum MapError {
 }
 
 /// Trains a map for the scene's training split.
-pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progress: &mut dyn Progress) -> Result<(GlaceMap, MapReport), MapError> {
+pub fn map_scene(
+    scene: &Scene,
+    encoder: &LocalEncoder,
+    opts: &MapOptions,
+    progress: &mut dyn Progress,
+) -> Result<(GlaceMap, MapReport), MapError> {
     let train_split = scene.split(SplitKind::Train)?;
     let frames = &train_split.frames;
     if frames.is_empty() {
@@ -162,10 +171,17 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
             let f = train_split.features.as_ref().ok_or_else(|| {
-                MapError::Invalid(format!("{}: --global features needs features.npy in the training split", train_split.dir.display()))
+                MapError::Invalid(format!(
+                    "{}: --global features needs features.npy in the training split",
+                    train_split.dir.display()
+                ))
             })?;
             if f.dim != GLOBAL_DIM {
-                return Err(MapError::Invalid(format!("{}: descriptors are {}-d, expected {GLOBAL_DIM}", f.path.display(), f.dim)));
+                return Err(MapError::Invalid(format!(
+                    "{}: descriptors are {}-d, expected {GLOBAL_DIM}",
+                    f.path.display(),
+                    f.dim
+                )));
             }
             ((0..f.rows).map(|r| f.row(r).to_vec()).collect(), GLOBAL_DIM, None)
         }
@@ -176,7 +192,10 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
                 let rgb = load_rgb8(&f.rgb_path)?;
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
                 let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
-                inputs.push(GlobalInput { descriptors: enc.features.data, colour: colour_layout(&p.rgb_hw3, p.width, p.height) });
+                inputs.push(GlobalInput {
+                    descriptors: enc.features.data,
+                    colour: colour_layout(&p.rgb_hw3, p.width, p.height),
+                });
                 progress.step(k + 1, "");
             }
             let vp = VladPca::fit(&inputs, encoder.dim(), 16, GLOBAL_DIM, opts.seed);
@@ -207,7 +226,9 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
         augment: AugmentConfig { enabled: opts.augment, ..Default::default() },
     };
     progress.phase("filling buffer", opts.buffer_size);
-    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| progress.step(filled, &format!("{imgs} images")))?;
+    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| {
+        progress.step(filled, &format!("{imgs} images"))
+    })?;
     if buffer.is_empty() {
         return Err(MapError::Invalid("no training sample could be drawn (all images invalid?)".into()));
     }
@@ -257,7 +278,7 @@ pub fn map_scene(scene: &Scene, encoder: &LocalEncoder, opts: &MapOptions, progr
         samples_per_s: (opts.iterations * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
     };
     let info = MapInfo {
-        head: head.config.into(),
+        head: head.config,
         local_encoder: encoder.identity(),
         global: match opts.global {
             GlobalChoice::None => GlobalSource::None,

@@ -43,7 +43,15 @@ pub struct IterStats {
 
 /// Trains `head` on `buffer`; `globals[image]` is the global descriptor of a training image
 /// (empty rows when the head has no global input).
-pub fn train(head: &mut Head, buffer: &Buffer, globals: &[Vec<f32>], global_dim: usize, cfg: &TrainConfig, rng: &mut Rng, on_iter: &mut dyn FnMut(&IterStats)) -> Vec<IterStats> {
+pub fn train(
+    head: &mut Head,
+    buffer: &Buffer,
+    globals: &[Vec<f32>],
+    global_dim: usize,
+    cfg: &TrainConfig,
+    rng: &mut Rng,
+    on_iter: &mut dyn FnMut(&IterStats),
+) -> Vec<IterStats> {
     let dim = buffer.dim;
     let c_in = global_dim + dim;
     assert_eq!(head.config.c_in, c_in, "head input must be global + local width");
@@ -63,7 +71,11 @@ pub fn train(head: &mut Head, buffer: &Buffer, globals: &[Vec<f32>], global_dim:
         }
         let batch = &order[cursor..cursor + b];
         cursor += b;
-        let noise: Vec<f32> = if cfg.noise_std > 0.0 && global_dim > 0 { (0..b * global_dim).map(|_| rng.normal() as f32 * cfg.noise_std).collect() } else { Vec::new() };
+        let noise: Vec<f32> = if cfg.noise_std > 0.0 && global_dim > 0 {
+            (0..b * global_dim).map(|_| rng.normal() as f32 * cfg.noise_std).collect()
+        } else {
+            Vec::new()
+        };
         x.par_chunks_mut(c_in).enumerate().for_each(|(r, row)| {
             let s = batch[r];
             if global_dim > 0 {
@@ -100,9 +112,21 @@ pub fn train(head: &mut Head, buffer: &Buffer, globals: &[Vec<f32>], global_dim:
             let mid = errs.len() / 2;
             *errs.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 as f64
         };
-        let stats = IterStats { iteration: it, loss: out.loss, valid: out.valid.iter().filter(|v| **v).count() as f64 / b as f64, lr, median_error };
+        let stats = IterStats {
+            iteration: it,
+            loss: out.loss,
+            valid: out.valid.iter().filter(|v| **v).count() as f64 / b as f64,
+            lr,
+            median_error,
+        };
         if it % 100 == 0 || it + 1 == cfg.iterations {
-            tracing::info!("iteration {it}: loss {:.3}, valid {:.1} %, median error {:.1} px, lr {:.2e}", stats.loss, 100.0 * stats.valid, median_error, lr);
+            tracing::info!(
+                "iteration {it}: loss {:.3}, valid {:.1} %, median error {:.1} px, lr {:.2e}",
+                stats.loss,
+                100.0 * stats.valid,
+                median_error,
+                lr
+            );
         }
         on_iter(&stats);
         history.push(stats);

@@ -68,7 +68,9 @@ fn parity_adamw_steps() {
         for p in 0..3 {
             let grad: Vec<f32> = npz(&fix, &format!("adamw_step{step}_p{p}_grad"));
             opt.step(&mut params[p], &grad, &mut states[p], lr[0], step + 1);
-            for (name, ours) in [("after", &params[p]), ("exp_avg", &states[p].exp_avg), ("exp_avg_sq", &states[p].exp_avg_sq)] {
+            for (name, ours) in
+                [("after", &params[p]), ("exp_avg", &states[p].exp_avg), ("exp_avg_sq", &states[p].exp_avg_sq)]
+            {
                 let r: Vec<f32> = npz(&fix, &format!("adamw_step{step}_p{p}_{name}"));
                 for (a, b) in ours.iter().zip(&r) {
                     assert!((a - b).abs() <= 1e-7 + 1e-6 * b.abs(), "step {step} p{p} {name}: {a} vs {b}");

@@ -13,7 +13,9 @@ fn head_learns_a_consistent_scene() {
     let mut rng = Rng::new(3);
     let dim = 32;
     // 400 world points in front of 4 cameras looking along +z from x = −0.3..0.3.
-    let points: Vec<[f32; 3]> = (0..400).map(|_| [rng.range(-1.5, 1.5) as f32, rng.range(-1.0, 1.0) as f32, rng.range(2.0, 4.0) as f32]).collect();
+    let points: Vec<[f32; 3]> = (0..400)
+        .map(|_| [rng.range(-1.5, 1.5) as f32, rng.range(-1.0, 1.0) as f32, rng.range(2.0, 4.0) as f32])
+        .collect();
     let feats: Vec<Vec<f32>> = (0..400)
         .map(|_| {
             let mut f: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
@@ -25,7 +27,10 @@ fn head_learns_a_consistent_scene() {
     let mut buf = Buffer { dim, ..Default::default() };
     for c in 0..4 {
         let cx = -0.3 + 0.2 * c as f32;
-        buf.views.push(ViewGeometry { w2c: [1.0, 0.0, 0.0, -cx, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], k: [500.0, 500.0, 320.0, 240.0] });
+        buf.views.push(ViewGeometry {
+            w2c: [1.0, 0.0, 0.0, -cx, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            k: [500.0, 500.0, 320.0, 240.0],
+        });
         for (p, f) in points.iter().zip(&feats) {
             let (u, v) = (500.0 * (p[0] - cx) / p[2] + 320.0, 500.0 * p[1] / p[2] + 240.0);
             buf.features.extend(f.iter().map(|&x| f16::from_f32(x)));
@@ -34,9 +39,11 @@ fn head_learns_a_consistent_scene() {
             buf.image.push(0);
         }
     }
-    let config = HeadConfig { c_in: dim, channels: 128, block_channels: 128, blocks: 1, clusters: 1, homogeneous: true };
+    let config =
+        HeadConfig { c_in: dim, channels: 128, block_channels: 128, blocks: 1, clusters: 1, homogeneous: true };
     let mut head = Head::init(config, vec![[0.0, 0.0, 0.0]], 1);
-    let cfg = TrainConfig { batch_size: 512, iterations: 1500, lr_max: 5e-3, noise_std: 0.0, loss: LossConfig::default() };
+    let cfg =
+        TrainConfig { batch_size: 512, iterations: 1500, lr_max: 5e-3, noise_std: 0.0, loss: LossConfig::default() };
     let hist = train(&mut head, &buf, &[Vec::new()], 0, &cfg, &mut rng, &mut |_| {});
     let last = hist.last().unwrap();
     eprintln!("final: valid {:.2}, median error {:.2} px", last.valid, last.median_error);

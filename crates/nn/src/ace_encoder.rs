@@ -43,11 +43,17 @@ impl AceEncoder {
 
     /// Builds the encoder from a state dict, checking every key and shape.
     pub fn from_state_dict(path: &Path, sd: &[(String, PtTensor)]) -> Result<Self, WeightsError> {
-        let expected: Vec<String> = LAYERS.iter().flat_map(|l| [format!("{}.weight", l.0), format!("{}.bias", l.0)]).collect();
+        let expected: Vec<String> =
+            LAYERS.iter().flat_map(|l| [format!("{}.weight", l.0), format!("{}.bias", l.0)]).collect();
         let missing: Vec<String> = expected.iter().filter(|k| !sd.iter().any(|(n, _)| n == *k)).cloned().collect();
         let unexpected: Vec<String> = sd.iter().map(|(n, _)| n.clone()).filter(|n| !expected.contains(n)).collect();
         if !missing.is_empty() || !unexpected.is_empty() {
-            return Err(WeightsError::Keys { path: path.to_path_buf(), what: "the ACE encoder".into(), missing, unexpected });
+            return Err(WeightsError::Keys {
+                path: path.to_path_buf(),
+                what: "the ACE encoder".into(),
+                missing,
+                unexpected,
+            });
         }
         let get = |k: &str| &sd.iter().find(|(n, _)| n == k).expect("checked").1;
         let mut convs = Vec::new();
@@ -55,7 +61,11 @@ impl AceEncoder {
             let (w, b) = (get(&format!("{name}.weight")), get(&format!("{name}.bias")));
             let shape = vec![o, i, k, k];
             if w.shape != shape || b.shape != vec![o] {
-                let (key, exp, found) = if w.shape != shape { (format!("{name}.weight"), shape, w.shape.clone()) } else { (format!("{name}.bias"), vec![o], b.shape.clone()) };
+                let (key, exp, found) = if w.shape != shape {
+                    (format!("{name}.weight"), shape, w.shape.clone())
+                } else {
+                    (format!("{name}.bias"), vec![o], b.shape.clone())
+                };
                 return Err(WeightsError::Shape { path: path.to_path_buf(), key, expected: exp, found });
             }
             convs.push(Conv2d::from_torch(w, b, stride, k / 2));

@@ -119,10 +119,19 @@ mod tests {
     #[test]
     fn matches_direct_convolution() {
         let (i, o, k, h, w) = (3, 5, 3, 9, 7);
-        let wt = PtTensor { shape: vec![o, i, k, k], data: (0..o * i * k * k).map(|v| ((v * 7 % 17) as f32 - 8.0) / 9.0).collect(), dtype: "float32" };
+        let wt = PtTensor {
+            shape: vec![o, i, k, k],
+            data: (0..o * i * k * k).map(|v| ((v * 7 % 17) as f32 - 8.0) / 9.0).collect(),
+            dtype: "float32",
+        };
         let bt = PtTensor { shape: vec![o], data: (0..o).map(|v| v as f32 * 0.1).collect(), dtype: "float32" };
         let conv = Conv2d::from_torch(&wt, &bt, 2, 1);
-        let x = FeatureMap { height: h, width: w, channels: i, data: (0..h * w * i).map(|v| ((v * 5 % 13) as f32 - 6.0) / 4.0).collect() };
+        let x = FeatureMap {
+            height: h,
+            width: w,
+            channels: i,
+            data: (0..h * w * i).map(|v| ((v * 5 % 13) as f32 - 6.0) / 4.0).collect(),
+        };
         let y = conv.forward(&x, false);
         assert_eq!((y.height, y.width), (5, 4));
         for oy in 0..y.height {
@@ -134,7 +143,8 @@ mod tests {
                             for kx in 0..k {
                                 let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox * 2 + kx) as isize - 1);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    s += wt.data[((oo * i + ii) * k + ky) * k + kx] * x.data[(iy as usize * w + ix as usize) * i + ii];
+                                    s += wt.data[((oo * i + ii) * k + ky) * k + kx]
+                                        * x.data[(iy as usize * w + ix as usize) * i + ii];
                                 }
                             }
                         }

@@ -52,8 +52,12 @@ impl LocalEncoder {
     /// Identity recorded in maps.
     pub fn identity(&self) -> EncoderIdentity {
         match self {
-            LocalEncoder::XFeat(_, s) => EncoderIdentity { kind: "xfeat".into(), weights_sha256: s.clone(), dim: XFeat::DIM },
-            LocalEncoder::Ace(_, s) => EncoderIdentity { kind: "ace".into(), weights_sha256: s.clone(), dim: AceEncoder::DIM },
+            LocalEncoder::XFeat(_, s) => {
+                EncoderIdentity { kind: "xfeat".into(), weights_sha256: s.clone(), dim: XFeat::DIM }
+            }
+            LocalEncoder::Ace(_, s) => {
+                EncoderIdentity { kind: "ace".into(), weights_sha256: s.clone(), dim: AceEncoder::DIM }
+            }
         }
     }
     /// Encodes an image given as interleaved RGB and as the normalised gray the reference feeds ACE.
@@ -63,7 +67,9 @@ impl LocalEncoder {
                 let (features, (sh, sw)) = net.encode(rgb_hw3, height, width);
                 Encoded { features, cell_scale: (sw, sh) }
             }
-            LocalEncoder::Ace(net, _) => Encoded { features: net.forward(gray_hw, height, width), cell_scale: (1.0, 1.0) },
+            LocalEncoder::Ace(net, _) => {
+                Encoded { features: net.forward(gray_hw, height, width), cell_scale: (1.0, 1.0) }
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! tenth of the mean kept variance, which keeps rare directions from dominating.
 
 use nalgebra::{DMatrix, SymmetricEigen};
+
+use crate::rng::SplitMix;
 use rayon::prelude::*;
 
 /// Grid of the colour layout (columns, rows).
@@ -79,29 +81,13 @@ fn nearest(codebook: &[f32], dim: usize, x: &[f32]) -> usize {
 /// Lloyd k-means in `dim` dimensions with k-means++ seeding (seeded, deterministic).
 fn codebook_kmeans(samples: &[f32], dim: usize, words: usize, seed: u64) -> Vec<f32> {
     let n = samples.len() / dim;
-    let mut state = seed ^ 0xC0DE_B00C;
-    let mut rand = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = SplitMix(seed ^ 0xC0DE_B00C);
     let row = |i: usize| &samples[i * dim..(i + 1) * dim];
-    let mut cb: Vec<f32> = row((rand() * n as f64) as usize % n).to_vec();
+    let mut cb: Vec<f32> = row((rng.f64() * n as f64) as usize % n).to_vec();
     let mut d2: Vec<f32> = (0..n).map(|i| row(i).iter().zip(&cb).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
     while cb.len() < words * dim {
         let total: f64 = d2.iter().map(|&v| v as f64).sum();
-        let mut r = rand() * total;
-        let mut pick = n - 1;
-        for (i, &v) in d2.iter().enumerate() {
-            r -= v as f64;
-            if r <= 0.0 {
-                pick = i;
-                break;
-            }
-        }
-        let c = row(pick).to_vec();
+        let c = row(rng.weighted(&d2, total)).to_vec();
         for (i, v) in d2.iter_mut().enumerate() {
             *v = v.min(row(i).iter().zip(&c).map(|(a, b)| (a - b) * (a - b)).sum());
         }
@@ -235,7 +221,8 @@ impl VladPca {
         let kd = self.words * self.dim + self.colour_dim;
         assert_eq!(v.len(), kd, "colour layout length differs from the fitted one");
         let centred: Vec<f32> = v.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
-        let mut out: Vec<f32> = self.projection.chunks_exact(kd).map(|row| row.iter().zip(&centred).map(|(a, b)| a * b).sum()).collect();
+        let mut out: Vec<f32> =
+            self.projection.chunks_exact(kd).map(|row| row.iter().zip(&centred).map(|(a, b)| a * b).sum()).collect();
         normalize(&mut out);
         if out.iter().all(|v| *v == 0.0) {
             out[0] = 1.0;

@@ -10,7 +10,7 @@ use crate::pt::PtTensor;
 use crate::WeightsError;
 
 /// Architecture of a head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeadConfig {
     /// Input width (256 global + 512 local = 768 for GLACE, 512 for ACE).
     pub c_in: usize,
@@ -92,18 +92,16 @@ impl Head {
     /// A freshly initialised head (PyTorch's default: weights and biases ~ U(±1/√fan_in)),
     /// deterministic for a seed.
     pub fn init(config: HeadConfig, centres: Vec<[f32; 3]>, seed: u64) -> Head {
-        let mut state = seed ^ 0x4EAD_0000_0000_0001;
-        let mut next = move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::rng::SplitMix(seed ^ 0x4EAD_0000_0000_0001);
         let mut lin = |o: usize, i: usize| {
             let bound = 1.0 / (i as f64).sqrt();
-            let mut u = || ((next() * 2.0 - 1.0) * bound) as f32;
-            Linear { weight: (0..o * i).map(|_| u()).collect(), bias: (0..o).map(|_| u()).collect(), inputs: i, outputs: o }
+            let mut u = || ((rng.f64() * 2.0 - 1.0) * bound) as f32;
+            Linear {
+                weight: (0..o * i).map(|_| u()).collect(),
+                bias: (0..o).map(|_| u()).collect(),
+                inputs: i,
+                outputs: o,
+            }
         };
         let (c_in, c, cb) = (config.c_in, config.channels, config.block_channels);
         let skip = (c_in != c).then(|| lin(c, c_in));
@@ -119,7 +117,10 @@ impl Head {
 
     /// Parameter count (weights and biases).
     pub fn params(&self) -> usize {
-        let mut n = self.res3.iter().map(Linear::params).sum::<usize>() + self.fc1.params() + self.fc2.params() + self.fc3.params();
+        let mut n = self.res3.iter().map(Linear::params).sum::<usize>()
+            + self.fc1.params()
+            + self.fc2.params()
+            + self.fc3.params();
         n += self.skip.as_ref().map_or(0, Linear::params) + self.fcc.as_ref().map_or(0, Linear::params);
         n + self.blocks.iter().flat_map(|b| b.iter()).map(Linear::params).sum::<usize>()
     }
@@ -149,42 +150,7 @@ impl Head {
         debug_assert_eq!(res.len(), n * c);
         let s = self.fc1.forward(&res, n, true);
         let s = self.fc2.forward(&s, n, true);
-        let fc3_out = self.fc3.forward(&s, n, false);
-        let logits = self.fcc.as_ref().map(|f| f.forward(&s, n, false)).unwrap_or_default();
-        let out_w = self.fc3.outputs;
-        let k = self.centres.len();
-        let mut coords = vec![0f32; n * 3];
-        let mut hs = Vec::with_capacity(if self.config.homogeneous { n } else { 0 });
-        let mut w = vec![0f32; k];
-        for i in 0..n {
-            let z = &fc3_out[i * out_w..(i + 1) * out_w];
-            let h = if self.config.homogeneous { homogeneous_scale(z[3], self.h_beta) } else { 1.0 };
-            if self.config.homogeneous {
-                hs.push(h);
-            }
-            let base = if k == 1 {
-                self.centres[0]
-            } else {
-                let l = &logits[i * k..(i + 1) * k];
-                let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for (wj, &lj) in w.iter_mut().zip(l) {
-                    *wj = (lj - m).exp();
-                    sum += *wj;
-                }
-                let mut b = [0f32; 3];
-                for (wj, cj) in w.iter().zip(&self.centres) {
-                    for d in 0..3 {
-                        b[d] += wj / sum * cj[d];
-                    }
-                }
-                b
-            };
-            for d in 0..3 {
-                coords[i * 3 + d] = z[d] / h + base[d];
-            }
-        }
-        HeadOutput { coords_n3: coords, fc3_out, h: hs, logits }
+        self.decode(&s, n)
     }
 
     /// Builds a head from a reference state dict (an official GLACE map file, or the `heads.`
@@ -199,7 +165,12 @@ impl Head {
         })?;
         let (channels, c_in) = (first.shape[0], *first.shape.get(1).unwrap_or(&0));
         let block_channels = get("res3_conv2.weight").map(|t| t.shape[0]).unwrap_or(channels);
-        let blocks = tensors.iter().filter(|(k, _)| k.ends_with("c0.weight") && k[..k.len() - 9].chars().all(|c| c.is_ascii_digit()) && k.len() > 9).count();
+        let blocks = tensors
+            .iter()
+            .filter(|(k, _)| {
+                k.ends_with("c0.weight") && k[..k.len() - 9].chars().all(|c| c.is_ascii_digit()) && k.len() > 9
+            })
+            .count();
         let homogeneous = get("fc3.weight").map(|t| t.shape[0] == 4).unwrap_or(true);
         let clusters = get("centers").map(|t| t.shape.get(1).copied().unwrap_or(1)).unwrap_or(1);
         let config = HeadConfig { c_in, channels, block_channels, blocks, clusters, homogeneous };
@@ -225,7 +196,8 @@ impl Head {
             layer("fcc", clusters, block_channels);
         }
         layer("fc3", if homogeneous { 4 } else { 3 }, block_channels);
-        let buffers: &[&str] = &["max_scale", "min_scale", "max_inv_scale", "h_beta", "min_inv_scale", "mean", "centers"];
+        let buffers: &[&str] =
+            &["max_scale", "min_scale", "max_inv_scale", "h_beta", "min_inv_scale", "mean", "centers"];
         let missing: Vec<String> = expected.iter().filter(|(k, _)| get(k).is_none()).map(|(k, _)| k.clone()).collect();
         let unexpected: Vec<String> = tensors
             .iter()
@@ -233,14 +205,24 @@ impl Head {
             .filter(|k| !expected.iter().any(|(e, _)| e == k) && !buffers.contains(&k.as_str()))
             .collect();
         if !missing.is_empty() || !unexpected.is_empty() {
-            return Err(WeightsError::Keys { path: path.to_path_buf(), what: format!("a GLACE head {config:?}"), missing, unexpected });
+            return Err(WeightsError::Keys {
+                path: path.to_path_buf(),
+                what: format!("a GLACE head {config:?}"),
+                missing,
+                unexpected,
+            });
         }
         for (k, shape) in &expected {
             let t = get(k).expect("checked above");
             // 1×1 conv weights may also come as plain matrices.
             let ok = t.shape == *shape || (shape.len() == 4 && t.shape == shape[..2]);
             if !ok {
-                return Err(WeightsError::Shape { path: path.to_path_buf(), key: k.clone(), expected: shape.clone(), found: t.shape.clone() });
+                return Err(WeightsError::Shape {
+                    path: path.to_path_buf(),
+                    key: k.clone(),
+                    expected: shape.clone(),
+                    found: t.shape.clone(),
+                });
             }
         }
         let lin = |name: &str| {
@@ -251,17 +233,24 @@ impl Head {
         let centres: Vec<[f32; 3]> = match (clusters, get("centers"), get("mean")) {
             (k, Some(c), _) if k > 1 => c.data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
             (_, _, Some(m)) if m.data.len() == 3 => vec![[m.data[0], m.data[1], m.data[2]]],
-            _ => return Err(WeightsError::format(path, "the head has neither 'mean' (3 values) nor 'centers' (1×K×3)")),
+            _ => {
+                return Err(WeightsError::format(path, "the head has neither 'mean' (3 values) nor 'centers' (1×K×3)"))
+            }
         };
         if centres.len() != clusters {
-            return Err(WeightsError::format(path, format!("'centers' holds {} points, expected {clusters}", centres.len())));
+            return Err(WeightsError::format(
+                path,
+                format!("'centers' holds {} points, expected {clusters}", centres.len()),
+            ));
         }
         let h_beta = get("h_beta").and_then(|t| t.data.first().copied()).unwrap_or(H_BETA);
         Ok(Head {
             config,
             skip: (c_in != channels).then(|| lin("head_skip")),
             res3: [lin("res3_conv1"), lin("res3_conv2"), lin("res3_conv3")],
-            blocks: (0..blocks).map(|b| [lin(&format!("{b}c0")), lin(&format!("{b}c1")), lin(&format!("{b}c2"))]).collect(),
+            blocks: (0..blocks)
+                .map(|b| [lin(&format!("{b}c0")), lin(&format!("{b}c1")), lin(&format!("{b}c2"))])
+                .collect(),
             fc1: lin("fc1"),
             fc2: lin("fc2"),
             fcc: (clusters > 1).then(|| lin("fcc")),
@@ -497,7 +486,12 @@ mod grad_tests {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
             ((s >> 8) as f32 / (1 << 24) as f32 - 0.5) * 2.0 / (i as f32).sqrt()
         };
-        Linear { weight: (0..o * i).map(|_| r()).collect(), bias: (0..o).map(|_| r() * 0.3).collect(), inputs: i, outputs: o }
+        Linear {
+            weight: (0..o * i).map(|_| r()).collect(),
+            bias: (0..o).map(|_| r() * 0.3).collect(),
+            inputs: i,
+            outputs: o,
+        }
     }
 
     fn small_head(k: usize, skip: bool) -> Head {
@@ -524,7 +518,9 @@ mod grad_tests {
             let n = 5;
             let x: Vec<f32> = (0..n * head.config.c_in).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
             let r: Vec<f32> = (0..n * 3).map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0).collect();
-            let loss = |h: &Head| -> f64 { h.forward(&x, n).coords_n3.iter().zip(&r).map(|(a, b)| (*a as f64) * (*b as f64)).sum() };
+            let loss = |h: &Head| -> f64 {
+                h.forward(&x, n).coords_n3.iter().zip(&r).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+            };
             let mut hm = head.clone();
             let mut grads = hm.zero_grads();
             let cache = head.forward_train(&x, n);
@@ -541,7 +537,10 @@ mod grad_tests {
                     let lm = loss(&hp);
                     let fd = (lp - lm) / (2.0 * eps as f64);
                     let an = grads.layers[li].weight[pi] as f64;
-                    assert!((fd - an).abs() < 2e-2 * (1.0 + fd.abs()), "k={k} layer {li} w[{pi}]: fd {fd} analytic {an}");
+                    assert!(
+                        (fd - an).abs() < 2e-2 * (1.0 + fd.abs()),
+                        "k={k} layer {li} w[{pi}]: fd {fd} analytic {an}"
+                    );
                 }
             }
         }

@@ -2,6 +2,8 @@
 //! scikit-learn's `KMeans(n_init=1)`), used for the position-decoder centres over the training
 //! camera centres. Deterministic for a seed.
 
+use crate::rng::SplitMix;
+
 /// Result of a clustering.
 #[derive(Clone, Debug)]
 pub struct KMeans {
@@ -19,36 +21,12 @@ fn d2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
 }
 
-/// SplitMix64 for a stable seeded stream.
-struct Rng(u64);
-
-impl Rng {
-    fn f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Index drawn with probability proportional to `weights`.
-    fn weighted(&mut self, weights: &[f64], total: f64) -> usize {
-        let mut r = self.f64() * total;
-        for (i, w) in weights.iter().enumerate() {
-            r -= w;
-            if r <= 0.0 {
-                return i;
-            }
-        }
-        weights.len() - 1
-    }
-}
-
 /// Clusters 3-D points into `k` groups (k ≥ 1, k ≤ number of distinct points is not required:
 /// duplicate centres are possible for degenerate input).
 pub fn kmeans(points: &[[f64; 3]], k: usize, seed: u64, max_iter: usize) -> KMeans {
     assert!(!points.is_empty() && k >= 1, "k-means needs points and k ≥ 1");
     let n = points.len();
-    let mut rng = Rng(seed ^ 0x5EED_5EED);
+    let mut rng = SplitMix(seed ^ 0x5EED_5EED);
     // Greedy k-means++ seeding.
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut centres = vec![points[(rng.f64() * n as f64) as usize % n]];
@@ -74,7 +52,8 @@ pub fn kmeans(points: &[[f64; 3]], k: usize, seed: u64, max_iter: usize) -> KMea
     }
     // Lloyd iterations; tolerance relative to the mean per-axis variance, as scikit-learn.
     let mean: [f64; 3] = [0, 1, 2].map(|a| points.iter().map(|p| p[a]).sum::<f64>() / n as f64);
-    let var = (0..3).map(|a| points.iter().map(|p| (p[a] - mean[a]).powi(2)).sum::<f64>() / n as f64).sum::<f64>() / 3.0;
+    let var =
+        (0..3).map(|a| points.iter().map(|p| (p[a] - mean[a]).powi(2)).sum::<f64>() / n as f64).sum::<f64>() / 3.0;
     let tol = 1e-4 * var;
     let mut labels = vec![0usize; n];
     let mut iterations = 0;

@@ -14,6 +14,7 @@ pub mod kmeans;
 pub mod linalg;
 pub mod map;
 pub mod pt;
+mod rng;
 pub mod weights;
 pub mod xfeat;
 

@@ -55,36 +55,13 @@ pub enum GlobalSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MapInfo {
     /// Head architecture.
-    pub head: HeadJson,
+    pub head: HeadConfig,
     /// Local encoder.
     pub local_encoder: EncoderIdentity,
     /// Global descriptor source.
     pub global: GlobalSource,
     /// Training metadata (scene, options, timings, final loss).
     pub training: serde_json::Value,
-}
-
-/// Serialisable head architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HeadJson {
-    /// Input width.
-    pub c_in: usize,
-    /// Width.
-    pub channels: usize,
-    /// Block width.
-    pub block_channels: usize,
-    /// Extra blocks.
-    pub blocks: usize,
-    /// Decoder centres.
-    pub clusters: usize,
-    /// Homogeneous output.
-    pub homogeneous: bool,
-}
-
-impl From<HeadConfig> for HeadJson {
-    fn from(c: HeadConfig) -> Self {
-        HeadJson { c_in: c.c_in, channels: c.channels, block_channels: c.block_channels, blocks: c.blocks, clusters: c.clusters, homogeneous: c.homogeneous }
-    }
 }
 
 /// A trained map.
@@ -150,17 +127,38 @@ impl GlaceMap {
     fn tensors(&self) -> Vec<(String, Owned)> {
         let mut t = Vec::new();
         for (name, l) in layers(&self.head) {
-            t.push((format!("heads.{name}.weight"), Owned { dtype: Dtype::F16, shape: vec![l.outputs, l.inputs, 1, 1], bytes: f16_bytes(&l.weight) }));
-            t.push((format!("heads.{name}.bias"), Owned { dtype: Dtype::F16, shape: vec![l.outputs], bytes: f16_bytes(&l.bias) }));
+            t.push((
+                format!("heads.{name}.weight"),
+                Owned { dtype: Dtype::F16, shape: vec![l.outputs, l.inputs, 1, 1], bytes: f16_bytes(&l.weight) },
+            ));
+            t.push((
+                format!("heads.{name}.bias"),
+                Owned { dtype: Dtype::F16, shape: vec![l.outputs], bytes: f16_bytes(&l.bias) },
+            ));
         }
         let centres: Vec<f32> = self.head.centres.iter().flatten().copied().collect();
-        t.push(("heads.centres".into(), Owned { dtype: Dtype::F32, shape: vec![self.head.centres.len(), 3], bytes: f32_bytes(&centres) }));
-        t.push(("heads.h_beta".into(), Owned { dtype: Dtype::F32, shape: vec![1], bytes: f32_bytes(&[self.head.h_beta]) }));
+        t.push((
+            "heads.centres".into(),
+            Owned { dtype: Dtype::F32, shape: vec![self.head.centres.len(), 3], bytes: f32_bytes(&centres) },
+        ));
+        t.push((
+            "heads.h_beta".into(),
+            Owned { dtype: Dtype::F32, shape: vec![1], bytes: f32_bytes(&[self.head.h_beta]) },
+        ));
         if let Some(g) = &self.global {
-            t.push(("global.codebook".into(), Owned { dtype: Dtype::F32, shape: vec![g.words, g.dim], bytes: f32_bytes(&g.codebook) }));
-            t.push(("global.mean".into(), Owned { dtype: Dtype::F32, shape: vec![g.mean.len()], bytes: f32_bytes(&g.mean) }));
+            t.push((
+                "global.codebook".into(),
+                Owned { dtype: Dtype::F32, shape: vec![g.words, g.dim], bytes: f32_bytes(&g.codebook) },
+            ));
+            t.push((
+                "global.mean".into(),
+                Owned { dtype: Dtype::F32, shape: vec![g.mean.len()], bytes: f32_bytes(&g.mean) },
+            ));
             let kd = g.mean.len();
-            t.push(("global.projection".into(), Owned { dtype: Dtype::F32, shape: vec![g.out_dim, kd], bytes: f32_bytes(&g.projection) }));
+            t.push((
+                "global.projection".into(),
+                Owned { dtype: Dtype::F32, shape: vec![g.out_dim, kd], bytes: f32_bytes(&g.projection) },
+            ));
         }
         t
     }
@@ -195,20 +193,26 @@ impl GlaceMap {
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: path.to_path_buf(), source: e })?;
         let bad = |m: String| WeightsError::format(path, m);
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a glace map (safetensors: {e})")))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a glace map (safetensors: {e})")))?;
         let md = meta.metadata().clone().unwrap_or_default();
         if md.get("format").map(String::as_str) != Some(MAP_FORMAT) {
-            return Err(bad("not a glace map (no 'glace-map' format tag); official GLACE .pt maps are read with --map-format pt".into()));
+            return Err(bad(
+                "not a glace map (no 'glace-map' format tag); official GLACE .pt maps are read with --map-format pt"
+                    .into(),
+            ));
         }
         let version: u32 = md.get("version").and_then(|v| v.parse().ok()).unwrap_or(0);
         if version != MAP_VERSION {
             return Err(bad(format!("map format version {version}, this glace reads version {MAP_VERSION}")));
         }
-        let info: MapInfo = serde_json::from_str(md.get("info").map(String::as_str).unwrap_or("")).map_err(|e| bad(format!("map description: {e}")))?;
+        let info: MapInfo = serde_json::from_str(md.get("info").map(String::as_str).unwrap_or(""))
+            .map_err(|e| bad(format!("map description: {e}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("truncated or corrupt map: {e}")))?;
         let mut owned = Vec::new();
         for (name, view) in st.tensors() {
-            owned.push((name, Owned { dtype: view.dtype(), shape: view.shape().to_vec(), bytes: view.data().to_vec() }));
+            owned
+                .push((name, Owned { dtype: view.dtype(), shape: view.shape().to_vec(), bytes: view.data().to_vec() }));
         }
         let sum = checksum(&owned);
         if md.get("checksum") != Some(&sum) {
@@ -216,7 +220,9 @@ impl GlaceMap {
         }
         let as_f32 = |t: &Owned| -> Vec<f32> {
             match t.dtype {
-                Dtype::F16 => t.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::F16 => {
+                    t.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                }
                 _ => t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             }
         };
@@ -244,16 +250,26 @@ impl GlaceMap {
             sd.push(("h_beta".into(), PtTensor { shape: vec![1], data: vec![b], dtype: "float32" }));
         }
         let head = Head::from_state_dict(path, &sd)?;
-        if HeadJson::from(head.config) != info.head {
+        if head.config != info.head {
             return Err(bad(format!("tensors describe {:?} but the description says {:?}", head.config, info.head)));
         }
         let global = match info.global {
             GlobalSource::Builtin => {
-                let (Some((cs, cb)), Some((_, mean)), Some((ps, proj))) = (global.remove("codebook"), global.remove("mean"), global.remove("projection")) else {
+                let (Some((cs, cb)), Some((_, mean)), Some((ps, proj))) =
+                    (global.remove("codebook"), global.remove("mean"), global.remove("projection"))
+                else {
                     return Err(bad("built-in global encoder tensors missing".into()));
                 };
                 let colour_dim = md.get("global_colour_dim").and_then(|v| v.parse().ok()).unwrap_or(0);
-                Some(VladPca { codebook: cb, words: cs[0], dim: cs[1], colour_dim, mean, projection: proj, out_dim: ps[0] })
+                Some(VladPca {
+                    codebook: cb,
+                    words: cs[0],
+                    dim: cs[1],
+                    colour_dim,
+                    mean,
+                    projection: proj,
+                    out_dim: ps[0],
+                })
             }
             _ => None,
         };

@@ -153,14 +153,20 @@ impl Machine<'_> {
         self.stack.pop().ok_or_else(|| self.err("stack underflow"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, WeightsError> {
-        let at = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| self.err("no MARK on the stack"))?;
+        let at = self
+            .stack
+            .iter()
+            .rposition(|v| matches!(v, Value::Mark))
+            .ok_or_else(|| self.err("no MARK on the stack"))?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items)
     }
     fn top(&mut self) -> Result<&mut Value, WeightsError> {
         let pos = self.pos;
-        self.stack.last_mut().ok_or_else(|| WeightsError::format(self.path, format!("data.pkl at byte {pos}: empty stack")))
+        self.stack
+            .last_mut()
+            .ok_or_else(|| WeightsError::format(self.path, format!("data.pkl at byte {pos}: empty stack")))
     }
     fn sized_str(&mut self, n: usize) -> Result<Value, WeightsError> {
         let b = self.take(n)?;
@@ -168,8 +174,12 @@ impl Machine<'_> {
     }
 
     fn rebuild_tensor(&mut self, args: Vec<Value>) -> Result<Value, WeightsError> {
-        let (Some(Value::Storage(key, dtype)), Some(Value::Int(offset)), Some(Value::Tuple(size)), Some(Value::Tuple(stride))) =
-            (args.first(), args.get(1), args.get(2), args.get(3))
+        let (
+            Some(Value::Storage(key, dtype)),
+            Some(Value::Int(offset)),
+            Some(Value::Tuple(size)),
+            Some(Value::Tuple(stride)),
+        ) = (args.first(), args.get(1), args.get(2), args.get(3))
         else {
             return Err(self.err("malformed _rebuild_tensor_v2 arguments"));
         };
@@ -182,7 +192,9 @@ impl Machine<'_> {
         let mut idx = vec![0usize; shape.len()];
         for _ in 0..n {
             let off = *offset as usize + idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>();
-            data.push(*storage.get(off).ok_or_else(|| self.err(format!("tensor reads past the end of storage {key}")))?);
+            data.push(
+                *storage.get(off).ok_or_else(|| self.err(format!("tensor reads past the end of storage {key}")))?,
+            );
             for d in (0..shape.len()).rev() {
                 idx[d] += 1;
                 if idx[d] < shape[d] {
@@ -312,7 +324,8 @@ impl Machine<'_> {
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let pairs = items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
+                    let pairs =
+                        items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
                     self.stack.push(Value::Dict(pairs));
                 }
                 0x85..=0x87 => {
@@ -386,13 +399,16 @@ impl Machine<'_> {
                 b'Q' => {
                     let pid = self.pop()?;
                     let Value::Tuple(t) = pid else { return Err(self.err("persistent id is not a tuple")) };
-                    let (Some(Value::Str(kind)), Some(Value::Global(_, ty)), Some(Value::Str(key))) = (t.first(), t.get(1), t.get(2)) else {
+                    let (Some(Value::Str(kind)), Some(Value::Global(_, ty)), Some(Value::Str(key))) =
+                        (t.first(), t.get(1), t.get(2))
+                    else {
                         return Err(self.err("unexpected persistent id"));
                     };
                     if kind != "storage" {
                         return Err(self.err(format!("unsupported persistent id '{kind}'")));
                     }
-                    let (dtype, _) = storage_dtype(ty).ok_or_else(|| self.err(format!("unsupported storage type {ty}")))?;
+                    let (dtype, _) =
+                        storage_dtype(ty).ok_or_else(|| self.err(format!("unsupported storage type {ty}")))?;
                     self.stack.push(Value::Storage(key.clone(), dtype));
                 }
                 b'0' => {
@@ -415,7 +431,10 @@ impl Machine<'_> {
 pub fn load(path: &Path) -> Result<Value, WeightsError> {
     let file = std::fs::File::open(path).map_err(|e| WeightsError::Io { path: path.to_path_buf(), source: e })?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
-        WeightsError::format(path, format!("not a PyTorch zip archive ({e}); legacy non-zip torch.save files are not supported"))
+        WeightsError::format(
+            path,
+            format!("not a PyTorch zip archive ({e}); legacy non-zip torch.save files are not supported"),
+        )
     })?;
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.by_index(i).ok().map(|f| f.name().to_string()))
@@ -453,16 +472,25 @@ pub fn load(path: &Path) -> Result<Value, WeightsError> {
 
 /// Reads a state dict: the top-level dict of tensors, or the tensors under `entry`
 /// (e.g. `model_state_dict`), keeping keys that start with `prefix` (stripped).
-pub fn load_state_dict(path: &Path, entry: Option<&str>, prefix: &str) -> Result<Vec<(String, PtTensor)>, WeightsError> {
+pub fn load_state_dict(
+    path: &Path,
+    entry: Option<&str>,
+    prefix: &str,
+) -> Result<Vec<(String, PtTensor)>, WeightsError> {
     let root = load(path)?;
     let dict = match entry {
-        Some(e) => root.get(e).ok_or_else(|| WeightsError::format(path, format!("the checkpoint has no '{e}' entry")))?,
+        Some(e) => {
+            root.get(e).ok_or_else(|| WeightsError::format(path, format!("the checkpoint has no '{e}' entry")))?
+        }
         None => &root,
     };
     let tensors: Vec<(String, PtTensor)> =
         dict.tensors().into_iter().filter_map(|(k, t)| k.strip_prefix(prefix).map(|s| (s.to_string(), t))).collect();
     if tensors.is_empty() {
-        return Err(WeightsError::format(path, format!("no tensors{} found", if prefix.is_empty() { String::new() } else { format!(" under '{prefix}'") })));
+        return Err(WeightsError::format(
+            path,
+            format!("no tensors{} found", if prefix.is_empty() { String::new() } else { format!(" under '{prefix}'") }),
+        ));
     }
     Ok(tensors)
 }

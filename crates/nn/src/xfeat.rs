@@ -95,7 +95,12 @@ fn basic(sd: &[(String, PtTensor)], path: &Path, name: &str, stride: usize) -> R
     let var = get(&format!("{name}.layer.1.running_var"))?;
     let o = w.shape[0];
     if mean.data.len() != o || var.data.len() != o {
-        return Err(WeightsError::Shape { path: path.to_path_buf(), key: format!("{name}.layer.1.running_mean"), expected: vec![o], found: mean.shape.clone() });
+        return Err(WeightsError::Shape {
+            path: path.to_path_buf(),
+            key: format!("{name}.layer.1.running_mean"),
+            expected: vec![o],
+            found: mean.shape.clone(),
+        });
     }
     let per_out = w.data.len() / o;
     let mut folded = w.clone();
@@ -116,7 +121,12 @@ fn plain(sd: &[(String, PtTensor)], path: &Path, name: &str) -> Result<Conv2d, W
     let b = sd.iter().find(|(n, _)| n == &format!("{name}.bias"));
     match (w, b) {
         (Some((_, w)), Some((_, b))) => Ok(Conv2d::from_torch(w, b, 1, 0)),
-        _ => Err(WeightsError::Keys { path: path.to_path_buf(), what: "XFeat".into(), missing: vec![format!("{name}.weight/.bias")], unexpected: vec![] }),
+        _ => Err(WeightsError::Keys {
+            path: path.to_path_buf(),
+            what: "XFeat".into(),
+            missing: vec![format!("{name}.weight/.bias")],
+            unexpected: vec![],
+        }),
     }
 }
 
@@ -143,9 +153,18 @@ impl XFeat {
             skip1: plain(&sd, path, "skip1.1")?,
             block1: (0..4).map(|i| b(&format!("block1.{i}"), strides1[i])).collect::<Result<_, _>>()?,
             block2: (0..2).map(|i| b(&format!("block2.{i}"), 1)).collect::<Result<_, _>>()?,
-            block3: [("block3.0", 2), ("block3.1", 1), ("block3.2", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
-            block4: [("block4.0", 2), ("block4.1", 1), ("block4.2", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
-            block5: [("block5.0", 2), ("block5.1", 1), ("block5.2", 1), ("block5.3", 1)].iter().map(|(n, s)| b(n, *s)).collect::<Result<_, _>>()?,
+            block3: [("block3.0", 2), ("block3.1", 1), ("block3.2", 1)]
+                .iter()
+                .map(|(n, s)| b(n, *s))
+                .collect::<Result<_, _>>()?,
+            block4: [("block4.0", 2), ("block4.1", 1), ("block4.2", 1)]
+                .iter()
+                .map(|(n, s)| b(n, *s))
+                .collect::<Result<_, _>>()?,
+            block5: [("block5.0", 2), ("block5.1", 1), ("block5.2", 1), ("block5.3", 1)]
+                .iter()
+                .map(|(n, s)| b(n, *s))
+                .collect::<Result<_, _>>()?,
             fusion: vec![b("block_fusion.0", 1)?, b("block_fusion.1", 1)?],
             fusion_out: plain(&sd, path, "block_fusion.2")?,
             heatmap: vec![b("heatmap_head.0", 1)?, b("heatmap_head.1", 1)?],

@@ -30,7 +30,10 @@ fn recall_at_1(rooms: usize, train: usize, test: usize, size: (u32, u32)) -> Opt
     for shot in &scene.shots {
         let img = scene.render(shot).rgb;
         let (feats, _) = net.encode(img.as_raw(), size.1 as usize, size.0 as usize);
-        let input = GlobalInput { descriptors: feats.data, colour: colour_layout(img.as_raw(), size.0 as usize, size.1 as usize) };
+        let input = GlobalInput {
+            descriptors: feats.data,
+            colour: colour_layout(img.as_raw(), size.0 as usize, size.1 as usize),
+        };
         if shot.split == SplitKind::Train {
             train_desc.push(input);
             train_room.push(shot.place);

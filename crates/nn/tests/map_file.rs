@@ -7,11 +7,13 @@ use glace_nn::{GlaceMap, Head, WeightsError};
 
 #[test]
 fn map_round_trip_keeps_fp32_centres_and_outputs() {
-    let Some(pt) = shared_path("fixtures/glace_head_b_k50.pt", "map_round_trip_keeps_fp32_centres_and_outputs") else { return };
+    let Some(pt) = shared_path("fixtures/glace_head_b_k50.pt", "map_round_trip_keeps_fp32_centres_and_outputs") else {
+        return;
+    };
     let mut head = Head::from_state_dict(&pt, &load_state_dict(&pt, None, "").unwrap()).unwrap();
     head.centres[0] = [1234.5678, -0.000123, 98765.43]; // not representable in fp16
     let info = MapInfo {
-        head: head.config.into(),
+        head: head.config,
         local_encoder: EncoderIdentity { kind: "ace".into(), weights_sha256: "00".repeat(32), dim: 512 },
         global: GlobalSource::FeaturesNpy,
         training: serde_json::json!({"scene": "test"}),

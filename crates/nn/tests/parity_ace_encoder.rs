@@ -1,32 +1,11 @@
 //! Parity of the ACE encoder and of the full regressor (encoder + global concat + head).
 
-use std::path::Path;
+mod common;
 
+use common::*;
 use glace_data::testing::shared_path;
 use glace_nn::pt::load_state_dict;
 use glace_nn::{AceEncoder, Head, WeightsError};
-
-fn npz<T: npyz::Deserialize>(path: &Path, name: &str) -> Vec<T> {
-    let mut z = npyz::npz::NpzArchive::open(path).unwrap();
-    z.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing")).into_vec().unwrap()
-}
-
-/// NCHW (C, H, W) reference → HWC.
-fn chw_to_hwc(v: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for ci in 0..c {
-        for y in 0..h {
-            for x in 0..w {
-                out[(y * w + x) * c + ci] = v[(ci * h + y) * w + x];
-            }
-        }
-    }
-    out
-}
-
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 #[test]
 fn parity_ace_encoder() {
@@ -68,7 +47,10 @@ fn parity_regressor_a_default() {
 
 #[test]
 fn wrong_weights_are_refused_with_the_keys() {
-    let Some(head_pt) = shared_path("fixtures/glace_head_a_default.pt", "wrong_weights_are_refused_with_the_keys") else { return };
+    let Some(head_pt) = shared_path("fixtures/glace_head_a_default.pt", "wrong_weights_are_refused_with_the_keys")
+    else {
+        return;
+    };
     let err = AceEncoder::load(&head_pt).unwrap_err();
     assert!(matches!(err, WeightsError::Keys { .. }));
     assert!(err.to_string().contains("conv1.weight") && err.to_string().contains("res3_conv1.weight"), "{err}");

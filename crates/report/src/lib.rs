@@ -123,7 +123,8 @@ mod tests {
         let p = tmp.path().join("cdf.png");
         let rot = [0.1, 0.5, 1.0, f64::INFINITY];
         let trans = [0.5, 2.0, 4.0, f64::INFINITY];
-        error_cdf_png(&p, "test plot", &[Series { label: "glace", rot_deg: &rot, trans_cm: &trans }], 5.0, 10.0).unwrap();
+        error_cdf_png(&p, "test plot", &[Series { label: "glace", rot_deg: &rot, trans_cm: &trans }], 5.0, 10.0)
+            .unwrap();
         let img = image::open(&p).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (1200, 520));
         // Text and curves leave many dark pixels; a blank canvas would have none.

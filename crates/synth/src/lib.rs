@@ -200,7 +200,8 @@ pub fn build(config: &SynthConfig) -> Result<SynthScene, SynthError> {
 impl SynthScene {
     /// Renders one shot.
     pub fn render(&self, shot: &Shot) -> Rendered {
-        let seed = hash(&[self.config.seed, shot.split as u64, shot.place as u64, shot.name.len() as u64, fnv(&shot.name)]);
+        let seed =
+            hash(&[self.config.seed, shot.split as u64, shot.place as u64, shot.name.len() as u64, fnv(&shot.name)]);
         render(&self.places[shot.place].world, &self.textures, &shot.view, seed, self.config.noise_sigma)
     }
 
@@ -231,7 +232,13 @@ impl SynthScene {
 
     /// Renders every shot and writes the scene to `out` atomically; `on_frame` is called after
     /// each frame (for progress). Returns the thumbnails of up to `sheet` frames for a contact sheet.
-    pub fn write(&self, out: &Path, force: bool, sheet: usize, on_frame: &(dyn Fn() + Sync)) -> Result<(PathBuf, Vec<RgbImage>), SynthError> {
+    pub fn write(
+        &self,
+        out: &Path,
+        force: bool,
+        sheet: usize,
+        on_frame: &(dyn Fn() + Sync),
+    ) -> Result<(PathBuf, Vec<RgbImage>), SynthError> {
         let writer = SceneWriter::create(out, force)?;
         writer.write_text("scene.json", &self.scene_json())?;
         let calibration = Calibration::Focal(self.config.focal);
@@ -261,7 +268,8 @@ fn fnv(s: &str) -> u64 {
 }
 
 fn write_depth(writer: &SceneWriter, shot: &Shot, r: &Rendered) -> Result<(), SynthError> {
-    let mm: Vec<u16> = r.depth.iter().map(|&z| if z > 0.0 && z < 65.5349 { (z * 1000.0).round() as u16 } else { 0 }).collect();
+    let mm: Vec<u16> =
+        r.depth.iter().map(|&z| if z > 0.0 && z < 65.5349 { (z * 1000.0).round() as u16 } else { 0 }).collect();
     let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(shot.view.width, shot.view.height, mm).expect("size");
     let dir = writer.dir().join(shot.split.name()).join("depth");
     std::fs::create_dir_all(&dir).map_err(|e| DataError::Io { path: dir.clone(), source: e })?;
@@ -284,7 +292,11 @@ pub fn contact_sheet(thumbs: &[RgbImage], columns: usize) -> RgbImage {
     let (tw, th) = thumbs.first().map(|t| t.dimensions()).unwrap_or((1, 1));
     let rows = thumbs.len().div_ceil(columns).max(1);
     let gap = 4;
-    let mut sheet = RgbImage::from_pixel(columns as u32 * (tw + gap) + gap, rows as u32 * (th + gap) + gap, image::Rgb([32, 32, 32]));
+    let mut sheet = RgbImage::from_pixel(
+        columns as u32 * (tw + gap) + gap,
+        rows as u32 * (th + gap) + gap,
+        image::Rgb([32, 32, 32]),
+    );
     for (i, t) in thumbs.iter().enumerate() {
         let (x, y) = ((i % columns) as u32 * (tw + gap) + gap, (i / columns) as u32 * (th + gap) + gap);
         image::imageops::replace(&mut sheet, t, x as i64, y as i64);

@@ -87,7 +87,8 @@ fn furnish(rng: &mut Rng, min: [f64; 3], max: [f64; 3], designs: &[(usize, Desig
                 2 => ([pos, min[1], min[2]], [pos + along, min[1] + depth, min[2] + h]),
                 _ => ([pos, max[1] - depth, min[2]], [pos + along, max[1], min[2] + h]),
             };
-            let overlaps = placed.iter().any(|o| (0..2).all(|a| bmin[a] < o.max[a] + 0.05 && o.min[a] < bmax[a] + 0.05));
+            let overlaps =
+                placed.iter().any(|o| (0..2).all(|a| bmin[a] < o.max[a] + 0.05 && o.min[a] < bmax[a] + 0.05));
             if !overlaps {
                 placed.push(BoxObject { min: bmin, max: bmax, inward: false, faces: d.faces });
                 ids.push(*id);
@@ -138,7 +139,8 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     let mut rng = Rng::new(seed).fork(1);
     use Pattern::*;
     let patterns = [Glyphs, Blobs, Stripes, Checker, Tiles, Noise, Wood, Noise, Blobs, Glyphs, Checker, Stripes];
-    let textures: Vec<TextureSpec> = patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+    let textures: Vec<TextureSpec> =
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
     let (min, max) = ([-2.0, -2.5, 0.0], [2.0, 2.5, 2.5]);
     let mut faces = [material(0, 4.0, [0.0; 2], None); 6];
     for (f, t) in faces.iter_mut().zip([0, 1, 2, 3, 4, 5]) {
@@ -161,7 +163,8 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
     let mut rng = Rng::new(seed).fork(2);
     use Pattern::*;
     let patterns = [Glyphs, Blobs, Stripes, Checker, Noise, Wood, Tiles, Noise];
-    let textures: Vec<TextureSpec> = patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+    let textures: Vec<TextureSpec> =
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
     // Furniture designs shared by every room, with fixed texture placement, so they look identical.
     let designs: Vec<(usize, Design)> =
         DESIGN_SIZES.iter().enumerate().take(4).map(|(i, &s)| (i, design(&mut rng, s, &[1, 3, 5, 7], false))).collect();
@@ -205,9 +208,11 @@ pub fn outdoor(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     let mut rng = Rng::new(seed).fork(3);
     use Pattern::*;
     let patterns = [Facade, Facade, Facade, Facade, Pavement, Noise];
-    let textures: Vec<TextureSpec> = patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+    let textures: Vec<TextureSpec> =
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
     let ground_faces = [material(4, 8.0, [0.0; 2], None); 6];
-    let mut objects = vec![BoxObject { min: [-300.0, -300.0, -1.0], max: [300.0, 300.0, 0.0], inward: false, faces: ground_faces }];
+    let mut objects =
+        vec![BoxObject { min: [-300.0, -300.0, -1.0], max: [300.0, 300.0, 0.0], inward: false, faces: ground_faces }];
     let mut building = |rng: &mut Rng, a: [f64; 2], b: [f64; 2]| {
         let t = rng.below(4);
         let mut faces = [material(t, 14.0, [0.0; 2], None); 6];

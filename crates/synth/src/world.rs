@@ -145,14 +145,7 @@ impl World {
         // Outward boxes: the normal of face side s points along ±axis; inward boxes point inside.
         let positive_side = face % 2 == 1;
         normal[axis] = if positive_side != obj.inward { 1.0 } else { -1.0 };
-        Some(Hit {
-            t,
-            object,
-            face,
-            face_uv: [point[b] - obj.min[b], point[c] - obj.min[c]],
-            normal,
-            point,
-        })
+        Some(Hit { t, object, face, face_uv: [point[b] - obj.min[b], point[c] - obj.min[c]], normal, point })
     }
 
     /// Light arriving at a point with a normal (Lambert, no shadows).

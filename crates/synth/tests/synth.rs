@@ -104,7 +104,10 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
             for sub in ["rgb", "poses", "calibration", "depth"] {
                 for e in std::fs::read_dir(d.join(split).join(sub)).unwrap() {
                     let p = e.unwrap().path();
-                    m.insert(format!("{split}/{sub}/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(&p).unwrap());
+                    m.insert(
+                        format!("{split}/{sub}/{}", p.file_name().unwrap().to_string_lossy()),
+                        std::fs::read(&p).unwrap(),
+                    );
                 }
             }
         }
@@ -132,7 +135,9 @@ fn every_kind_validates_as_a_scene() {
         assert_eq!(json["generator"], "glace-synth");
         assert_eq!(json["version"], glace_synth::GENERATOR_VERSION);
         // Images are textured, not blank: a healthy spread of gray levels.
-        let img = image::open(out.join("train/rgb").join(format!("{}.png", scene.train.as_ref().unwrap().frames[0].stem))).unwrap();
+        let img =
+            image::open(out.join("train/rgb").join(format!("{}.png", scene.train.as_ref().unwrap().frames[0].stem)))
+                .unwrap();
         let gray = img.to_luma8();
         let levels: BTreeSet<u8> = gray.pixels().map(|p| p[0]).collect();
         assert!(levels.len() > 60, "{kind:?}: only {} gray levels", levels.len());
@@ -153,7 +158,10 @@ fn rooms_sit_on_the_5m_grid_and_share_local_appearance() {
     for shot in &synth.shots {
         let room = &synth.places[shot.place].world.objects[0];
         let cc: Vector3<f64> = shot.view.pose.center();
-        assert!((0..3).all(|a| cc[a] > room.min[a] + 0.3 && cc[a] < room.max[a] - 0.3), "camera {cc:?} outside its room");
+        assert!(
+            (0..3).all(|a| cc[a] > room.min[a] + 0.3 && cc[a] < room.max[a] - 0.3),
+            "camera {cc:?} outside its room"
+        );
     }
     // The same wall material (texture and offset) appears in at least 3 of the rooms…
     let mut rooms_per_wall_key: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
@@ -168,8 +176,11 @@ fn rooms_sit_on_the_5m_grid_and_share_local_appearance() {
     for p in &synth.places {
         assert!(p.furniture.len() >= 3);
     }
-    let layouts: BTreeSet<String> =
-        synth.places.iter().map(|p| format!("{:?}", p.world.objects.iter().map(|o| (o.min, o.max)).collect::<Vec<_>>())).collect();
+    let layouts: BTreeSet<String> = synth
+        .places
+        .iter()
+        .map(|p| format!("{:?}", p.world.objects.iter().map(|o| (o.min, o.max)).collect::<Vec<_>>()))
+        .collect();
     let walls: BTreeSet<String> = synth.places.iter().map(|p| p.material_keys[..4].join("|")).collect();
     assert_eq!(layouts.len(), synth.places.len());
     assert!(walls.len() > 1);

@@ -17,7 +17,15 @@ use crate::scene::SplitKind;
 use crate::text::Calibration;
 use crate::DataError;
 
-fn frame(split: SplitKind, name: &str, src: &Path, f: f64, k1: f64, pose: CamToWorld, target: u32) -> Result<PlannedFrame, DataError> {
+fn frame(
+    split: SplitKind,
+    name: &str,
+    src: &Path,
+    f: f64,
+    k1: f64,
+    pose: CamToWorld,
+    target: u32,
+) -> Result<PlannedFrame, DataError> {
     let (w0, h0) = super::image_size(src)?;
     let (w, h) = setup_resize(w0, h0, target);
     let k = Intrinsics { fx: f, fy: f, cx: w0 as f64 / 2.0, cy: h0 as f64 / 2.0 };
@@ -44,10 +52,22 @@ pub fn plan(input: &Path, target_height: u32) -> Result<Plan, DataError> {
     for (i, line) in read_lines(&list)?.iter().enumerate() {
         let Some(name) = line.split_whitespace().next() else { continue };
         let Some(cam) = by_name.get(name) else {
-            return Err(DataError::format(&list, Some(i + 1), format!("'{name}' is not a camera of aachen_cvpr2018_db.nvm")));
+            return Err(DataError::format(
+                &list,
+                Some(i + 1),
+                format!("'{name}' is not a camera of aachen_cvpr2018_db.nvm"),
+            ));
         };
         let pose = super::pose_from_rotation_and_centre(cam.rotation, cam.centre);
-        plan.frames.push(frame(SplitKind::Train, name, &images.join(name), cam.focal, -cam.radial, pose, target_height)?);
+        plan.frames.push(frame(
+            SplitKind::Train,
+            name,
+            &images.join(name),
+            cam.focal,
+            -cam.radial,
+            pose,
+            target_height,
+        )?);
     }
     for file in ["day_time_queries_with_intrinsics.txt", "night_time_queries_with_intrinsics.txt"] {
         let path = input.join(file);

@@ -33,14 +33,23 @@ pub fn plan(input: &Path, target_height: u32) -> Result<Plan, DataError> {
                 continue;
             }
             if t.len() != 8 {
-                return Err(DataError::format(&path, Some(i + 1), format!("{} fields; expected 'seqX/frameNNNNN.png X Y Z W P Q R'", t.len())));
+                return Err(DataError::format(
+                    &path,
+                    Some(i + 1),
+                    format!("{} fields; expected 'seqX/frameNNNNN.png X Y Z W P Q R'", t.len()),
+                ));
             }
             let v = super::numbers(&path, i + 1, &t[1..])?;
-            let q = super::quaternion([v[3], v[4], v[5], v[6]]).ok_or_else(|| DataError::format(&path, Some(i + 1), "invalid quaternion"))?;
+            let q = super::quaternion([v[3], v[4], v[5], v[6]])
+                .ok_or_else(|| DataError::format(&path, Some(i + 1), "invalid quaternion"))?;
             let centre = Vector3::new(v[0], v[1], v[2]);
             let t_w2c = -(q * centre);
             if t_w2c.abs().max() > 10000.0 || !t_w2c.iter().all(|x| x.is_finite()) {
-                plan.skipped.push(format!("{}: translation {:.0} (an outlier, as the reference skips it)", t[0], t_w2c.abs().max()));
+                plan.skipped.push(format!(
+                    "{}: translation {:.0} (an outlier, as the reference skips it)",
+                    t[0],
+                    t_w2c.abs().max()
+                ));
                 continue;
             }
             let Some(&focal) = focal_by_png.get(t[0]) else {
@@ -56,7 +65,11 @@ pub fn plan(input: &Path, target_height: u32) -> Result<Plan, DataError> {
                 rgb_name: format!("{stem}.png"),
                 pose_name: format!("{stem}.txt"),
                 calibration_name: format!("{stem}.txt"),
-                image: if (w, h) == (w0, h0) { ImageOp::Source(src) } else { ImageOp::Resize { src, width: w, height: h } },
+                image: if (w, h) == (w0, h0) {
+                    ImageOp::Source(src)
+                } else {
+                    ImageOp::Resize { src, width: w, height: h }
+                },
                 pose: super::pose_from_rotation_and_centre(q, centre),
                 calibration: Calibration::Focal(focal * w as f64 / w0 as f64),
             });

@@ -71,7 +71,8 @@ pub fn model_name(id: i32) -> Result<&'static str, String> {
     })
 }
 
-const SUPPORTED: &str = "PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV (undistort others with `colmap image_undistorter`)";
+const SUPPORTED: &str =
+    "PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV (undistort others with `colmap image_undistorter`)";
 
 /// Intrinsics and distortion of a camera.
 pub fn camera_model(c: &ColmapCamera) -> Result<(Intrinsics, Option<Distortion>), String> {
@@ -103,7 +104,8 @@ pub fn read_cameras_txt(path: &Path) -> Result<BTreeMap<u32, ColmapCamera>, Data
         }
         let id: u32 = t[0].parse().map_err(|_| bad(format!("camera id '{}' is not an integer", t[0])))?;
         let model = t[1].to_string();
-        let n = param_count(&model).ok_or_else(|| bad(format!("camera model {model} is not supported; supported: {SUPPORTED}")))?;
+        let n = param_count(&model)
+            .ok_or_else(|| bad(format!("camera model {model} is not supported; supported: {SUPPORTED}")))?;
         let width = t[2].parse().map_err(|_| bad(format!("width '{}' is not an integer", t[2])))?;
         let height = t[3].parse().map_err(|_| bad(format!("height '{}' is not an integer", t[3])))?;
         let params = super::numbers(path, i + 1, &t[4..])?;
@@ -137,7 +139,12 @@ pub fn read_images_txt(path: &Path) -> Result<Vec<ColmapImage>, DataError> {
         }
         let v = super::numbers(path, i + 1, &t[1..8])?;
         let camera_id = t[8].parse().map_err(|_| bad(format!("camera id '{}' is not an integer", t[8])))?;
-        images.push(ColmapImage { q: [v[0], v[1], v[2], v[3]], t: [v[4], v[5], v[6]], camera_id, name: t[9..].join(" ") });
+        images.push(ColmapImage {
+            q: [v[0], v[1], v[2], v[3]],
+            t: [v[4], v[5], v[6]],
+            camera_id,
+            name: t[9..].join(" "),
+        });
         i += 2; // skip the points line
     }
     Ok(images)
@@ -169,7 +176,10 @@ impl Bin<'_> {
     }
     fn cstr(&mut self) -> Result<String, DataError> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&b| b == 0).ok_or_else(|| DataError::format(self.path, None, "unterminated image name"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(|| DataError::format(self.path, None, "unterminated image name"))?;
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
@@ -189,8 +199,9 @@ pub fn read_cameras_bin(path: &Path) -> Result<BTreeMap<u32, ColmapCamera>, Data
     for _ in 0..n {
         let id = b.i32()? as u32;
         let model_id = b.i32()?;
-        let model = model_name(model_id)
-            .map_err(|m| DataError::format(path, None, format!("camera {id}: {m} is not supported; supported: {SUPPORTED}")))?;
+        let model = model_name(model_id).map_err(|m| {
+            DataError::format(path, None, format!("camera {id}: {m} is not supported; supported: {SUPPORTED}"))
+        })?;
         let width = b.u64()?;
         let height = b.u64()?;
         let params = (0..param_count(model).expect("supported model")).map(|_| b.f64()).collect::<Result<_, _>>()?;
@@ -228,7 +239,11 @@ pub fn read_model(dir: &Path) -> Result<(BTreeMap<u32, ColmapCamera>, Vec<Colmap
     } else if dir.join("cameras.txt").exists() {
         Ok((read_cameras_txt(&dir.join("cameras.txt"))?, read_images_txt(&dir.join("images.txt"))?))
     } else {
-        Err(DataError::format(dir, None, "not a COLMAP model: expected cameras.bin + images.bin or cameras.txt + images.txt"))
+        Err(DataError::format(
+            dir,
+            None,
+            "not a COLMAP model: expected cameras.bin + images.bin or cameras.txt + images.txt",
+        ))
     }
 }
 
@@ -251,16 +266,23 @@ pub fn plan(model: &Path, images: &Path, split: &ColmapSplit) -> Result<Plan, Da
     let (cams, mut imgs) = read_model(model)?;
     imgs.sort_by(|a, b| a.name.cmp(&b.name));
     let test_names: Option<HashSet<String>> = match split {
-        ColmapSplit::List(p) => Some(read_lines(p)?.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()),
+        ColmapSplit::List(p) => {
+            Some(read_lines(p)?.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+        }
         ColmapSplit::Every { .. } => None,
     };
     let mut plan = Plan { format: "colmap".into(), ..Default::default() };
     let mut distortion: Option<Option<Distortion>> = None;
     for (i, im) in imgs.iter().enumerate() {
-        let cam = cams
-            .get(&im.camera_id)
-            .ok_or_else(|| DataError::format(model, None, format!("image '{}' uses camera {} which the model lacks", im.name, im.camera_id)))?;
-        let (k, d) = camera_model(cam).map_err(|m| DataError::format(model, None, format!("camera {}: {m}", im.camera_id)))?;
+        let cam = cams.get(&im.camera_id).ok_or_else(|| {
+            DataError::format(
+                model,
+                None,
+                format!("image '{}' uses camera {} which the model lacks", im.name, im.camera_id),
+            )
+        })?;
+        let (k, d) =
+            camera_model(cam).map_err(|m| DataError::format(model, None, format!("camera {}: {m}", im.camera_id)))?;
         match &distortion {
             None => distortion = Some(d),
             Some(prev) if *prev != d => {
@@ -272,7 +294,8 @@ pub fn plan(model: &Path, images: &Path, split: &ColmapSplit) -> Result<Plan, Da
             }
             _ => {}
         }
-        let q = super::quaternion(im.q).ok_or_else(|| DataError::format(model, None, format!("image '{}': invalid quaternion", im.name)))?;
+        let q = super::quaternion(im.q)
+            .ok_or_else(|| DataError::format(model, None, format!("image '{}': invalid quaternion", im.name)))?;
         let w2c = WorldToCam(Isometry3::from_parts(Translation3::new(im.t[0], im.t[1], im.t[2]), q));
         let split_kind = match (&test_names, split) {
             (Some(names), _) => {

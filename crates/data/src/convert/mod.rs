@@ -5,6 +5,7 @@
 //! [`Plan::execute`] writes the scene into a temporary folder and renames it into place when
 //! complete, so a failed conversion leaves nothing behind.
 
+pub mod aachen;
 pub mod cambridge;
 pub mod colmap;
 pub mod imageops;
@@ -14,7 +15,6 @@ pub mod sevenscenes;
 pub mod transforms;
 pub mod tum;
 pub mod twelvescenes;
-pub mod aachen;
 
 use std::path::{Path, PathBuf};
 
@@ -131,7 +131,13 @@ impl Plan {
     }
 
     /// Writes the scene. `copy` copies source images instead of linking them.
-    pub fn execute(&self, out: &Path, force: bool, copy: bool, on_frame: &(dyn Fn() + Sync)) -> Result<PathBuf, DataError> {
+    pub fn execute(
+        &self,
+        out: &Path,
+        force: bool,
+        copy: bool,
+        on_frame: &(dyn Fn() + Sync),
+    ) -> Result<PathBuf, DataError> {
         if self.frames.is_empty() {
             return Err(DataError::format(out, None, "the conversion found no frames to write"));
         }
@@ -139,7 +145,10 @@ impl Plan {
         self.frames.par_iter().try_for_each(|f| -> Result<(), DataError> {
             let split = f.split.name();
             writer.write_text(&format!("{split}/poses/{}", f.pose_name), &format_pose(&f.pose))?;
-            writer.write_text(&format!("{split}/calibration/{}", f.calibration_name), &format_calibration(&f.calibration))?;
+            writer.write_text(
+                &format!("{split}/calibration/{}", f.calibration_name),
+                &format_calibration(&f.calibration),
+            )?;
             let dst = writer.dir().join(split).join("rgb").join(&f.rgb_name);
             produce_image(&f.image, &dst, copy)?;
             on_frame();

@@ -31,21 +31,32 @@ pub fn read_cameras(path: &Path) -> Result<Vec<NvmCamera>, DataError> {
     while i < lines.len() && (lines[i].trim().is_empty() || lines[i].trim_start().starts_with("NVM")) {
         i += 1;
     }
-    let count: usize = lines
-        .get(i)
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| DataError::format(path, Some(i + 1), "expected the number of cameras after the NVM_V3 header"))?;
+    let count: usize = lines.get(i).and_then(|l| l.trim().parse().ok()).ok_or_else(|| {
+        DataError::format(path, Some(i + 1), "expected the number of cameras after the NVM_V3 header")
+    })?;
     let mut cams = Vec::with_capacity(count);
     for k in 0..count {
         let ln = i + 1 + k;
-        let line = lines.get(ln).ok_or_else(|| DataError::format(path, None, format!("ends after {k} of {count} cameras")))?;
+        let line =
+            lines.get(ln).ok_or_else(|| DataError::format(path, None, format!("ends after {k} of {count} cameras")))?;
         let t: Vec<&str> = line.split_whitespace().collect();
         if t.len() < 10 {
-            return Err(DataError::format(path, Some(ln + 1), format!("{} fields; expected 'name f qw qx qy qz cx cy cz k 0'", t.len())));
+            return Err(DataError::format(
+                path,
+                Some(ln + 1),
+                format!("{} fields; expected 'name f qw qx qy qz cx cy cz k 0'", t.len()),
+            ));
         }
         let v = super::numbers(path, ln + 1, &t[1..10])?;
-        let rotation = super::quaternion([v[1], v[2], v[3], v[4]]).ok_or_else(|| DataError::format(path, Some(ln + 1), "invalid quaternion"))?;
-        cams.push(NvmCamera { name: t[0].to_string(), focal: v[0], rotation, centre: Vector3::new(v[5], v[6], v[7]), radial: v[8] });
+        let rotation = super::quaternion([v[1], v[2], v[3], v[4]])
+            .ok_or_else(|| DataError::format(path, Some(ln + 1), "invalid quaternion"))?;
+        cams.push(NvmCamera {
+            name: t[0].to_string(),
+            focal: v[0],
+            rotation,
+            centre: Vector3::new(v[5], v[6], v[7]),
+            radial: v[8],
+        });
     }
     Ok(cams)
 }

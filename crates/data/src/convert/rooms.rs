@@ -30,7 +30,11 @@ pub fn plan(list: &Path, options: &SceneOptions) -> Result<Plan, DataError> {
             continue;
         }
         if t.len() != 4 {
-            return Err(DataError::format(list, Some(i + 1), format!("{} fields; expected '<folder> <mx> <my> <mz>'", t.len())));
+            return Err(DataError::format(
+                list,
+                Some(i + 1),
+                format!("{} fields; expected '<folder> <mx> <my> <mz>'", t.len()),
+            ));
         }
         let v = super::numbers(list, i + 1, &t[1..])?;
         rooms.push((t[0].to_string(), Vector3::new(v[0], v[1], v[2])));
@@ -59,7 +63,8 @@ pub fn plan(list: &Path, options: &SceneOptions) -> Result<Plan, DataError> {
                     rows.push((rgb_name.clone(), table.row(f.file_index).to_vec()));
                 }
                 let pose_name = format!("{prefix}_{}", f.pose_path.file_name().unwrap().to_string_lossy());
-                let calibration_name = format!("{prefix}_{}", f.calibration_path.file_name().unwrap().to_string_lossy());
+                let calibration_name =
+                    format!("{prefix}_{}", f.calibration_path.file_name().unwrap().to_string_lossy());
                 plan.frames.push(PlannedFrame {
                     split: split.kind,
                     rgb_name,

@@ -72,11 +72,19 @@ pub(crate) fn read_pgt(path: &Path) -> Result<std::collections::HashMap<String, 
             continue;
         }
         if t.len() != 8 && t.len() != 9 {
-            return Err(DataError::format(path, Some(i + 1), format!("{} columns, expected 'name qw qx qy qz tx ty tz [f]'", t.len())));
+            return Err(DataError::format(
+                path,
+                Some(i + 1),
+                format!("{} columns, expected 'name qw qx qy qz tx ty tz [f]'", t.len()),
+            ));
         }
         let v = super::numbers(path, i + 1, &t[1..])?;
-        let q = super::quaternion([v[0], v[1], v[2], v[3]]).ok_or_else(|| DataError::format(path, Some(i + 1), "invalid quaternion"))?;
-        let w2c = glace_geometry::WorldToCam(nalgebra::Isometry3::from_parts(nalgebra::Translation3::new(v[4], v[5], v[6]), q));
+        let q = super::quaternion([v[0], v[1], v[2], v[3]])
+            .ok_or_else(|| DataError::format(path, Some(i + 1), "invalid quaternion"))?;
+        let w2c = glace_geometry::WorldToCam(nalgebra::Isometry3::from_parts(
+            nalgebra::Translation3::new(v[4], v[5], v[6]),
+            q,
+        ));
         let key = t[0].split('.').next().unwrap_or(t[0]).to_string();
         map.insert(key, (w2c.inverse(), v.get(7).copied()));
     }
@@ -97,7 +105,11 @@ pub fn plan(input: &Path, variant: &PoseVariant, skip_invalid: bool) -> Result<P
         for seq in seqs {
             let dir = input.join(&seq);
             if !dir.is_dir() {
-                return Err(DataError::format(&split_path, None, format!("names {seq}, but {} does not exist", dir.display())));
+                return Err(DataError::format(
+                    &split_path,
+                    None,
+                    format!("names {seq}, but {} does not exist", dir.display()),
+                ));
             }
             for img in super::color_frames(&dir)? {
                 let base = img.split(".color.").next().unwrap_or(&img).to_string();
@@ -113,7 +125,9 @@ pub fn plan(input: &Path, variant: &PoseVariant, skip_invalid: bool) -> Result<P
                     (None, v) => {
                         let raw = match read_pose(&pose_path, 1e-3) {
                             Ok(p) => p,
-                            Err(e @ (DataError::NonFinitePose { .. } | DataError::InvalidPose { .. })) if skip_invalid => {
+                            Err(e @ (DataError::NonFinitePose { .. } | DataError::InvalidPose { .. }))
+                                if skip_invalid =>
+                            {
                                 plan.skipped.push(e.to_string());
                                 continue;
                             }

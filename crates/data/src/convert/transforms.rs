@@ -45,7 +45,10 @@ pub fn plan(json_path: &Path, test_every: usize, test_offset: usize) -> Result<P
     let bytes = std::fs::read(json_path).map_err(|e| DataError::io(json_path, e))?;
     let top: Value = serde_json::from_slice(&bytes)
         .map_err(|e| DataError::format(json_path, Some(e.line()), format!("invalid JSON: {e}")))?;
-    let frames = top.get("frames").and_then(Value::as_array).ok_or_else(|| DataError::format(json_path, None, "no 'frames' array"))?;
+    let frames = top
+        .get("frames")
+        .and_then(Value::as_array)
+        .ok_or_else(|| DataError::format(json_path, None, "no 'frames' array"))?;
     let base = json_path.parent().unwrap_or(Path::new("."));
     let mut items = Vec::new();
     for (i, f) in frames.iter().enumerate() {
@@ -66,7 +69,10 @@ pub fn plan(json_path: &Path, test_every: usize, test_offset: usize) -> Result<P
             return Err(bad(format!("image '{}' not found", src.display())));
         }
         let m = f.get("transform_matrix").and_then(Value::as_array).ok_or_else(|| bad("no transform_matrix".into()))?;
-        let rows: Vec<Vec<f64>> = m.iter().map(|r| r.as_array().map(|r| r.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()).collect();
+        let rows: Vec<Vec<f64>> = m
+            .iter()
+            .map(|r| r.as_array().map(|r| r.iter().filter_map(Value::as_f64).collect()).unwrap_or_default())
+            .collect();
         if rows.len() != 4 || rows.iter().any(|r| r.len() != 4) {
             return Err(bad("transform_matrix must be 4×4 numbers".into()));
         }
@@ -85,7 +91,11 @@ pub fn plan(json_path: &Path, test_every: usize, test_offset: usize) -> Result<P
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let dist = items.first().and_then(|i| i.3);
     if items.iter().any(|i| i.3 != dist) {
-        return Err(DataError::format(json_path, None, "frames have different lens distortion; a scene holds one distortion.txt"));
+        return Err(DataError::format(
+            json_path,
+            None,
+            "frames have different lens distortion; a scene holds one distortion.txt",
+        ));
     }
     let mut plan = Plan { format: "transforms".into(), distortion: dist, ..Default::default() };
     for (i, (src, pose, k, _)) in items.into_iter().enumerate() {

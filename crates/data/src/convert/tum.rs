@@ -37,13 +37,18 @@ fn read_groundtruth(path: &Path) -> Result<Vec<Sample>, DataError> {
             continue;
         }
         if t.len() != 8 {
-            return Err(DataError::format(path, Some(i + 1), format!("{} fields; expected 'timestamp tx ty tz qx qy qz qw'", t.len())));
+            return Err(DataError::format(
+                path,
+                Some(i + 1),
+                format!("{} fields; expected 'timestamp tx ty tz qx qy qz qw'", t.len()),
+            ));
         }
         let v = super::numbers(path, i + 1, &t)?;
         if v.iter().any(|x| !x.is_finite()) {
             return Err(DataError::format(path, Some(i + 1), "NaN or infinite value"));
         }
-        let rot = super::quaternion([v[7], v[4], v[5], v[6]]).ok_or_else(|| DataError::format(path, Some(i + 1), "zero quaternion"))?;
+        let rot = super::quaternion([v[7], v[4], v[5], v[6]])
+            .ok_or_else(|| DataError::format(path, Some(i + 1), "zero quaternion"))?;
         out.push(Sample { t: v[0], pos: Vector3::new(v[1], v[2], v[3]), rot });
     }
     out.sort_by(|a, b| a.t.total_cmp(&b.t));
@@ -72,7 +77,13 @@ fn interpolate(gt: &[Sample], t: f64, max_gap: f64) -> Option<CamToWorld> {
 }
 
 /// Plans a TUM sequence folder. Every `test_every`-th image (from `test_offset`) is a test image.
-pub fn plan(input: &Path, camera: (Intrinsics, Option<Distortion>), test_every: usize, test_offset: usize, max_gap: f64) -> Result<Plan, DataError> {
+pub fn plan(
+    input: &Path,
+    camera: (Intrinsics, Option<Distortion>),
+    test_every: usize,
+    test_offset: usize,
+    max_gap: f64,
+) -> Result<Plan, DataError> {
     let gt = read_groundtruth(&input.join("groundtruth.txt"))?;
     let rgb_list = input.join("rgb.txt");
     let mut plan = Plan { format: "tum".into(), distortion: camera.1, ..Default::default() };
@@ -85,7 +96,9 @@ pub fn plan(input: &Path, camera: (Intrinsics, Option<Distortion>), test_every: 
         if t.len() != 2 {
             return Err(DataError::format(&rgb_list, Some(i + 1), "expected 'timestamp filename'"));
         }
-        let ts: f64 = t[0].parse().map_err(|_| DataError::format(&rgb_list, Some(i + 1), format!("'{}' is not a timestamp", t[0])))?;
+        let ts: f64 = t[0]
+            .parse()
+            .map_err(|_| DataError::format(&rgb_list, Some(i + 1), format!("'{}' is not a timestamp", t[0])))?;
         let Some(pose) = interpolate(&gt, ts, max_gap) else {
             plan.skipped.push(format!("{}: no ground truth within {max_gap} s", t[1]));
             continue;

@@ -19,9 +19,14 @@ pub fn read_info(path: &Path) -> Result<Intrinsics, DataError> {
             let tokens: Vec<&str> = rest.split_whitespace().collect();
             let v = super::numbers(path, i + 1, &tokens)?;
             if v.len() != 16 {
-                return Err(DataError::format(path, Some(i + 1), format!("m_calibrationColorIntrinsic has {} numbers, expected 16", v.len())));
+                return Err(DataError::format(
+                    path,
+                    Some(i + 1),
+                    format!("m_calibrationColorIntrinsic has {} numbers, expected 16", v.len()),
+                ));
             }
-            return Intrinsics::new(v[0], v[5], v[2], v[6]).map_err(|e| DataError::format(path, Some(i + 1), e.to_string()));
+            return Intrinsics::new(v[0], v[5], v[2], v[6])
+                .map_err(|e| DataError::format(path, Some(i + 1), e.to_string()));
         }
     }
     Err(DataError::format(path, None, "no m_calibrationColorIntrinsic line"))
@@ -35,7 +40,9 @@ pub fn read_split(path: &Path) -> Result<usize, DataError> {
         .split_once("frames=")
         .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| DataError::format(path, Some(1), format!("expected 'sequence0 [frames=N] ...', found '{first}'")))
+        .ok_or_else(|| {
+            DataError::format(path, Some(1), format!("expected 'sequence0 [frames=N] ...', found '{first}'"))
+        })
 }
 
 /// Plans one 12-Scenes room (`input` = e.g. `apt1/kitchen`). `pgt`: folder with
@@ -48,7 +55,11 @@ pub fn plan(input: &Path, pgt: Option<&Path>, full_k: bool) -> Result<Plan, Data
     let pgt_maps = match pgt {
         Some(dir) => {
             let room = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let apt = input.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let apt = input
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let load = |s: &str| super::sevenscenes_pgt(&dir.join(format!("{apt}_{room}_{s}.txt")));
             Some((load("train")?, load("test")?))
         }
