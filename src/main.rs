@@ -36,8 +36,8 @@ enum Command {
     Synth(cmd::synth::SynthArgs),
     /// Benchmarks (rendering; RANSAC and training as they land), printed side by side.
     Bench(cmd::bench::BenchArgs),
-    /// Export a map (point cloud, reference-compatible .pt).
-    Export(cmd::pending::PendingArgs),
+    /// Export a map: the implicit map as a coloured point cloud (PLY).
+    Export(cmd::export::ExportArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Synth(args) => cmd::synth::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
-        Command::Export(a) => cmd::pending::run("export", "end-to-end", &a),
+        Command::Export(args) => cmd::export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

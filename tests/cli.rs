@@ -81,11 +81,11 @@ fn bad_input_exits_2_and_names_the_file() {
 }
 
 #[test]
-fn usage_errors_and_pending_commands() {
+fn usage_errors_and_unavailable_commands() {
     assert_eq!(glace(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(glace(&["info", "/definitely/not/here"]).status.code(), Some(2));
     assert_eq!(glace(&["map", "/definitely/not/here", "map.glace"]).status.code(), Some(2));
-    let out = glace(&["export", "pointcloud", "scene", "map.glace", "out.ply"]);
+    let out = glace(&["export", "official-pt", "map.glace", "out.pt"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
     assert!(glace(&["--help"]).status.success());
@@ -296,4 +296,30 @@ fn real_tum_desk_maps_and_localizes() {
     eprintln!("TUM desk: {r}");
     assert!(r["pct_5cm_5deg"].as_f64().unwrap() >= 80.0, "{r}");
     assert!(r["median_trans_m"].as_f64().unwrap() < 0.03, "{r}");
+
+    // The implicit map as a point cloud: binary PLY whose points lie in front of the desk cameras.
+    let ply = tmp.path().join("desk.ply");
+    let run = glace(&["export", "pointcloud", &s(&scene), &s(&map), &s(&ply)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&ply).unwrap();
+    let end = bytes.windows(11).position(|w| w == b"end_header\n").unwrap() + 11;
+    let header = String::from_utf8_lossy(&bytes[..end]);
+    let n: usize = header.lines().find_map(|l| l.strip_prefix("element vertex ")).unwrap().trim().parse().unwrap();
+    assert_eq!(bytes.len() - end, n * 15, "3 floats + 3 bytes per point");
+    assert!(n > 10_000, "only {n} points kept of 15 × 4800 cells");
+    // Points only need to agree with their own view (a wrong depth on the pixel's ray passes), so
+    // the bounds are loose: the desk lies 1–2 m in front of the cameras, the hall behind it further.
+    let camera = [0.080, -2.220, 1.564]; // mean camera centre (glace info)
+    let mut dist: Vec<f32> = bytes[end..]
+        .chunks_exact(15)
+        .map(|p| {
+            let xyz: Vec<f32> = (0..3).map(|k| f32::from_le_bytes(p[4 * k..4 * k + 4].try_into().unwrap())).collect();
+            ((xyz[0] - camera[0]).powi(2) + (xyz[1] - camera[1]).powi(2) + (xyz[2] - camera[2]).powi(2)).sqrt()
+        })
+        .collect();
+    dist.sort_by(|a, b| a.total_cmp(b));
+    let (median, p90) = (dist[dist.len() / 2], dist[dist.len() * 9 / 10]);
+    eprintln!("point cloud: {n} points, distance to the cameras median {median:.2} m, 90th percentile {p90:.2} m");
+    assert!(median > 0.5 && median < 3.0, "median distance {median} m");
+    assert!(p90 < 10.0, "90th percentile {p90} m");
 }

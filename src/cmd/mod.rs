@@ -3,10 +3,10 @@
 pub mod bench;
 pub mod convert;
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod localize;
 pub mod map;
-pub mod pending;
 pub mod synth;
 
 /// Exit code for an error: 2 when the user's input is at fault, 1 for anything else.

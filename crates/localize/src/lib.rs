@@ -5,6 +5,7 @@ pub mod dsac_fixture;
 pub mod error;
 pub mod metrics;
 pub mod pipeline;
+pub mod pointcloud;
 pub mod posefile;
 
 pub use error::LocalizeError;

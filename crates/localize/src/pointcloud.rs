@@ -1,0 +1,94 @@
+//! The implicit map as a point cloud (GLACE supplement §4): the head's scene coordinates for the
+//! cells of posed images, kept where they reproject within a threshold under the ground-truth
+//! pose, coloured by the cell's centre pixel; written as binary little-endian PLY.
+
+use std::io::Write;
+use std::path::Path;
+
+use glace_data::imageio::load_rgb8;
+use glace_data::{preprocess, DataError, Frame};
+use glace_geometry::Distortion;
+use glace_nn::global::{colour_layout, GlobalInput};
+use glace_nn::map::GlobalSource;
+use glace_nn::{GlaceMap, LocalEncoder};
+
+/// A coloured point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ColouredPoint {
+    /// World position.
+    pub xyz: [f32; 3],
+    /// Colour.
+    pub rgb: [u8; 3],
+}
+
+/// Scene coordinates of one frame's cells that reproject within `max_error` px under its pose.
+pub fn frame_points(
+    map: &GlaceMap,
+    encoder: &LocalEncoder,
+    frame: &Frame,
+    distortion: Option<Distortion>,
+    global_row: Option<&[f32]>,
+    image_height: u32,
+    max_error: f64,
+) -> Result<Vec<ColouredPoint>, DataError> {
+    let rgb = load_rgb8(&frame.rgb_path)?;
+    let p = preprocess(&rgb, &frame.calibration, image_height);
+    let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+    let global: Vec<f32> = match &map.info.global {
+        GlobalSource::None => Vec::new(),
+        GlobalSource::Builtin => map.global.as_ref().expect("built-in encoder present").encode(&GlobalInput {
+            descriptors: enc.features.data.clone(),
+            colour: colour_layout(&p.rgb_hw3, p.width, p.height),
+        }),
+        _ => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
+            DataError::format(&frame.rgb_path, None, "the map expects features.npy rows for this split")
+        })?,
+    };
+    let f = &enc.features;
+    let cells = f.height * f.width;
+    let mut x = Vec::with_capacity(cells * (global.len() + f.channels));
+    for c in 0..cells {
+        x.extend_from_slice(&global);
+        x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
+    }
+    let coords = map.head.forward(&x, cells).coords_n3;
+    let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion };
+    let w2c = frame.cam_to_world.inverse();
+    let mut out = Vec::new();
+    for i in 0..f.height {
+        for j in 0..f.width {
+            let k = (i * f.width + j) * 3;
+            let world = nalgebra::Point3::new(coords[k] as f64, coords[k + 1] as f64, coords[k + 2] as f64);
+            let Some(uv) = camera.project(&w2c.transform_point(&world)) else { continue };
+            let (u, v) = enc.cell_pixel(i, j);
+            if ((uv.x - u).powi(2) + (uv.y - v).powi(2)).sqrt() >= max_error {
+                continue;
+            }
+            let (pu, pv) = ((u as usize).min(p.width - 1), (v as usize).min(p.height - 1));
+            let c = &p.rgb_hw3[(pv * p.width + pu) * 3..][..3];
+            out.push(ColouredPoint { xyz: [coords[k], coords[k + 1], coords[k + 2]], rgb: [c[0], c[1], c[2]] });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a binary little-endian PLY (x y z float, red green blue uchar) atomically.
+pub fn write_ply(path: &Path, points: &[ColouredPoint]) -> std::io::Result<()> {
+    let tmp = path.with_extension("ply.partial");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        write!(
+            f,
+            "ply\nformat binary_little_endian 1.0\ncomment glace implicit map\nelement vertex {}\nproperty float x\nproperty float y\nproperty float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n",
+            points.len()
+        )?;
+        for p in points {
+            for v in p.xyz {
+                f.write_all(&v.to_le_bytes())?;
+            }
+            f.write_all(&p.rgb)?;
+        }
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, path)
+}
