@@ -24,6 +24,13 @@ fn frames(summary: &serde_json::Value) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Renders a tiny synthetic room (2 training frames) for tests that need any valid scene.
+fn synth_tiny_room(out: &std::path::Path, test_frames: &str, size: &str, texture: &str) {
+    let args = ["synth", "room", out.to_str().unwrap(), "--frames", "2", "--test-frames", test_frames, "--size", size];
+    let run = glace(&[&args[..], &["--texture-size", texture]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
 #[test]
 fn info_tum_desk() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "info_tum_desk") else { return };
@@ -120,20 +127,7 @@ fn synth_writes_a_scene_that_info_accepts() {
 fn eval_scores_a_pose_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("room");
-    let args = [
-        "synth",
-        "room",
-        out.to_str().unwrap(),
-        "--frames",
-        "2",
-        "--test-frames",
-        "4",
-        "--size",
-        "64x48",
-        "--texture-size",
-        "32",
-    ];
-    assert!(glace(&args).status.success());
+    synth_tiny_room(&out, "4", "64x48", "32");
     // Ground-truth poses as a pose file: world-to-camera quaternion + translation.
     let scene = glace_data::Scene::open(&out, &Default::default()).unwrap();
     let mut lines = Vec::new();
@@ -189,20 +183,7 @@ fn convert_7scenes_dry_run_then_write() {
 fn eval_refuses_dummy_poses() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("room");
-    let args = [
-        "synth",
-        "room",
-        out.to_str().unwrap(),
-        "--frames",
-        "2",
-        "--test-frames",
-        "2",
-        "--size",
-        "32x24",
-        "--texture-size",
-        "16",
-    ];
-    assert!(glace(&args).status.success());
+    synth_tiny_room(&out, "2", "32x24", "16");
     std::fs::write(out.join("test").join(glace_data::scene::DUMMY_POSES_MARKER), "").unwrap();
     std::fs::write(tmp.path().join("p.txt"), "").unwrap();
     let run = glace(&["eval", out.to_str().unwrap(), tmp.path().join("p.txt").to_str().unwrap()]);

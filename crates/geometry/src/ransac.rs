@@ -224,22 +224,11 @@ fn refine_lm(cam: &Cam, pose: &Pose, pixels: &[[f64; 2]], points: &[Vector3<f64>
             let du = Vector3::new(cam.fx * iz, 0.0, -cam.fx * c.x * iz * iz);
             let dv = Vector3::new(0.0, cam.fy * iz, -cam.fy * c.y * iz * iz);
             // d(c)/d(ω) = −[c]×, d(c)/d(v) = I  ⇒  row · (−[c]×) = c × row
-            let ju = Vector6::new(
-                c.y * du.z - c.z * du.y,
-                c.z * du.x - c.x * du.z,
-                c.x * du.y - c.y * du.x,
-                du.x,
-                du.y,
-                du.z,
-            );
-            let jv = Vector6::new(
-                c.y * dv.z - c.z * dv.y,
-                c.z * dv.x - c.x * dv.z,
-                c.x * dv.y - c.y * dv.x,
-                dv.x,
-                dv.y,
-                dv.z,
-            );
+            let jacobian_row = |d: Vector3<f64>| {
+                let w = c.cross(&d);
+                Vector6::new(w.x, w.y, w.z, d.x, d.y, d.z)
+            };
+            let (ju, jv) = (jacobian_row(du), jacobian_row(dv));
             h += ju * ju.transpose() + jv * jv.transpose();
             g += ju * ru + jv * rv;
         }

@@ -4,12 +4,12 @@
 use std::time::Instant;
 
 use glace_data::imageio::load_rgb8;
-use glace_data::{preprocess, DataError, Frame};
+use glace_data::{preprocess, DataError, Frame, Preprocessed};
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::global::{colour_layout, GlobalInput};
 use glace_nn::map::GlobalSource;
-use glace_nn::{GlaceMap, LocalEncoder};
+use glace_nn::{Encoded, GlaceMap, LocalEncoder};
 use serde::Serialize;
 
 /// Seconds spent per stage for one frame.
@@ -33,21 +33,31 @@ pub struct FrameResult {
     pub times: StageTimes,
 }
 
-/// Localizes one frame. `global_row` is its `features.npy` row when the map expects one.
-pub fn localize_frame(
+/// A frame's scene-coordinate prediction: the preprocessed image, its encoding and one world
+/// point per cell (row-major over the feature grid).
+pub struct Prediction {
+    /// The image the network saw.
+    pub image: Preprocessed,
+    /// Local features and the cell ↔ pixel mapping.
+    pub encoded: Encoded,
+    /// Cells × 3 world points.
+    pub coords_n3: Vec<f32>,
+}
+
+/// Decodes, encodes (local + global) and runs the head on one frame, adding stage times to
+/// `times`. `global_row` is its `features.npy` row when the map expects one.
+pub fn predict_frame(
     map: &GlaceMap,
     encoder: &LocalEncoder,
     frame: &Frame,
-    distortion: Option<Distortion>,
     global_row: Option<&[f32]>,
     image_height: u32,
-    ransac: &RansacConfig,
-) -> Result<FrameResult, DataError> {
-    let mut times = StageTimes::default();
+    times: &mut StageTimes,
+) -> Result<Prediction, DataError> {
     let t = Instant::now();
     let rgb = load_rgb8(&frame.rgb_path)?;
     let p = preprocess(&rgb, &frame.calibration, image_height);
-    times.decode_s = t.elapsed().as_secs_f64();
+    times.decode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
@@ -64,23 +74,40 @@ pub fn localize_frame(
             DataError::format(
                 &frame.rgb_path,
                 None,
-                "the map expects a global descriptor from features.npy, but the test split has none",
+                "the map expects a global descriptor from features.npy, but this split has none",
             )
         })?,
     };
-    times.encode_s = t.elapsed().as_secs_f64();
+    times.encode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let f = &enc.features;
     let cells = f.height * f.width;
-    let c_in = global.len() + f.channels;
-    let mut x = Vec::with_capacity(cells * c_in);
+    let mut x = Vec::with_capacity(cells * (global.len() + f.channels));
     for c in 0..cells {
         x.extend_from_slice(&global);
         x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
     }
-    let coords = map.head.forward(&x, cells).coords_n3;
-    times.head_s = t.elapsed().as_secs_f64();
+    let coords_n3 = map.head.forward(&x, cells).coords_n3;
+    times.head_s += t.elapsed().as_secs_f64();
+    Ok(Prediction { image: p, encoded: enc, coords_n3 })
+}
+
+/// Localizes one frame. `global_row` is its `features.npy` row when the map expects one.
+pub fn localize_frame(
+    map: &GlaceMap,
+    encoder: &LocalEncoder,
+    frame: &Frame,
+    distortion: Option<Distortion>,
+    global_row: Option<&[f32]>,
+    image_height: u32,
+    ransac: &RansacConfig,
+) -> Result<FrameResult, DataError> {
+    let mut times = StageTimes::default();
+    let Prediction { image: p, encoded: enc, coords_n3: coords } =
+        predict_frame(map, encoder, frame, global_row, image_height, &mut times)?;
+    let f = &enc.features;
+    let cells = f.height * f.width;
 
     let t = Instant::now();
     let camera = Camera { intrinsics: p.intrinsics, distortion };

@@ -5,12 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use glace_data::imageio::load_rgb8;
-use glace_data::{preprocess, DataError, Frame};
+use glace_data::{DataError, Frame};
 use glace_geometry::Distortion;
-use glace_nn::global::{colour_layout, GlobalInput};
-use glace_nn::map::GlobalSource;
 use glace_nn::{GlaceMap, LocalEncoder};
+
+use crate::pipeline::{predict_frame, StageTimes};
 
 /// A coloured point.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,27 +30,9 @@ pub fn frame_points(
     image_height: u32,
     max_error: f64,
 ) -> Result<Vec<ColouredPoint>, DataError> {
-    let rgb = load_rgb8(&frame.rgb_path)?;
-    let p = preprocess(&rgb, &frame.calibration, image_height);
-    let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
-    let global: Vec<f32> = match &map.info.global {
-        GlobalSource::None => Vec::new(),
-        GlobalSource::Builtin => map.global.as_ref().expect("built-in encoder present").encode(&GlobalInput {
-            descriptors: enc.features.data.clone(),
-            colour: colour_layout(&p.rgb_hw3, p.width, p.height),
-        }),
-        _ => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
-            DataError::format(&frame.rgb_path, None, "the map expects features.npy rows for this split")
-        })?,
-    };
+    let pred = predict_frame(map, encoder, frame, global_row, image_height, &mut StageTimes::default())?;
+    let (p, enc, coords) = (&pred.image, &pred.encoded, &pred.coords_n3);
     let f = &enc.features;
-    let cells = f.height * f.width;
-    let mut x = Vec::with_capacity(cells * (global.len() + f.channels));
-    for c in 0..cells {
-        x.extend_from_slice(&global);
-        x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
-    }
-    let coords = map.head.forward(&x, cells).coords_n3;
     let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion };
     let w2c = frame.cam_to_world.inverse();
     let mut out = Vec::new();

@@ -127,30 +127,50 @@ impl Head {
 
     /// Forward pass on `n` rows of `c_in` features.
     pub fn forward(&self, x: &[f32], n: usize) -> HeadOutput {
-        let c = self.config.channels;
         assert_eq!(x.len(), n * self.config.c_in, "head input must be n × c_in");
-        let a = self.res3[0].forward(x, n, true);
-        let a = self.res3[1].forward(&a, n, true);
-        let a = self.res3[2].forward(&a, n, true);
+        let s2 = self.trunk(x, n, None);
+        self.decode(&s2, n)
+    }
+
+    /// A residual branch: three layers, each followed by ReLU.
+    fn branch(layers: &[Linear; 3], x: &[f32], n: usize) -> [Vec<f32>; 3] {
+        let a1 = layers[0].forward(x, n, true);
+        let a2 = layers[1].forward(&a1, n, true);
+        let a3 = layers[2].forward(&a2, n, true);
+        [a1, a2, a3]
+    }
+
+    /// Everything up to fc2 (the input of the output layers); records the activations the
+    /// backward pass needs when `trace` is given.
+    fn trunk(&self, x: &[f32], n: usize, mut trace: Option<&mut Trace>) -> Vec<f32> {
+        let a = Self::branch(&self.res3, x, n);
         let mut res = match &self.skip {
             Some(s) => s.forward(x, n, false),
             None => x.to_vec(),
         };
-        for (r, v) in res.iter_mut().zip(&a) {
+        for (r, v) in res.iter_mut().zip(&a[2]) {
             *r += v;
         }
+        if let Some(t) = trace.as_deref_mut() {
+            t.res3 = Some(a);
+            t.res.push(res.clone());
+        }
         for block in &self.blocks {
-            let b = block[0].forward(&res, n, true);
-            let b = block[1].forward(&b, n, true);
-            let b = block[2].forward(&b, n, true);
-            for (r, v) in res.iter_mut().zip(&b) {
+            let b = Self::branch(block, &res, n);
+            for (r, v) in res.iter_mut().zip(&b[2]) {
                 *r += v;
             }
+            if let Some(t) = trace.as_deref_mut() {
+                t.blocks.push(b);
+                t.res.push(res.clone());
+            }
         }
-        debug_assert_eq!(res.len(), n * c);
-        let s = self.fc1.forward(&res, n, true);
-        let s = self.fc2.forward(&s, n, true);
-        self.decode(&s, n)
+        let s1 = self.fc1.forward(&res, n, true);
+        let s2 = self.fc2.forward(&s1, n, true);
+        if let Some(t) = trace {
+            t.s1 = s1;
+        }
+        s2
     }
 
     /// Builds a head from a reference state dict (an official GLACE map file, or the `heads.`
@@ -261,6 +281,15 @@ impl Head {
     }
 }
 
+/// Activations recorded by the trunk during a training forward pass.
+#[derive(Default)]
+struct Trace {
+    res3: Option<[Vec<f32>; 3]>,
+    res: Vec<Vec<f32>>,
+    blocks: Vec<[Vec<f32>; 3]>,
+    s1: Vec<f32>,
+}
+
 /// Activations kept by [`Head::forward_train`] for the backward pass.
 #[derive(Clone, Debug)]
 pub struct HeadCache {
@@ -316,35 +345,11 @@ impl Head {
 
     /// Forward pass that keeps what the backward pass needs.
     pub fn forward_train(&self, x: &[f32], n: usize) -> HeadCache {
-        let a1 = self.res3[0].forward(x, n, true);
-        let a2 = self.res3[1].forward(&a1, n, true);
-        let a3 = self.res3[2].forward(&a2, n, true);
-        let mut res = match &self.skip {
-            Some(s) => s.forward(x, n, false),
-            None => x.to_vec(),
-        };
-        for (r, v) in res.iter_mut().zip(&a3) {
-            *r += v;
-        }
-        let mut all_res = vec![res];
-        let mut blocks = Vec::new();
-        for block in &self.blocks {
-            let cur = all_res.last().expect("at least one");
-            let b1 = block[0].forward(cur, n, true);
-            let b2 = block[1].forward(&b1, n, true);
-            let b3 = block[2].forward(&b2, n, true);
-            let mut next = cur.clone();
-            for (r, v) in next.iter_mut().zip(&b3) {
-                *r += v;
-            }
-            all_res.push(next);
-            blocks.push([b1, b2, b3]);
-        }
-        let last = all_res.last().expect("at least one");
-        let s1 = self.fc1.forward(last, n, true);
-        let s2 = self.fc2.forward(&s1, n, true);
+        let mut t = Trace::default();
+        let s2 = self.trunk(x, n, Some(&mut t));
         let out = self.decode(&s2, n);
-        HeadCache { n, x: x.to_vec(), res3: [a1, a2, a3], res: all_res, blocks, s1, s2, out }
+        let res3 = t.res3.expect("trunk records the first branch");
+        HeadCache { n, x: x.to_vec(), res3, res: t.res, blocks: t.blocks, s1: t.s1, s2, out }
     }
 
     fn decode(&self, s: &[f32], n: usize) -> HeadOutput {
