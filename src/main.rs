@@ -36,6 +36,8 @@ enum Command {
     Synth(cmd::synth::SynthArgs),
     /// Benchmarks (rendering; RANSAC and training as they land), printed side by side.
     Bench(cmd::bench::BenchArgs),
+    /// Compute global descriptors into the splits' features.npy (R2Former, as the reference's extract_features.py).
+    Features(cmd::features::FeaturesArgs),
     /// Export a map: the implicit map as a coloured point cloud (PLY).
     Export(cmd::export::ExportArgs),
 }
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => cmd::synth::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Export(args) => cmd::export::run(&args),
+        Command::Features(args) => cmd::features::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

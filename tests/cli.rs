@@ -304,3 +304,50 @@ fn real_tum_desk_maps_and_localizes() {
     assert!(median > 0.5 && median < 3.0, "median distance {median} m");
     assert!(p90 < 10.0, "90th percentile {p90} m");
 }
+
+/// R2Former inside glace: `glace features` writes the reference's features.npy layout, and a map
+/// trained with `--global r2former:<ckpt>` localizes with the same checkpoint (and refuses
+/// another one). Uses the random 2-block fixture checkpoint.
+#[test]
+fn r2former_features_map_and_localize() {
+    let Some(ckpt) = glace_data::testing::shared_path("fixtures/r2former_random_2blocks.pth", "r2former_cli") else {
+        return;
+    };
+    if glace_nn::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED r2former_features_map_and_localize: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = tmp.path().join("room");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    synth_tiny_room(&scene, "2", "128x96", "64");
+    let global = format!("r2former:{}", s(&ckpt));
+    let run = glace(&["features", &s(&scene), "--global", &global]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let f = glace_data::GlobalFeatures::read(&scene.join("train/features.npy"), 2).unwrap();
+    assert_eq!((f.rows, f.dim), (2, 256));
+    // Refuses to overwrite without --force; a non-R2Former source writes nothing.
+    assert_eq!(glace(&["features", &s(&scene), "--global", &global]).status.code(), Some(2));
+    assert_eq!(glace(&["features", &s(&scene), "--global", "builtin", "--force"]).status.code(), Some(2));
+
+    let map = tmp.path().join("room.glace");
+    let small = ["--buffer-size", "2000", "--samples-per-image", "256", "--iterations", "5", "--batch-size", "256"];
+    let rest = ["--head-channels", "32", "--image-height", "96", "--global", &global];
+    let run = glace(&[&["map", &s(&scene), &s(&map)][..], &small, &rest].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&glace(&["info", "--json", &s(&map)]).stdout).unwrap();
+    let sha = info["info"]["global"]["r2former"]["sha256"].as_str().unwrap_or_default().to_string();
+    assert_eq!(sha, glace_nn::weights::sha256_file(&ckpt).unwrap(), "{info}");
+    let poses = tmp.path().join("poses.txt");
+    let run = glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses), "--image-height", "96", "--json"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // Another checkpoint (here: a corrupted copy) is refused before any work.
+    let other = tmp.path().join("other.pth");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&other, bytes).unwrap();
+    let run = glace(&["localize", &s(&scene), &s(&map), "--global", &format!("r2former:{}", s(&other))]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("sha256"));
+}

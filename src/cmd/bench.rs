@@ -58,6 +58,19 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// R2Former global encoder (DeiT-S, 12 blocks, random weights of the real size) in images/s at
+    /// 480×640, preprocessing included, next to the GEMM peak of the same run.
+    R2former {
+        /// Transformer blocks (the real checkpoint has 12).
+        #[arg(long, default_value_t = 12)]
+        depth: usize,
+        /// Images timed.
+        #[arg(long, default_value_t = 5)]
+        images: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Synthetic-scene rendering: frames/s per kind at 640×480 on all threads.
     Synth {
         /// Frames rendered per kind.
@@ -83,6 +96,7 @@ struct SynthResult {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
+        BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
         BenchWhat::Encoders { ace, images, json } => bench_encoders(ace.as_deref(), *images, *json),
         BenchWhat::Train { batch, channels, c_in, steps, json } => bench_train(*batch, *channels, *c_in, *steps, *json),
@@ -174,17 +188,7 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     use glace_mapping::train::{train, TrainConfig};
     use glace_nn::{Head, HeadConfig};
     let threads = rayon::current_num_threads();
-    // Peak: a large square GEMM with the same library and threads.
-    let n = 2048;
-    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
-    let mut c = vec![0f32; n * n];
-    glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
-    let t = Instant::now();
-    let reps = 3;
-    for _ in 0..reps {
-        glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
-    }
-    let peak = 2.0 * (n * n * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    let peak = gemm_peak_gflops();
     // A buffer of random features and consistent geometry.
     let mut rng = Rng::new(1);
     let local = c_in.saturating_sub(256).max(1);
@@ -237,6 +241,53 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
         println!(
             "  GEMM peak in this run {:.0} GFLOP/s; training step at {:.0} % of peak",
             peak,
+            100.0 * gflops / peak
+        );
+    }
+    Ok(())
+}
+
+/// Peak GFLOP/s: a large square GEMM with the same library and threads.
+fn gemm_peak_gflops() -> f64 {
+    let n = 2048;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+    }
+    2.0 * (n * n * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
+fn bench_r2former(depth: usize, images: usize, json: bool) -> anyhow::Result<()> {
+    let net = glace_nn::R2Former::random(depth, 7);
+    // A 640×480 photo-sized input: the usual case (no resize) as in the reference's scenes.
+    let (w, h) = (640usize, 480usize);
+    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
+    net.encode(&rgb, w, h);
+    let t = Instant::now();
+    for _ in 0..images.max(1) {
+        net.encode(&rgb, w, h);
+    }
+    let per_image = t.elapsed().as_secs_f64() / images.max(1) as f64;
+    let gflops = net.flops() / per_image / 1e9;
+    let peak = gemm_peak_gflops();
+    let threads = rayon::current_num_threads();
+    if json {
+        let v = serde_json::json!({"depth": depth, "params": net.params(), "threads": threads, "ms_per_image": 1000.0 * per_image, "images_per_s": 1.0 / per_image, "gflops": gflops, "gemm_peak_gflops": peak, "ratio_to_peak": gflops / peak});
+        println!("{v}");
+    } else {
+        println!(
+            "R2Former DeiT-S ({depth} blocks, {:.1} M parameters) at 480x640, {threads} threads:",
+            net.params() as f64 / 1e6
+        );
+        println!(
+            "  {:.0} ms/image ({:.2} images/s), {:.1} GFLOP/image, {gflops:.0} GFLOP/s = {:.0} % of the {peak:.0} GFLOP/s GEMM peak",
+            1000.0 * per_image,
+            1.0 / per_image,
+            net.flops() / 1e9,
             100.0 * gflops / peak
         );
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use glace_data::{Scene, SceneOptions, SplitKind};
+use glace_localize::pipeline::Encoders;
 use glace_localize::pointcloud::{frame_points, write_ply};
 use glace_nn::GlaceMap;
 
@@ -38,6 +39,9 @@ pub enum ExportWhat {
         /// Shorter image side (reference 480).
         #[arg(long, default_value_t = 480)]
         image_height: u32,
+        /// R2Former checkpoint of an R2Former map (r2former:<path>; default: recorded in the map).
+        #[arg(long)]
+        global: Option<super::map::GlobalArg>,
     },
     /// A map file the reference's test_ace.py can load (not available yet).
     OfficialPt {
@@ -51,17 +55,19 @@ pub enum ExportWhat {
 /// Runs `glace export`.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     match &args.what {
-        ExportWhat::Pointcloud { scene, map, out, max_error, test, encoder, image_height } => {
+        ExportWhat::Pointcloud { scene, map, out, max_error, test, encoder, image_height, global } => {
             let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
             let split = scene.split(if *test { SplitKind::Test } else { SplitKind::Train })?;
             let map = GlaceMap::load(map)?;
             let encoder = super::map::load_encoder(encoder)?;
+            let r2former = super::map::r2former_for_map(&map, global.as_ref())?;
+            let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
             let bar = super::progress_bar(split.frames.len() as u64, "exporting");
             let mut points = Vec::new();
             for f in &split.frames {
                 points.extend(frame_points(
                     &map,
-                    &encoder,
+                    &encoders,
                     f,
                     scene.distortion,
                     split.global_feature(f),

@@ -88,6 +88,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         skip_invalid_poses: args.skip_invalid_poses,
         orthonormal_tolerance: args.rotation_tolerance,
         probe_images: true,
+        read_features: true,
     };
     let scene = Scene::open(&args.path, &options)?;
     let summary = SceneSummary::of(&scene);

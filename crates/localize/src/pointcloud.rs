@@ -7,9 +7,9 @@ use std::path::Path;
 
 use glace_data::{DataError, Frame};
 use glace_geometry::Distortion;
-use glace_nn::{GlaceMap, LocalEncoder};
+use glace_nn::GlaceMap;
 
-use crate::pipeline::{predict_frame, StageTimes};
+use crate::pipeline::{predict_frame, Encoders, StageTimes};
 
 /// A coloured point.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,14 +23,14 @@ pub struct ColouredPoint {
 /// Scene coordinates of one frame's cells that reproject within `max_error` px under its pose.
 pub fn frame_points(
     map: &GlaceMap,
-    encoder: &LocalEncoder,
+    encoders: &Encoders,
     frame: &Frame,
     distortion: Option<Distortion>,
     global_row: Option<&[f32]>,
     image_height: u32,
     max_error: f64,
 ) -> Result<Vec<ColouredPoint>, DataError> {
-    let pred = predict_frame(map, encoder, frame, global_row, image_height, &mut StageTimes::default())?;
+    let pred = predict_frame(map, encoders, frame, global_row, image_height, &mut StageTimes::default())?;
     let (p, enc, coords) = (&pred.image, &pred.encoded, &pred.coords_n3);
     let f = &enc.features;
     let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion };

@@ -7,6 +7,8 @@ use glace_data::{preprocess, DataError, Scene, SplitKind};
 use glace_nn::global::{colour_layout, GlobalInput, VladPca};
 use glace_nn::kmeans::kmeans;
 use glace_nn::map::{GlobalSource, MapInfo};
+use glace_nn::weights::sha256_file;
+use glace_nn::R2Former;
 use glace_nn::{GlaceMap, Head, HeadConfig, LocalEncoder};
 use serde::Serialize;
 
@@ -20,7 +22,7 @@ use crate::train::{train, IterStats, TrainConfig};
 pub const GLOBAL_DIM: usize = 256;
 
 /// Where the global descriptor comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GlobalChoice {
     /// None: ACE behaviour (no global input, no noise anywhere).
@@ -29,6 +31,8 @@ pub enum GlobalChoice {
     Builtin,
     /// `features.npy` of the scene.
     FeaturesNpy,
+    /// R2Former computed here from this checkpoint (`CVPR23_DeitS_Rerank.pth`).
+    R2Former(std::path::PathBuf),
 }
 
 /// Everything `glace map` can set.
@@ -64,6 +68,8 @@ pub struct MapOptions {
     pub augment: bool,
     /// Depth of the pseudo target for invalid predictions (reference 10 m).
     pub depth_target: f64,
+    /// Starting τ of the dynamic-tanh schedule in pixels (reference 50).
+    pub soft_clamp: f64,
     /// Seed.
     pub seed: u64,
 }
@@ -88,6 +94,7 @@ impl MapOptions {
             image_height: 480,
             augment: true,
             depth_target: 10.0,
+            soft_clamp: 50.0,
             seed: 42,
         };
         Some(match name {
@@ -167,7 +174,7 @@ pub fn map_scene(
 
     // Global descriptors, one row per rgb file (skipped frames keep zero rows).
     let t0 = Instant::now();
-    let (globals, global_dim, global_enc) = match opts.global {
+    let (globals, global_dim, global_enc) = match &opts.global {
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
             let f = train_split.features.as_ref().ok_or_else(|| {
@@ -184,6 +191,17 @@ pub fn map_scene(
                 )));
             }
             ((0..f.rows).map(|r| f.row(r).to_vec()).collect(), GLOBAL_DIM, None)
+        }
+        GlobalChoice::R2Former(checkpoint) => {
+            let net = R2Former::load(checkpoint).map_err(|e| MapError::Invalid(e.to_string()))?;
+            progress.phase("R2Former global descriptors", frames.len());
+            let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
+            for (k, f) in frames.iter().enumerate() {
+                let rgb = load_rgb8(&f.rgb_path)?;
+                table[f.file_index] = net.encode(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize);
+                progress.step(k + 1, "");
+            }
+            (table, GLOBAL_DIM, None)
         }
         GlobalChoice::Builtin => {
             progress.phase("global descriptors", frames.len());
@@ -249,7 +267,7 @@ pub fn map_scene(
         iterations: opts.iterations,
         lr_max: opts.lr_max,
         noise_std: if global_dim > 0 { opts.noise_std } else { 0.0 },
-        loss: LossConfig { depth_target: opts.depth_target, ..LossConfig::default() },
+        loss: LossConfig { depth_target: opts.depth_target, soft_clamp: opts.soft_clamp, ..LossConfig::default() },
     };
     progress.phase("training", opts.iterations);
     let t2 = Instant::now();
@@ -280,10 +298,14 @@ pub fn map_scene(
     let info = MapInfo {
         head: head.config,
         local_encoder: encoder.identity(),
-        global: match opts.global {
+        global: match &opts.global {
             GlobalChoice::None => GlobalSource::None,
             GlobalChoice::Builtin => GlobalSource::Builtin,
             GlobalChoice::FeaturesNpy => GlobalSource::FeaturesNpy,
+            GlobalChoice::R2Former(checkpoint) => GlobalSource::R2Former {
+                sha256: sha256_file(checkpoint).map_err(|e| MapError::Invalid(e.to_string()))?,
+                checkpoint: checkpoint.display().to_string(),
+            },
         },
         training: serde_json::json!({
             "scene": scene.root.display().to_string(),

@@ -45,9 +45,13 @@ pub enum GlobalSource {
     /// `features.npy` of the scene splits.
     FeaturesNpy,
     /// R2Former with the checkpoint of this sha256.
+    #[serde(rename = "r2former")]
     R2Former {
         /// sha256 of the checkpoint.
         sha256: String,
+        /// Where the checkpoint was when the map was made (used when localize names none).
+        #[serde(default)]
+        checkpoint: String,
     },
 }
 
