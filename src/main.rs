@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Render a synthetic scene, map it, localize its test frames, print the results and write plots and a point cloud.
+    Demo(cmd::demo::DemoArgs),
     /// Validate a scene and print its summary (frames, image sizes, focal lengths, camera extent).
     Info(cmd::info::InfoArgs),
     /// Train a scene-specific GLACE head from a scene's training images (mapping).
@@ -62,7 +64,24 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let result = match cli.command {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}
+
+/// Runs one glace command given as arguments (without the program name); used by `glace demo`.
+pub fn run_args(args: &[String]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("glace".to_string()).chain(args.iter().cloned()))?;
+    dispatch(cli.command)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(args) => cmd::demo::run(&args),
         Command::Info(args) => cmd::info::run(&args),
         Command::Map(args) => cmd::map::run(&args),
         Command::Localize(args) => cmd::localize::run(&args),
@@ -72,12 +91,5 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Export(args) => cmd::export::run(&args),
         Command::Features(args) => cmd::features::run(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(cmd::exit_code(&err))
-        }
     }
 }

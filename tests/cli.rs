@@ -92,9 +92,7 @@ fn usage_errors_and_unavailable_commands() {
     assert_eq!(glace(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(glace(&["info", "/definitely/not/here"]).status.code(), Some(2));
     assert_eq!(glace(&["map", "/definitely/not/here", "map.glace"]).status.code(), Some(2));
-    let out = glace(&["export", "official-pt", "map.glace", "out.pt"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available"));
+    assert_eq!(glace(&["export", "official-pt", "/definitely/not/here.glace", "out.pt"]).status.code(), Some(2));
     assert!(glace(&["--help"]).status.success());
 }
 
@@ -350,4 +348,57 @@ fn r2former_features_map_and_localize() {
     let run = glace(&["localize", &s(&scene), &s(&map), "--global", &format!("r2former:{}", s(&other))]);
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("sha256"));
+    // XFeat maps cannot become official maps (the reference runs the ACE encoder).
+    let pt = tmp.path().join("official.pt");
+    assert_eq!(glace(&["export", "official-pt", &s(&map), &s(&pt)]).status.code(), Some(2));
+
+    // An ACE-encoder map on the features.npy descriptors exports as an official fp16 head that
+    // loads back (architecture inferred from the keys, as the reference does) and computes the
+    // same coordinates up to fp16 rounding.
+    let Some(ace) = glace_data::testing::shared_path("fixtures/ace_encoder_random.pt", "r2former_cli") else { return };
+    let ace_map = tmp.path().join("ace.glace");
+    let encoder = format!("ace:{}", s(&ace));
+    let rest = ["--head-channels", "32", "--image-height", "96", "--global", "features", "--encoder", &encoder];
+    let run = glace(&[&["map", &s(&scene), &s(&ace_map)][..], &small, &rest, &["--decoder-clusters", "2"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = glace(&["export", "official-pt", &s(&ace_map), &s(&pt)]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let ours = glace_nn::GlaceMap::load(&ace_map).unwrap().head;
+    let sd = glace_nn::pt::load_state_dict(&pt, None, "").unwrap();
+    assert!(sd.iter().all(|(_, t)| t.dtype == "float16"));
+    assert_eq!(sd[0].0, "max_scale");
+    let theirs = glace_nn::Head::from_state_dict(&pt, &sd).unwrap();
+    assert_eq!(theirs.config, ours.config);
+    let n = 50;
+    let x: Vec<f32> = (0..n * ours.config.c_in).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+    let (a, b) = (ours.forward(&x, n).coords_n3, theirs.forward(&x, n).coords_n3);
+    let err = a.iter().zip(&b).map(|(p, q)| (p - q).abs() / (1.0 + p.abs())).fold(0f32, f32::max);
+    assert!(err < 2e-2, "official export differs by {err}");
+    assert!(glace(&["info", &s(&pt)]).status.success());
+}
+
+/// `glace demo` runs every step and leaves all its outputs (tiny budget here; the real demo's
+/// accuracy is recorded in the README).
+#[test]
+fn demo_runs_every_step_and_writes_its_outputs() {
+    if glace_nn::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED demo_runs_every_step_and_writes_its_outputs: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let s = out.to_str().unwrap();
+    let args = ["demo", s, "--frames", "3", "--test-frames", "2", "--size", "160x120", "--iterations", "3"];
+    let run = glace(&[&args[..], &["--buffer-size", "3000", "--json"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["frames"], 2);
+    for f in
+        ["map.glace", "poses.txt", "errors_cdf.png", "errors_trajectory.png", "pointcloud.ply", "contact_sheet.png"]
+    {
+        assert!(out.join(f).is_file(), "{f} missing; stdout:\n{stdout}");
+    }
+    // A second run refuses to overwrite without --force.
+    assert_eq!(glace(&args).status.code(), Some(2));
 }

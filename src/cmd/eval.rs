@@ -7,7 +7,7 @@ use glace_data::{Scene, SceneOptions, SplitKind};
 use glace_localize::metrics::{evaluate, summarize};
 use glace_localize::posefile::read_pose_file;
 use glace_localize::LocalizeError;
-use glace_report::{error_cdf_png, Series};
+use glace_report::{error_cdf_png, trajectory_png, Series};
 
 /// Arguments of `glace eval`.
 #[derive(clap::Args, Debug)]
@@ -57,14 +57,42 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         let trans: Vec<f64> = errors.iter().map(|e| e.trans_m * 100.0).collect();
         let title = format!("{} — {} frames", scene.root.display(), errors.len());
         error_cdf_png(&p, &title, &[Series { label: "glace", rot_deg: &rot, trans_cm: &trans }], 5.0, 20.0)?;
-        Some(p)
+        // Top-down view of camera centres, ground truth against estimates.
+        let traj = p.with_file_name(
+            p.file_name().map(|n| n.to_string_lossy().replace("_cdf.png", "_trajectory.png")).unwrap_or_default(),
+        );
+        let traj = if traj == p { p.with_extension("trajectory.png") } else { traj };
+        let estimates: std::collections::HashMap<&str, Option<[f64; 2]>> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.pose.map(|w2c| {
+                        let c = w2c.inverse().center();
+                        [c.x, c.y]
+                    }),
+                )
+            })
+            .collect();
+        let gt_xy: Vec<[f64; 2]> = gt
+            .iter()
+            .map(|(_, p)| {
+                let c = p.center();
+                [c.x, c.y]
+            })
+            .collect();
+        let est_xy: Vec<Option<[f64; 2]>> =
+            gt.iter().map(|(n, _)| estimates.get(n.as_str()).copied().flatten()).collect();
+        trajectory_png(&traj, &format!("{} — camera centres, top view", scene.root.display()), &gt_xy, &est_xy)?;
+        Some((p, traj))
     };
 
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["scene"] = serde_json::json!(scene.root.display().to_string());
         v["pose_file"] = serde_json::json!(args.poses.display().to_string());
-        v["cdf_plot"] = serde_json::json!(plot.as_ref().map(|p| p.display().to_string()));
+        v["cdf_plot"] = serde_json::json!(plot.as_ref().map(|p| p.0.display().to_string()));
+        v["trajectory_plot"] = serde_json::json!(plot.as_ref().map(|p| p.1.display().to_string()));
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!("evaluated {} test frames of {} ({} failed)", summary.frames, scene.root.display(), summary.failed);
@@ -80,8 +108,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         ] {
             println!("  {label:<10} {v:6.1}%");
         }
-        if let Some(p) = plot {
-            println!("error CDF plot  {}", p.display());
+        if let Some((cdf, traj)) = plot {
+            println!("error CDF plot  {}", cdf.display());
+            println!("trajectory plot {}", traj.display());
         }
     }
     Ok(())

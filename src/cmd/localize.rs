@@ -50,9 +50,9 @@ pub struct LocalizeArgs {
     /// Wall-time budget for hypothesis drawing per frame in ms (0: none); a frame that runs out fails.
     #[arg(long, default_value_t = 2000)]
     pub time_budget_ms: u64,
-    /// Shorter image side (reference 480).
-    #[arg(long, default_value_t = 480)]
-    pub image_height: u32,
+    /// Shorter image side [default: the one the map was trained with; reference 480].
+    #[arg(long)]
+    pub image_height: Option<u32>,
     /// RANSAC seed.
     #[arg(long, default_value_t = 1305)]
     pub seed: u64,
@@ -78,6 +78,7 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
         ));
     }
     let r2former = super::map::r2former_for_map(&map, args.global.as_ref())?;
+    let image_height = args.image_height.unwrap_or_else(|| super::map::trained_image_height(&map));
     let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
     let ransac = RansacConfig {
         hypotheses: args.hypotheses,
@@ -96,7 +97,7 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     for frame in &test.frames {
         let row = test.global_feature(frame);
-        let r = localize_frame(&map, &encoders, frame, scene.distortion, row, args.image_height, &ransac)?;
+        let r = localize_frame(&map, &encoders, frame, scene.distortion, row, image_height, &ransac)?;
         total.decode_s += r.times.decode_s;
         total.encode_s += r.times.encode_s;
         total.head_s += r.times.head_s;

@@ -173,6 +173,51 @@ impl Head {
         s2
     }
 
+    /// The reference's state dict for this head, in its serialisation order (spec §4.6): the
+    /// homogeneous-scale buffers, `mean` or `centers`, then every 1×1 convolution.
+    pub fn reference_state_dict(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        if self.config.homogeneous {
+            for (k, v) in [
+                ("max_scale", 4.0),
+                ("min_scale", 0.01),
+                ("max_inv_scale", MAX_INV_SCALE),
+                ("h_beta", self.h_beta),
+                ("min_inv_scale", MIN_INV_SCALE),
+            ] {
+                out.push((k.into(), vec![1], vec![v]));
+            }
+        }
+        let flat: Vec<f32> = self.centres.iter().flatten().copied().collect();
+        if self.config.clusters > 1 {
+            out.push(("centers".into(), vec![1, self.centres.len(), 3, 1, 1], flat));
+        } else {
+            out.push(("mean".into(), vec![1, 3, 1, 1], flat));
+        }
+        let mut layer = |name: String, l: &Linear| {
+            out.push((format!("{name}.weight"), vec![l.outputs, l.inputs, 1, 1], l.weight.clone()));
+            out.push((format!("{name}.bias"), vec![l.outputs], l.bias.clone()));
+        };
+        if let Some(skip) = &self.skip {
+            layer("head_skip".into(), skip);
+        }
+        for (k, l) in self.res3.iter().enumerate() {
+            layer(format!("res3_conv{}", k + 1), l);
+        }
+        for (b, block) in self.blocks.iter().enumerate() {
+            for (k, l) in block.iter().enumerate() {
+                layer(format!("{b}c{k}"), l);
+            }
+        }
+        layer("fc1".into(), &self.fc1);
+        layer("fc2".into(), &self.fc2);
+        if let Some(fcc) = &self.fcc {
+            layer("fcc".into(), fcc);
+        }
+        layer("fc3".into(), &self.fc3);
+        out
+    }
+
     /// Builds a head from a reference state dict (an official GLACE map file, or the `heads.`
     /// part of ours), inferring the architecture from the tensors as the reference does.
     pub fn from_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<Head, WeightsError> {

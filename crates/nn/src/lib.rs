@@ -14,6 +14,7 @@ pub mod kmeans;
 pub mod linalg;
 pub mod map;
 pub mod pt;
+pub mod pt_write;
 pub mod r2former;
 mod rng;
 pub mod weights;

@@ -105,6 +105,78 @@ pub fn error_cdf_png(path: &Path, title: &str, series: &[Series], max_deg: f64, 
     write_png(path, w, h, buf)
 }
 
+/// Writes a top-down trajectory plot (x, y of camera centres): ground truth as a line, estimates
+/// as dots joined to their ground truth by a thin error segment (failures are left out).
+pub fn trajectory_png(
+    path: &Path,
+    title: &str,
+    ground_truth: &[[f64; 2]],
+    estimates: &[Option<[f64; 2]>],
+) -> Result<(), PlotError> {
+    register_font();
+    let (w, h) = (900u32, 900u32);
+    let pts = ground_truth.iter().chain(estimates.iter().flatten());
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for p in pts.filter(|p| p[0].is_finite() && p[1].is_finite()) {
+        for a in 0..2 {
+            lo[a] = lo[a].min(p[a]);
+            hi[a] = hi[a].max(p[a]);
+        }
+    }
+    if !lo[0].is_finite() {
+        return Err(err(path, "no finite camera positions to plot"));
+    }
+    // Same scale on both axes, with a margin.
+    let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-3) * 1.1;
+    let mid = [(lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0];
+    let (xr, yr) = (mid[0] - span / 2.0..mid[0] + span / 2.0, mid[1] - span / 2.0..mid[1] + span / 2.0);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(path, e))?;
+        let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(xr, yr)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("x (m)")
+            .y_desc("y (m)")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(path, e))?;
+        let gt: Vec<(f64, f64)> = ground_truth.iter().map(|p| (p[0], p[1])).collect();
+        chart
+            .draw_series(LineSeries::new(gt.iter().copied(), BLUE.stroke_width(2)))
+            .map_err(|e| err(path, e))?
+            .label("ground truth")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        let pairs: Vec<((f64, f64), (f64, f64))> =
+            gt.iter().zip(estimates).filter_map(|(g, e)| e.map(|e| (*g, (e[0], e[1])))).collect();
+        chart
+            .draw_series(pairs.iter().map(|(g, e)| PathElement::new(vec![*g, *e], RED.mix(0.5).stroke_width(1))))
+            .map_err(|e| err(path, e))?;
+        chart
+            .draw_series(pairs.iter().map(|(_, e)| Circle::new(*e, 3, RED.filled())))
+            .map_err(|e| err(path, e))?
+            .label("estimate")
+            .legend(|(x, y)| Circle::new((x + 9, y), 3, RED.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(path, e))?;
+        root.present().map_err(|e| err(path, e))?;
+    }
+    write_png(path, w, h, buf)
+}
+
 /// Encodes an RGB buffer as PNG under a temporary name, then renames it into place.
 fn write_png(path: &Path, w: u32, h: u32, rgb: Vec<u8>) -> Result<(), PlotError> {
     let img = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| err(path, "buffer size"))?;
@@ -132,5 +204,19 @@ mod tests {
         assert!(dark > 2000, "{dark} dark pixels");
         assert!(img.pixels().any(|p| p[2] > 200 && p[0] < 60), "no blue curve");
         assert_eq!(cdf(&rot, 4).last().unwrap().1, 75.0);
+    }
+
+    #[test]
+    fn trajectory_plot_shows_both_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("traj.png");
+        let gt: Vec<[f64; 2]> = (0..40).map(|i| [(i as f64 * 0.16).cos(), (i as f64 * 0.16).sin()]).collect();
+        let est: Vec<Option<[f64; 2]>> =
+            gt.iter().enumerate().map(|(i, g)| (i % 7 != 0).then_some([g[0] + 0.03, g[1] - 0.02])).collect();
+        trajectory_png(&p, "trajectory", &gt, &est).unwrap();
+        let img = image::open(&p).unwrap().to_rgb8();
+        assert!(img.pixels().any(|p| p[2] > 200 && p[0] < 60), "no blue path");
+        assert!(img.pixels().filter(|p| p[0] > 200 && p[1] < 60).count() > 100, "no red estimates");
+        assert!(trajectory_png(&p, "empty", &[], &[]).is_err());
     }
 }

@@ -47,6 +47,8 @@ pub enum SynthError {
 pub enum Kind {
     /// One furnished room of about 4 × 5 × 2.5 m.
     Room,
+    /// The room with a furnished centre, cameras orbiting it looking inward (a desk clip).
+    Desk,
     /// Several rooms on a 5 m grid sharing textures and furniture (like the paper's i12/i19).
     Rooms,
     /// A courtyard of facades with repeated windows, 90 × 60 m, buildings up to 190 m away.
@@ -85,6 +87,7 @@ impl SynthConfig {
     pub fn new(kind: Kind) -> Self {
         let (frames, test_frames) = match kind {
             Kind::Room => (300, 100),
+            Kind::Desk => (200, 60),
             Kind::Rooms => (120, 40),
             Kind::Outdoor => (400, 130),
         };
@@ -174,6 +177,7 @@ pub fn build(config: &SynthConfig) -> Result<SynthScene, SynthError> {
     config.validate()?;
     let (texture_specs, places) = match config.kind {
         Kind::Room => scenes::room(config.seed),
+        Kind::Desk => scenes::desk(config.seed),
         Kind::Rooms => scenes::rooms(config.seed, config.rooms),
         Kind::Outdoor => scenes::outdoor(config.seed),
     };

@@ -111,6 +111,7 @@ fn room_loops(centre: [f64; 2]) -> (LoopSpec, LoopSpec) {
         jitter_deg: 0.7,
         direction: 1.0,
         turns: 1.0,
+        inward: false,
     };
     let test = LoopSpec {
         radii: [0.6, 0.9],
@@ -155,6 +156,46 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     let (train_loop, test_loop) = room_loops([0.0, 0.0]);
     let world = World { objects, lights: room_lights([0.0, 0.0]), ambient: 0.3, sky: None };
     (textures, vec![Place { world, train_loop, test_loop, material_keys: keys, furniture: ids }])
+}
+
+/// The same room with a furnished centre (a table with objects), the cameras orbiting it and
+/// looking inward, as hand-held clips of a desk or a corner are captured (TUM fr2/desk, 7-Scenes):
+/// the surface to learn is a fraction of the whole room's.
+pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
+    let (textures, mut places) = room(seed);
+    let mut rng = Rng::new(seed).fork(2);
+    let place = &mut places[0];
+    let centre_objects = [
+        ([-0.7, -0.45, 0.0], [0.7, 0.45, 0.75]),  // table
+        ([-0.55, -0.3, 0.75], [-0.1, 0.1, 1.05]), // box on the table
+        ([0.15, -0.05, 0.75], [0.45, 0.35, 1.2]), // taller box
+        ([0.9, -0.3, 0.0], [1.3, 0.2, 0.5]),      // crate beside it
+        ([-1.2, 0.2, 0.0], [-0.85, 0.6, 0.9]),    // cabinet
+    ];
+    for (k, (min, max)) in centre_objects.into_iter().enumerate() {
+        let mut faces = [material(0, 1.0, [0.0; 2], None); 6];
+        for f in faces.iter_mut() {
+            *f = material(6 + (k + rng.below(6)) % 6, 1.0, [rng.range(0.0, 1.0), rng.range(0.0, 1.0)], Some(&mut rng));
+        }
+        place.world.objects.push(BoxObject { min, max, inward: false, faces });
+        place.material_keys.extend(faces.iter().map(key));
+    }
+    let inward = |radii: [f64; 2], height: [f64; 2], direction: f64, sweep_cycles: f64| LoopSpec {
+        centre: [0.0, 0.0],
+        radii,
+        height,
+        pitch_deg: -28.0,
+        sweep_deg: 18.0,
+        sweep_cycles,
+        jitter_m: 0.01,
+        jitter_deg: 0.7,
+        direction,
+        turns: 1.0,
+        inward: true,
+    };
+    place.train_loop = inward([1.75, 2.05], [1.3, 1.8], 1.0, 3.0);
+    place.test_loop = inward([1.6, 1.9], [1.4, 1.7], -1.0, 4.0);
+    (textures, places)
 }
 
 /// `count` rooms on a grid of 5 m cells (room i at (−5·row, −5·col, 0), as the reference places
@@ -261,6 +302,7 @@ pub fn outdoor(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
         jitter_deg: 0.7,
         direction: 1.0,
         turns: 1.0,
+        inward: false,
     };
     let test_loop = LoopSpec { radii: [24.0, 13.0], sweep_cycles: 6.0, direction: -1.0, ..train_loop.clone() };
     let sun = Light::Directional { dir: [0.4082, 0.4082, 0.8165], intensity: 0.75 };

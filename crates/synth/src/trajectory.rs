@@ -32,6 +32,8 @@ pub struct LoopSpec {
     pub direction: f64,
     /// Loops travelled over all frames.
     pub turns: f64,
+    /// Look at the loop centre (an orbit around objects) instead of away from it.
+    pub inward: bool,
 }
 
 /// A smooth pseudo-random signal in [−1, 1]: a few sinusoids with random phases.
@@ -79,7 +81,9 @@ pub fn loop_poses(spec: &LoopSpec, n: usize, rng: &mut Rng) -> Vec<CamToWorld> {
             let y = spec.centre[1] + spec.radii[1] * (th.sin() * 0.85 + 0.15 * shape_y.at(s));
             let z = spec.height[0] + (spec.height[1] - spec.height[0]) * (0.5 + 0.5 * height.at(s));
             // Look outward from the loop centre, sweeping to either side.
-            let yaw = (y - spec.centre[1]).atan2(x - spec.centre[0]) + spec.sweep_deg.to_radians() * sweep.at(s);
+            let out = (y - spec.centre[1]).atan2(x - spec.centre[0]);
+            let base = if spec.inward { out + std::f64::consts::PI } else { out };
+            let yaw = base + spec.sweep_deg.to_radians() * sweep.at(s);
             let pitch = (spec.pitch_deg + 10.0 * pitch.at(s)).to_radians();
             let j = |k: usize| jitter[k].at(s);
             let yaw = yaw + spec.jitter_deg.to_radians() * j(0);
