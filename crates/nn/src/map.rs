@@ -20,8 +20,9 @@ use crate::WeightsError;
 
 /// Format name in the metadata.
 pub const MAP_FORMAT: &str = "glace-map";
-/// Format version; bump on incompatible changes.
-pub const MAP_VERSION: u32 = 1;
+/// Format version; bump on incompatible changes (2: the built-in global encoder gained a colour
+/// histogram).
+pub const MAP_VERSION: u32 = 2;
 
 /// Identity of the local encoder a map was trained with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -265,6 +266,13 @@ impl GlaceMap {
                     return Err(bad("built-in global encoder tensors missing".into()));
                 };
                 let colour_dim = md.get("global_colour_dim").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let expected_len = |shape: &[usize]| shape.len() == 2 && shape[1] == cs[0] * cs[1] + colour_dim;
+                if cs.len() != 2 || colour_dim != crate::global::COLOUR_DIM || !expected_len(&ps) || mean.len() != ps[1]
+                {
+                    return Err(bad(format!(
+                        "built-in global encoder has inconsistent shapes (codebook {cs:?}, projection {ps:?}, colour {colour_dim})"
+                    )));
+                }
                 Some(VladPca {
                     codebook: cb,
                     words: cs[0],

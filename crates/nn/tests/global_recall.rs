@@ -60,11 +60,21 @@ fn recall_at_1(rooms: usize, train: usize, test: usize, size: (u32, u32)) -> Opt
     Some(hits as f64 / test_desc.len() as f64)
 }
 
-/// Measured 81 % with 48 mapping frames per room (the target is 95 %: views that show a single
-/// shared wall pattern are the hard cases). The bound guards against regressions.
+/// The target: ≥ 95 % same-room recall@1 on integrated rooms (8 rooms, 48 mapping frames
+/// per room; measured 100 %, 81.2 % before the colour histogram).
 #[test]
 fn builtin_global_encoder_same_room_recall() {
     let Some(r) = recall_at_1(8, 48, 6, (320, 240)) else { return };
     let _ = writeln!(std::io::stderr(), "same-room recall@1 on 8 synthetic rooms: {:.1} %", 100.0 * r);
-    assert!(r >= 0.75, "recall@1 {:.1} %", 100.0 * r);
+    assert!(r >= 0.95, "recall@1 {:.1} %", 100.0 * r);
+}
+
+/// The same with 20 test frames per room (160 queries), too slow for every CI run:
+/// `cargo test --release -p glace-nn --test global_recall -- --ignored`.
+#[test]
+#[ignore]
+fn builtin_global_encoder_same_room_recall_160_queries() {
+    let Some(r) = recall_at_1(8, 48, 20, (320, 240)) else { return };
+    let _ = writeln!(std::io::stderr(), "same-room recall@1, 160 queries: {:.1} %", 100.0 * r);
+    assert!(r >= 0.95, "recall@1 {:.1} %", 100.0 * r);
 }
