@@ -71,6 +71,9 @@ pub enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The paper's ablation on synthetic integrated rooms: (a) ACE mode, (b) global without diffusion,
+    /// (c) diffusion, (d) diffusion + K = 50 decoder; overall and per-room accuracy.
+    Ablation(super::ablation::AblationArgs),
     /// Synthetic-scene rendering: frames/s per kind at 640×480 on all threads.
     Synth {
         /// Frames rendered per kind.
@@ -96,6 +99,7 @@ struct SynthResult {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
+        BenchWhat::Ablation(a) => super::ablation::run(a),
         BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
         BenchWhat::Encoders { ace, images, json } => bench_encoders(ace.as_deref(), *images, *json),

@@ -112,6 +112,7 @@ fn room_loops(centre: [f64; 2]) -> (LoopSpec, LoopSpec) {
         direction: 1.0,
         turns: 1.0,
         inward: false,
+        radius_wobble: 0.0,
     };
     let test = LoopSpec {
         radii: [0.6, 0.9],
@@ -180,21 +181,25 @@ pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
         place.world.objects.push(BoxObject { min, max, inward: false, faces });
         place.material_keys.extend(faces.iter().map(key));
     }
-    let inward = |radii: [f64; 2], height: [f64; 2], direction: f64, sweep_cycles: f64| LoopSpec {
-        centre: [0.0, 0.0],
-        radii,
-        height,
-        pitch_deg: -28.0,
-        sweep_deg: 18.0,
-        sweep_cycles,
-        jitter_m: 0.01,
-        jitter_deg: 0.7,
-        direction,
-        turns: 1.0,
-        inward: true,
-    };
-    place.train_loop = inward([1.75, 2.05], [1.3, 1.8], 1.0, 3.0);
-    place.test_loop = inward([1.6, 1.9], [1.4, 1.7], -1.0, 4.0);
+    let inward =
+        |radii: [f64; 2], height: [f64; 2], direction: f64, sweep_cycles: f64, turns: f64, wobble: f64| LoopSpec {
+            centre: [0.0, 0.0],
+            radii,
+            height,
+            pitch_deg: -28.0,
+            sweep_deg: 18.0,
+            sweep_cycles,
+            jitter_m: 0.01,
+            jitter_deg: 0.7,
+            direction,
+            turns,
+            inward: true,
+            radius_wobble: wobble,
+        };
+    // Training: two turns whose distance varies by ±12 %, bracketing the test loop, as several
+    // capture sequences of one place do.
+    place.train_loop = inward([1.75, 2.05], [1.3, 1.8], 1.0, 6.0, 2.0, 0.12);
+    place.test_loop = inward([1.6, 1.9], [1.4, 1.7], -1.0, 4.0, 1.0, 0.0);
     (textures, places)
 }
 
@@ -303,6 +308,7 @@ pub fn outdoor(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
         direction: 1.0,
         turns: 1.0,
         inward: false,
+        radius_wobble: 0.0,
     };
     let test_loop = LoopSpec { radii: [24.0, 13.0], sweep_cycles: 6.0, direction: -1.0, ..train_loop.clone() };
     let sun = Light::Directional { dir: [0.4082, 0.4082, 0.8165], intensity: 0.75 };

@@ -34,6 +34,9 @@ pub struct LoopSpec {
     pub turns: f64,
     /// Look at the loop centre (an orbit around objects) instead of away from it.
     pub inward: bool,
+    /// Slow variation of the radius, as a fraction (0: none), so that several turns sweep a band
+    /// of distances as repeated captures of one place do.
+    pub radius_wobble: f64,
 }
 
 /// A smooth pseudo-random signal in [−1, 1]: a few sinusoids with random phases.
@@ -73,12 +76,15 @@ pub fn loop_poses(spec: &LoopSpec, n: usize, rng: &mut Rng) -> Vec<CamToWorld> {
     let roll = Wobble::new(rng, &[3.0, 7.0]);
     let jitter: Vec<Wobble> = (0..6).map(|_| Wobble::new(rng, &[37.0, 53.0, 71.0])).collect();
     let phase = rng.range(0.0, TAU);
+    // Drawn last and only when used, so loops without it keep their random stream.
+    let radius = (spec.radius_wobble > 0.0).then(|| Wobble::new(rng, &[0.55 * spec.turns, 0.8 * spec.turns]));
     (0..n)
         .map(|i| {
             let s = i as f64 / n as f64 * spec.turns;
             let th = phase + spec.direction * TAU * s;
-            let x = spec.centre[0] + spec.radii[0] * (th.cos() * 0.85 + 0.15 * shape_x.at(s));
-            let y = spec.centre[1] + spec.radii[1] * (th.sin() * 0.85 + 0.15 * shape_y.at(s));
+            let k = 1.0 + radius.as_ref().map_or(0.0, |w| spec.radius_wobble * w.at(s));
+            let x = spec.centre[0] + k * spec.radii[0] * (th.cos() * 0.85 + 0.15 * shape_x.at(s));
+            let y = spec.centre[1] + k * spec.radii[1] * (th.sin() * 0.85 + 0.15 * shape_y.at(s));
             let z = spec.height[0] + (spec.height[1] - spec.height[0]) * (0.5 + 0.5 * height.at(s));
             // Look outward from the loop centre, sweeping to either side.
             let out = (y - spec.centre[1]).atan2(x - spec.centre[0]);
