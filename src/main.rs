@@ -34,13 +34,13 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
     Convert(cmd::convert::ConvertArgs),
-    /// Render a synthetic posed scene (room, integrated rooms, outdoor) in the scene layout.
+    /// Render a synthetic posed scene (desk, room, integrated rooms, outdoor) in the scene layout.
     Synth(cmd::synth::SynthArgs),
-    /// Benchmarks (rendering; RANSAC and training as they land), printed side by side.
+    /// Benchmarks printed side by side: RANSAC, training step, encoders, R2Former, rendering, the ablation.
     Bench(cmd::bench::BenchArgs),
     /// Compute global descriptors into the splits' features.npy (R2Former, as the reference's extract_features.py).
     Features(cmd::features::FeaturesArgs),
-    /// Export a map: the implicit map as a coloured point cloud (PLY).
+    /// Export a map: the implicit map as a coloured point cloud (PLY), or an official GLACE .pt head.
     Export(cmd::export::ExportArgs),
 }
 

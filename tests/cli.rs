@@ -402,3 +402,26 @@ fn demo_runs_every_step_and_writes_its_outputs() {
     // A second run refuses to overwrite without --force.
     assert_eq!(glace(&args).status.code(), Some(2));
 }
+
+/// `glace bench ablation` runs the variants it is asked for and writes its table as JSON (tiny
+/// budget; the measured numbers are in the README).
+#[test]
+fn ablation_bench_runs_variants_and_writes_json() {
+    if glace_nn::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED ablation_bench_runs_variants_and_writes_json: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("abl");
+    let args = ["bench", "ablation", "--out", out.to_str().unwrap(), "--rooms", "2", "--frames", "2"];
+    let small = ["--test-frames", "1", "--size", "160x120", "--iterations", "3", "--buffer-size", "2000"];
+    let run = glace(&[&args[..], &small, &["--variants", "a,d", "--json"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ablation.json")).unwrap()).unwrap();
+    let variants = v["variants"].as_array().unwrap();
+    assert_eq!(variants.iter().map(|x| x["variant"].as_str().unwrap()).collect::<Vec<_>>(), ["a", "d"]);
+    assert_eq!(variants[1]["summary"]["frames"], 2);
+    assert_eq!(variants[1]["per_room_pct_5cm_5deg"].as_object().unwrap().len(), 2);
+    let d = glace_nn::GlaceMap::load(&out.join("d.glace")).unwrap();
+    assert_eq!(d.head.config.clusters, 4, "K = 50 capped by the 4 training cameras");
+}

@@ -26,6 +26,9 @@ pub struct AblationArgs {
     /// Test frames per room.
     #[arg(long, default_value_t = 40)]
     pub test_frames: usize,
+    /// Image size WxH of the rendered rooms.
+    #[arg(long, default_value = "640x480")]
+    pub size: String,
     /// Training iterations per variant [default: the cpu preset's].
     #[arg(long)]
     pub iterations: Option<usize>,
@@ -76,6 +79,8 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
         &args.frames.to_string(),
         "--test-frames",
         &args.test_frames.to_string(),
+        "--size",
+        &args.size,
     ]
     .map(String::from);
     println!("==> glace {}", synth.join(" "));
@@ -112,7 +117,11 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
     println!("\nablation on {} rooms ({} train / {} test frames per room)", args.rooms, args.frames, args.test_frames);
     let rooms: Vec<String> =
         gt.iter().map(|(n, _)| room_of(n)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    print!("{:<42} {:>8} {:>9} {:>9} {:>9}", "variant", "5cm/5°", "50cm/5°", "med °", "med cm");
+    // Rooms sit on a 5 m grid: a position error under 2.5 m means the right room was found.
+    let right_room = |errors: &[FrameError]| {
+        100.0 * errors.iter().filter(|e| e.trans_m < 2.5).count() as f64 / errors.len().max(1) as f64
+    };
+    print!("{:<42} {:>8} {:>9} {:>9} {:>9} {:>9}", "variant", "5cm/5°", "50cm/5°", "<2.5 m", "med °", "med cm");
     for r in &rooms {
         print!(" {:>7}", r.trim_start_matches("room"));
     }
@@ -124,9 +133,10 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
             per_room.entry(room_of(&e.name)).or_default().push(e.clone());
         }
         print!(
-            "({key}) {label:<38} {:>7.1}% {:>8.1}% {:>9.2} {:>9.1}",
+            "({key}) {label:<38} {:>7.1}% {:>8.1}% {:>8.1}% {:>9.2} {:>9.1}",
             all.pct_5cm_5deg,
             all.pct_50cm_5deg,
+            right_room(errors),
             all.median_rot_deg,
             all.median_trans_m * 100.0
         );
@@ -138,7 +148,7 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
         }
         println!();
         json.push(
-            serde_json::json!({"variant": key, "label": label, "summary": all, "per_room_pct_5cm_5deg": rooms_json}),
+            serde_json::json!({"variant": key, "label": label, "summary": all, "pct_right_room": right_room(errors), "per_room_pct_5cm_5deg": rooms_json}),
         );
     }
     let v = serde_json::json!({"rooms": args.rooms, "frames": args.frames, "test_frames": args.test_frames, "variants": json});

@@ -237,8 +237,16 @@ pub fn map_scene(
 
     // Position-decoder centres over the training cameras.
     let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
-    let centres: Vec<[f32; 3]> = if opts.decoder_clusters > 1 {
-        kmeans(&centres_f64, opts.decoder_clusters, 0, 300).centres.iter().map(|c| c.map(|v| v as f32)).collect()
+    // More centres than cameras would only duplicate points (sklearn refuses outright).
+    let clusters = opts.decoder_clusters.min(centres_f64.len());
+    if clusters < opts.decoder_clusters {
+        tracing::warn!(
+            "{} position-decoder centres requested, {clusters} training cameras: using {clusters}",
+            opts.decoder_clusters
+        );
+    }
+    let centres: Vec<[f32; 3]> = if clusters > 1 {
+        kmeans(&centres_f64, clusters, 0, 300).centres.iter().map(|c| c.map(|v| v as f32)).collect()
     } else {
         let n = centres_f64.len() as f64;
         vec![[0, 1, 2].map(|a| (centres_f64.iter().map(|c| c[a]).sum::<f64>() / n) as f32)]
