@@ -329,6 +329,17 @@ fn r2former_features_map_and_localize() {
     assert_eq!(glace(&["features", &s(&scene), "--global", "builtin", "--force"]).status.code(), Some(2));
 
     let map = tmp.path().join("room.glace");
+    // A checkpoint that is not R2Former's: exit 2, the file named, no map written.
+    let run = glace(&[
+        "map",
+        &s(&scene),
+        &s(&map),
+        "--global",
+        &format!("r2former:{}", s(&scene.join("train/features.npy"))),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("features.npy"));
+    assert!(!map.exists());
     let small = ["--buffer-size", "2000", "--samples-per-image", "256", "--iterations", "5", "--batch-size", "256"];
     let rest = ["--head-channels", "32", "--image-height", "96", "--global", &global];
     let run = glace(&[&["map", &s(&scene), &s(&map)][..], &small, &rest].concat());

@@ -60,9 +60,7 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
         }
         bar.finish_and_clear();
         let out = split.dir.join(FEATURES_FILE);
-        let tmp = out.with_extension("npy.partial");
-        write_features(&tmp, images.len(), OUT_DIM, &data).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+        write_features(&out, images.len(), OUT_DIM, &data).with_context(|| format!("writing {}", out.display()))?;
         let secs = start.elapsed().as_secs_f64();
         println!(
             "{}: {} descriptors ({} blocks) in {:.1} s ({:.2} images/s)",

@@ -45,37 +45,27 @@ pub fn trained_image_height(map: &glace_nn::GlaceMap) -> u32 {
 /// checkpoint path recorded in the map, checking the checkpoint's sha256 against the map's.
 pub fn r2former_for_map(map: &glace_nn::GlaceMap, arg: Option<&GlobalArg>) -> anyhow::Result<Option<R2Former>> {
     use glace_nn::map::GlobalSource;
-    let given = match arg {
-        Some(GlobalArg::R2Former(p)) => Some(p.clone()),
-        Some(other) => {
-            let expected = match &map.info.global {
-                GlobalSource::None => GlobalArg::None,
-                GlobalSource::Builtin => GlobalArg::Builtin,
-                GlobalSource::FeaturesNpy => GlobalArg::Features,
-                GlobalSource::R2Former { .. } => GlobalArg::R2Former(PathBuf::new()),
-            };
-            if std::mem::discriminant(other) != std::mem::discriminant(&expected) {
-                bail!(glace_data::DataError::format(
-                    PathBuf::from("--global"),
-                    None,
-                    format!("the map was trained with global source {:?}, not {other:?}", map.info.global)
-                ));
-            }
-            None
-        }
-        None => None,
-    };
-    let GlobalSource::R2Former { sha256, checkpoint } = &map.info.global else {
-        if given.is_some() {
+    if let Some(a) = arg {
+        let same = matches!(
+            (a, &map.info.global),
+            (GlobalArg::None, GlobalSource::None)
+                | (GlobalArg::Builtin, GlobalSource::Builtin)
+                | (GlobalArg::Features, GlobalSource::FeaturesNpy)
+                | (GlobalArg::R2Former(_), GlobalSource::R2Former { .. })
+        );
+        if !same {
             bail!(glace_data::DataError::format(
                 PathBuf::from("--global"),
                 None,
-                format!("the map was trained with global source {:?}, not R2Former", map.info.global)
+                format!("the map was trained with global source {:?}, not {a:?}", map.info.global)
             ));
         }
-        return Ok(None);
+    }
+    let GlobalSource::R2Former { sha256, checkpoint } = &map.info.global else { return Ok(None) };
+    let path = match arg {
+        Some(GlobalArg::R2Former(p)) => p.clone(),
+        _ => PathBuf::from(checkpoint),
     };
-    let path = given.unwrap_or_else(|| PathBuf::from(checkpoint));
     if !path.is_file() {
         bail!(glace_data::DataError::format(
             &path,
@@ -218,11 +208,8 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         GlobalArg::Builtin => GlobalChoice::Builtin,
         GlobalArg::Features => GlobalChoice::FeaturesNpy,
         GlobalArg::None => GlobalChoice::None,
-        GlobalArg::R2Former(p) => {
-            // Check the checkpoint before the long work starts.
-            R2Former::load(p)?;
-            GlobalChoice::R2Former(p.clone())
-        }
+        // map_scene loads it first thing, before any long work.
+        GlobalArg::R2Former(p) => GlobalChoice::R2Former(p.clone()),
     };
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { o.$f = v; } )* };

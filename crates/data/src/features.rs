@@ -66,7 +66,8 @@ impl GlobalFeatures {
     }
 }
 
-/// Writes a float32 (rows, dim) `.npy` file (used by tests and by feature extraction).
+/// Writes a float32 (rows, dim) `.npy` file (used by tests and by feature extraction), under a
+/// temporary name first so that a failure never leaves a truncated file.
 pub fn write_features(path: &Path, rows: usize, dim: usize, data: &[f32]) -> std::io::Result<()> {
     assert_eq!(data.len(), rows * dim);
     let mut bytes = Vec::new();
@@ -79,5 +80,7 @@ pub fn write_features(path: &Path, rows: usize, dim: usize, data: &[f32]) -> std
         writer.extend(data.iter().copied())?;
         writer.finish()?;
     }
-    std::fs::write(path, bytes)
+    let tmp = path.with_extension(format!("npy.partial-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }

@@ -33,8 +33,7 @@ pub struct GlobalInput {
 pub fn colour_layout(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {
     let (gx, gy) = COLOUR_GRID;
     let mut acc = vec![[0f64; 3]; gx * gy];
-    let hb = HIST_BINS;
-    let mut hist = vec![0f32; hb * hb];
+    let mut hist = vec![0f32; HIST_BINS * HIST_BINS];
     for y in 0..height {
         let cy = (y * gy / height.max(1)).min(gy - 1);
         for x in 0..width {
@@ -46,8 +45,8 @@ pub fn colour_layout(rgb: &[u8], width: usize, height: usize) -> Vec<f32> {
             let s = p[0] as f32 + p[1] as f32 + p[2] as f32;
             if s > 30.0 {
                 // Chromaticity spans about [0, 1]; bins over [0.1, 0.6] where nearly all pixels fall.
-                let bin = |v: f32| ((((v / s) - 0.1) / 0.5 * hb as f32).max(0.0) as usize).min(hb - 1);
-                hist[bin(p[0] as f32) * hb + bin(p[1] as f32)] += 1.0;
+                let bin = |v: f32| ((((v / s) - 0.1) / 0.5 * HIST_BINS as f32).max(0.0) as usize).min(HIST_BINS - 1);
+                hist[bin(p[0] as f32) * HIST_BINS + bin(p[1] as f32)] += 1.0;
             }
         }
     }

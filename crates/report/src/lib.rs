@@ -91,14 +91,7 @@ pub fn error_cdf_png(path: &Path, title: &str, series: &[Series], max_deg: f64, 
                     .label(s.label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .draw()
-                .map_err(|e| err(path, e))?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight, path)?;
         }
         root.present().map_err(|e| err(path, e))?;
     }
@@ -164,17 +157,30 @@ pub fn trajectory_png(
             .map_err(|e| err(path, e))?
             .label("estimate")
             .legend(|(x, y)| Circle::new((x + 9, y), 3, RED.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(|e| err(path, e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
         root.present().map_err(|e| err(path, e))?;
     }
     write_png(path, w, h, buf)
+}
+
+/// Draws the series labels of a chart in the plots' common style.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(path, e))
 }
 
 /// Encodes an RGB buffer as PNG under a temporary name, then renames it into place.
