@@ -91,7 +91,7 @@ pub struct MapArgs {
     pub scene: PathBuf,
     /// Output map file.
     pub map_file: PathBuf,
-    /// Preset: cpu (default: 256-wide head, 1M buffer, batch 1024, 9000 iterations, soft clamp 300),
+    /// Preset: cpu (default: 256-wide head, 1M buffer, batch 1024, 12000 iterations, soft clamp 300),
     /// or the reference's 7scenes, 12scenes, cambridge, rooms, aachen (768-wide head, 16M buffer, …).
     #[arg(long, default_value = "cpu")]
     pub preset: String,

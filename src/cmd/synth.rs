@@ -12,7 +12,7 @@ pub enum KindArg {
     /// One furnished room, about 4 × 5 × 2.5 m (defaults: 300 train / 100 test frames).
     Room,
     /// The room with a table and objects in its centre, cameras orbiting them looking inward, as a
-    /// hand-held desk clip (defaults: 300 train / 60 test frames)
+    /// hand-held desk clip (defaults: 600 train / 60 test frames)
     Desk,
     /// Rooms on a 5 m grid sharing textures and furniture (defaults: 8 rooms, 120/40 frames each).
     Rooms,

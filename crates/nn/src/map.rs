@@ -21,8 +21,8 @@ use crate::WeightsError;
 /// Format name in the metadata.
 pub const MAP_FORMAT: &str = "glace-map";
 /// Format version; bump on incompatible changes (2: the built-in global encoder gained a colour
-/// histogram).
-pub const MAP_VERSION: u32 = 2;
+/// histogram; 3: XFeat features reach the head scaled by √64).
+pub const MAP_VERSION: u32 = 3;
 
 /// Identity of the local encoder a map was trained with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,7 +209,9 @@ impl GlaceMap {
         }
         let version: u32 = md.get("version").and_then(|v| v.parse().ok()).unwrap_or(0);
         if version != MAP_VERSION {
-            return Err(bad(format!("map format version {version}, this glace reads version {MAP_VERSION}")));
+            return Err(bad(format!(
+                "map format version {version}, this glace reads version {MAP_VERSION}: map the scene again with this glace"
+            )));
         }
         let info: MapInfo = serde_json::from_str(md.get("info").map(String::as_str).unwrap_or(""))
             .map_err(|e| bad(format!("map description: {e}")))?;

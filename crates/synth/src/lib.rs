@@ -87,7 +87,7 @@ impl SynthConfig {
     pub fn new(kind: Kind) -> Self {
         let (frames, test_frames) = match kind {
             Kind::Room => (300, 100),
-            Kind::Desk => (300, 60),
+            Kind::Desk => (600, 60),
             Kind::Rooms => (120, 40),
             Kind::Outdoor => (400, 130),
         };
