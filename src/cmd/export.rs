@@ -62,7 +62,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             let map = GlaceMap::load(map)?;
             let encoder = super::map::load_encoder(encoder)?;
             let r2former = super::map::r2former_for_map(&map, global.as_ref())?;
-            let image_height = image_height.unwrap_or_else(|| super::map::trained_image_height(&map));
+            let image_height = image_height.unwrap_or_else(|| map.trained_image_height());
             let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
             let bar = super::progress_bar(split.frames.len() as u64, "exporting");
             let mut points = Vec::new();

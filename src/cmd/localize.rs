@@ -78,7 +78,7 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
         ));
     }
     let r2former = super::map::r2former_for_map(&map, args.global.as_ref())?;
-    let image_height = args.image_height.unwrap_or_else(|| super::map::trained_image_height(&map));
+    let image_height = args.image_height.unwrap_or_else(|| map.trained_image_height());
     let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
     let ransac = RansacConfig {
         hypotheses: args.hypotheses,

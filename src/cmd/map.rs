@@ -36,11 +36,6 @@ impl std::str::FromStr for GlobalArg {
     }
 }
 
-/// The shorter image side a map was trained with (480, the reference's, for maps that do not say).
-pub fn trained_image_height(map: &glace_nn::GlaceMap) -> u32 {
-    map.info.training["options"]["image_height"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(480)
-}
-
 /// Loads R2Former when `map` expects it: from `arg` (`r2former:<path>`) or else from the
 /// checkpoint path recorded in the map, checking the checkpoint's sha256 against the map's.
 pub fn r2former_for_map(map: &glace_nn::GlaceMap, arg: Option<&GlobalArg>) -> anyhow::Result<Option<R2Former>> {

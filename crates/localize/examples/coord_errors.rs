@@ -13,7 +13,6 @@ use std::error::Error;
 use std::path::Path;
 
 use glace_data::{Scene, SceneOptions, SplitKind};
-use glace_geometry::Camera;
 use glace_localize::pipeline::{predict_frame, Encoders, StageTimes};
 use glace_nn::{GlaceMap, LocalEncoder};
 
@@ -42,26 +41,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let every: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1).max(1);
     let encoder = LocalEncoder::xfeat(&glace_nn::weights::xfeat_weights()?)?;
     let encoders = Encoders { local: &encoder, r2former: None };
-    let image_height = map.info.training["options"]["image_height"].as_u64().unwrap_or(480) as u32;
+    let image_height = map.trained_image_height();
 
     let mut all = Vec::new();
     let mut first: Option<(usize, usize, Vec<f64>)> = None;
     for (n, frame) in scene.split(kind)?.frames.iter().enumerate().step_by(every) {
         let pred = predict_frame(&map, &encoders, frame, None, image_height, &mut StageTimes::default())?;
         let grid = &pred.encoded.features;
-        let camera = Camera { intrinsics: pred.image.intrinsics, distortion: scene.distortion };
-        let world_to_cam = frame.cam_to_world.inverse();
-        let mut errors = Vec::with_capacity(grid.height * grid.width);
-        for (cell, xyz) in pred.coords_n3.chunks_exact(3).enumerate() {
-            let (i, j) = (cell / grid.width, cell % grid.width);
-            let world = nalgebra::Point3::new(xyz[0] as f64, xyz[1] as f64, xyz[2] as f64);
-            let (u, v) = pred.encoded.cell_pixel(i, j);
-            let error = match camera.project(&world_to_cam.transform_point(&world)) {
-                Some(uv) => ((uv.x - u).powi(2) + (uv.y - v).powi(2)).sqrt(),
-                None => f64::INFINITY, // behind the camera
-            };
-            errors.push(error);
-        }
+        let errors = pred.reprojection_errors(&frame.cam_to_world, scene.distortion);
         println!("frame {n:5}  {}", summary(&errors));
         if first.is_none() {
             first = Some((grid.width, grid.height, errors.clone()));

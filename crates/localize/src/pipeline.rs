@@ -54,6 +54,32 @@ pub struct Prediction {
     pub coords_n3: Vec<f32>,
 }
 
+impl Prediction {
+    /// Per cell (row-major), the pixel distance between the cell's centre and its predicted point
+    /// projected with the pose `cam_to_world`; infinite where the point is behind the camera.
+    pub fn reprojection_errors(
+        &self,
+        cam_to_world: &glace_geometry::CamToWorld,
+        distortion: Option<Distortion>,
+    ) -> Vec<f64> {
+        let f = &self.encoded.features;
+        let camera = Camera { intrinsics: self.image.intrinsics, distortion };
+        let w2c = cam_to_world.inverse();
+        self.coords_n3
+            .chunks_exact(3)
+            .enumerate()
+            .map(|(cell, xyz)| {
+                let world = nalgebra::Point3::new(xyz[0] as f64, xyz[1] as f64, xyz[2] as f64);
+                let (u, v) = self.encoded.cell_pixel(cell / f.width, cell % f.width);
+                match camera.project(&w2c.transform_point(&world)) {
+                    Some(uv) => ((uv.x - u).powi(2) + (uv.y - v).powi(2)).sqrt(),
+                    None => f64::INFINITY,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Decodes, encodes (local + global) and runs the head on one frame, adding stage times to
 /// `times`. `global_row` is its `features.npy` row when the map expects one.
 pub fn predict_frame(

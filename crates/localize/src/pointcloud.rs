@@ -31,20 +31,17 @@ pub fn frame_points(
     max_error: f64,
 ) -> Result<Vec<ColouredPoint>, DataError> {
     let pred = predict_frame(map, encoders, frame, global_row, image_height, &mut StageTimes::default())?;
+    let errors = pred.reprojection_errors(&frame.cam_to_world, distortion);
     let (p, enc, coords) = (&pred.image, &pred.encoded, &pred.coords_n3);
     let f = &enc.features;
-    let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion };
-    let w2c = frame.cam_to_world.inverse();
     let mut out = Vec::new();
     for i in 0..f.height {
         for j in 0..f.width {
             let k = (i * f.width + j) * 3;
-            let world = nalgebra::Point3::new(coords[k] as f64, coords[k + 1] as f64, coords[k + 2] as f64);
-            let Some(uv) = camera.project(&w2c.transform_point(&world)) else { continue };
-            let (u, v) = enc.cell_pixel(i, j);
-            if ((uv.x - u).powi(2) + (uv.y - v).powi(2)).sqrt() >= max_error {
+            if errors[i * f.width + j] >= max_error {
                 continue;
             }
+            let (u, v) = enc.cell_pixel(i, j);
             let (pu, pv) = ((u as usize).min(p.width - 1), (v as usize).min(p.height - 1));
             let c = &p.rgb_hw3[(pv * p.width + pu) * 3..][..3];
             out.push(ColouredPoint { xyz: [coords[k], coords[k + 1], coords[k + 2]], rgb: [c[0], c[1], c[2]] });

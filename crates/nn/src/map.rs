@@ -129,6 +129,11 @@ fn layers(head: &Head) -> Vec<(String, &Linear)> {
 }
 
 impl GlaceMap {
+    /// The shorter image side the map was trained with (480, the reference's, for maps that do not say).
+    pub fn trained_image_height(&self) -> u32 {
+        self.info.training["options"]["image_height"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(480)
+    }
+
     fn tensors(&self) -> Vec<(String, Owned)> {
         let mut t = Vec::new();
         for (name, l) in layers(&self.head) {
