@@ -34,6 +34,16 @@ impl Rng {
         let u = self.f64().max(1e-300);
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.f64()).cos()
     }
+    /// Two independent standard normals in f32 (Box–Muller with both branches); the tails are
+    /// cut at 5.8 σ by the 24-bit uniforms, which does not matter for feature-diffusion noise.
+    pub fn normal_pair_f32(&mut self) -> (f32, f32) {
+        let bits = self.next_u64();
+        let u = ((bits >> 40) + 1) as f32 / (1u32 << 24) as f32; // (0, 1]
+        let v = ((bits >> 8) & 0xFF_FFFF) as f32 / (1u32 << 24) as f32; // [0, 1)
+        let r = (-2.0 * u.ln()).sqrt();
+        let (s, c) = (std::f32::consts::TAU * v).sin_cos();
+        (r * c, r * s)
+    }
     /// Fisher–Yates permutation of 0..n.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();

@@ -71,22 +71,27 @@ pub fn train(
         }
         let batch = &order[cursor..cursor + b];
         cursor += b;
-        let noise: Vec<f32> = if cfg.noise_std > 0.0 && global_dim > 0 {
-            (0..b * global_dim).map(|_| rng.normal() as f32 * cfg.noise_std).collect()
-        } else {
-            Vec::new()
-        };
+        // Diffusion noise is drawn per row from its own stream (seeded from this iteration's
+        // draw), in parallel: one serial stream of b × 256 normals cost ~20 % of a step.
+        let noisy = cfg.noise_std > 0.0 && global_dim > 0;
+        let noise_seed = if noisy { rng.next_u64() } else { 0 };
         x.par_chunks_mut(c_in).enumerate().for_each(|(r, row)| {
             let s = batch[r];
             if global_dim > 0 {
                 let g = &globals[buffer.image[s] as usize];
-                row[..global_dim].copy_from_slice(g);
-                if !noise.is_empty() {
-                    for (v, e) in row[..global_dim].iter_mut().zip(&noise[r * global_dim..(r + 1) * global_dim]) {
-                        *v += e;
+                let gr = &mut row[..global_dim];
+                gr.copy_from_slice(g);
+                if noisy {
+                    let mut stream = Rng::new(noise_seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    for pair in gr.chunks_mut(2) {
+                        let (a, b) = stream.normal_pair_f32();
+                        pair[0] += a * cfg.noise_std;
+                        if let Some(v) = pair.get_mut(1) {
+                            *v += b * cfg.noise_std;
+                        }
                     }
-                    let n = row[..global_dim].iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                    row[..global_dim].iter_mut().for_each(|v| *v /= n);
+                    let n = gr.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                    gr.iter_mut().for_each(|v| *v /= n);
                 }
             }
             for (v, h) in row[global_dim..].iter_mut().zip(&buffer.features[s * dim..(s + 1) * dim]) {

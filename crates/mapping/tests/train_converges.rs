@@ -42,8 +42,11 @@ fn head_learns_a_consistent_scene() {
     let config =
         HeadConfig { c_in: dim, channels: 128, block_channels: 128, blocks: 1, clusters: 1, homogeneous: true };
     let mut head = Head::init(config, vec![[0.0, 0.0, 0.0]], 1);
-    let cfg =
-        TrainConfig { batch_size: 512, iterations: 1500, lr_max: 5e-3, noise_std: 0.0, loss: LossConfig::default() };
+    // τ₀ = 300 as the cpu preset: with the reference's 50, the ~200 px starting errors sit in the
+    // flat tail of τ·tanh(e/τ), and whether training escapes depends on the shuffle (2 of 8
+    // seeds stalled at ~250 px; with 300 all 8 reach 0.01 px).
+    let loss = LossConfig { soft_clamp: 300.0, ..LossConfig::default() };
+    let cfg = TrainConfig { batch_size: 512, iterations: 1500, lr_max: 5e-3, noise_std: 0.0, loss };
     let hist = train(&mut head, &buf, &[Vec::new()], 0, &cfg, &mut rng, &mut |_| {});
     let last = hist.last().unwrap();
     eprintln!("final: valid {:.2}, median error {:.2} px", last.valid, last.median_error);

@@ -356,10 +356,10 @@ pub struct HeadGrads {
 }
 
 fn relu_mask(dy: &mut [f32], y: &[f32]) {
+    // A select, not a branch: the signs of trained activations are unpredictable, and the
+    // branchy loop cost ~10 % of a training step in mispredictions.
     for (d, v) in dy.iter_mut().zip(y) {
-        if *v <= 0.0 {
-            *d = 0.0;
-        }
+        *d = if *v > 0.0 { *d } else { 0.0 };
     }
 }
 

@@ -110,11 +110,14 @@ impl Linear {
         let mut y = vec![0f32; n * self.outputs];
         matmul_wt(x, n, self.inputs, &self.weight, self.outputs, &mut y);
         for row in y.chunks_exact_mut(self.outputs) {
-            for (v, b) in row.iter_mut().zip(&self.bias) {
-                *v += b;
-                if relu && *v < 0.0 {
-                    *v = 0.0;
-                }
+            if relu {
+                // A select (keeps NaN, as torch's ReLU does), not a branch.
+                row.iter_mut().zip(&self.bias).for_each(|(v, b)| {
+                    let x = *v + b;
+                    *v = if x < 0.0 { 0.0 } else { x };
+                });
+            } else {
+                row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
             }
         }
         y
