@@ -29,12 +29,8 @@ pub struct AblationArgs {
     /// Image size WxH of the rendered rooms.
     #[arg(long, default_value = "640x480")]
     pub size: String,
-    /// Training iterations per variant [default: the cpu preset's].
-    #[arg(long)]
-    pub iterations: Option<usize>,
-    /// Training buffer entries per variant [default: the cpu preset's].
-    #[arg(long)]
-    pub buffer_size: Option<usize>,
+    #[command(flatten)]
+    pub budget: super::map::BudgetArgs,
     /// Variants to run (subset of a,b,c,d).
     #[arg(long, default_value = "a,b,c,d")]
     pub variants: String,
@@ -98,12 +94,7 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
         let poses = out.join(format!("poses_{key}.txt"));
         let mut cmd: Vec<String> = vec!["map".into(), s(scene_dir.clone()), s(map.clone())];
         cmd.extend(flags.iter().map(|f| f.to_string()));
-        if let Some(n) = args.iterations {
-            cmd.extend(["--iterations".into(), n.to_string()]);
-        }
-        if let Some(n) = args.buffer_size {
-            cmd.extend(["--buffer-size".into(), n.to_string()]);
-        }
+        args.budget.append_to(&mut cmd);
         println!("\n==> ({key}) {label}\n==> glace {}", cmd.join(" "));
         crate::run_args(&cmd)?;
         let cmd = vec!["localize".to_string(), s(scene_dir.clone()), s(map.clone()), "--out".into(), s(poses.clone())];

@@ -32,12 +32,8 @@ pub struct DemoArgs {
     /// Mapping preset.
     #[arg(long, default_value = "cpu")]
     pub preset: String,
-    /// Training iterations [default: the preset's].
-    #[arg(long)]
-    pub iterations: Option<usize>,
-    /// Training buffer entries [default: the preset's].
-    #[arg(long)]
-    pub buffer_size: Option<usize>,
+    #[command(flatten)]
+    pub budget: super::map::BudgetArgs,
     /// Image size WxH of the rendered scene.
     #[arg(long, default_value = "640x480")]
     pub size: String,
@@ -72,12 +68,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         synth.extend(["--test-frames".into(), n.to_string()]);
     }
     let mut mapping = vec!["map".to_string(), s(scene.clone()), s(map.clone()), "--preset".into(), args.preset.clone()];
-    if let Some(n) = args.iterations {
-        mapping.extend(["--iterations".into(), n.to_string()]);
-    }
-    if let Some(n) = args.buffer_size {
-        mapping.extend(["--buffer-size".into(), n.to_string()]);
-    }
+    args.budget.append_to(&mut mapping);
     let localize = vec!["localize".to_string(), s(scene.clone()), s(map.clone()), "--out".into(), s(poses.clone())];
     let export = vec![
         "export".to_string(),

@@ -79,6 +79,29 @@ pub fn r2former_for_map(map: &glace_nn::GlaceMap, arg: Option<&GlobalArg>) -> an
     Ok(Some(R2Former::load(&path)?))
 }
 
+/// The training budget that `glace demo` and `glace bench ablation` pass on to `glace map`.
+#[derive(clap::Args, Debug, Default)]
+pub struct BudgetArgs {
+    /// Training iterations [default: the preset's].
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Training buffer entries [default: the preset's].
+    #[arg(long)]
+    pub buffer_size: Option<usize>,
+}
+
+impl BudgetArgs {
+    /// Appends the set options to a `glace map` command line.
+    pub fn append_to(&self, cmd: &mut Vec<String>) {
+        if let Some(n) = self.iterations {
+            cmd.extend(["--iterations".into(), n.to_string()]);
+        }
+        if let Some(n) = self.buffer_size {
+            cmd.extend(["--buffer-size".into(), n.to_string()]);
+        }
+    }
+}
+
 /// Arguments of `glace map`.
 #[derive(clap::Args, Debug)]
 pub struct MapArgs {
@@ -86,7 +109,7 @@ pub struct MapArgs {
     pub scene: PathBuf,
     /// Output map file.
     pub map_file: PathBuf,
-    /// Preset: cpu (default: 256-wide head, 1M buffer, batch 1024, 12000 iterations, soft clamp 300),
+    /// Preset: cpu (default: 256-wide head, 1M buffer, batch 1024, 20000 iterations, soft clamp 300),
     /// or the reference's 7scenes, 12scenes, cambridge, rooms, aachen (768-wide head, 16M buffer, …).
     #[arg(long, default_value = "cpu")]
     pub preset: String,

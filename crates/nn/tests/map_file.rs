@@ -43,3 +43,35 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
     let err = GlaceMap::load(&pt).unwrap_err();
     assert!(err.to_string().contains("not a glace map"), "{err}");
 }
+
+#[test]
+fn older_map_format_is_refused_with_a_remap_hint() {
+    // Format 2 maps were trained on unscaled XFeat cells; reading one with today's encoder scale
+    // would silently give wrong coordinates, so the version check must refuse it by name.
+    let config =
+        glace_nn::HeadConfig { c_in: 64, channels: 16, block_channels: 16, blocks: 1, clusters: 1, homogeneous: true };
+    let info = MapInfo {
+        head: config,
+        local_encoder: EncoderIdentity { kind: "xfeat".into(), weights_sha256: "00".repeat(32), dim: 64 },
+        global: GlobalSource::None,
+        training: serde_json::json!({}),
+    };
+    let map = GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("old.glace");
+    map.save(&path).unwrap();
+    assert!(GlaceMap::load(&path).is_ok());
+
+    // Rewrite the version tag in the safetensors header (same length, so offsets stay valid).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let current = format!("\"version\":\"{}\"", glace_nn::map::MAP_VERSION);
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    let at = 8 + header.find(&current).expect("version tag in the header");
+    bytes[at..at + current.len()].copy_from_slice(b"\"version\":\"2\"");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = GlaceMap::load(&path).unwrap_err().to_string();
+    assert!(err.contains("old.glace"), "names the file: {err}");
+    assert!(err.contains("version 2") && err.contains("map the scene again"), "{err}");
+}
