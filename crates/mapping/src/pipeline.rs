@@ -106,7 +106,7 @@ impl MapOptions {
                 head_channels: 256,
                 buffer_size: 1_000_000,
                 batch_size: 1024,
-                iterations: 12_000,
+                iterations: 20_000,
                 soft_clamp: 300.0,
                 ..reference
             },
