@@ -53,3 +53,30 @@ impl Rng {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_pairs_are_standard_and_uncorrelated() {
+        let mut rng = Rng::new(7);
+        let n = 200_000;
+        let (mut s, mut ss, mut sab, mut tail) = (0f64, 0f64, 0f64, 0usize);
+        for _ in 0..n {
+            let (a, b) = rng.normal_pair_f32();
+            for v in [a as f64, b as f64] {
+                s += v;
+                ss += v * v;
+                tail += usize::from(v.abs() > 3.0);
+            }
+            sab += a as f64 * b as f64;
+        }
+        let m = 2.0 * n as f64;
+        assert!((s / m).abs() < 0.01, "mean {}", s / m);
+        assert!((ss / m - 1.0).abs() < 0.01, "variance {}", ss / m);
+        assert!((sab / n as f64).abs() < 0.01, "correlation {}", sab / n as f64);
+        // P(|z| > 3) = 0.27 %.
+        assert!((tail as f64 / m - 0.0027).abs() < 0.0006, "tail {}", tail as f64 / m);
+    }
+}
