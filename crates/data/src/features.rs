@@ -80,7 +80,5 @@ pub fn write_features(path: &Path, rows: usize, dim: usize, data: &[f32]) -> std
         writer.extend(data.iter().copied())?;
         writer.finish()?;
     }
-    let tmp = path.with_extension(format!("npy.partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    crate::writer::write_file_atomically(path, &bytes)
 }

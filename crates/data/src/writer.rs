@@ -12,6 +12,16 @@ use crate::scene::SplitKind;
 use crate::text::Calibration;
 use crate::DataError;
 
+/// Writes `bytes` to `path` under a temporary sibling name first, then renames it into place, so
+/// that a failure never leaves a truncated file where a complete one is expected.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
 /// Formats a 4×4 camera-to-world pose as four lines of four numbers (12 decimals, as the shared data).
 pub fn format_pose(pose: &CamToWorld) -> String {
     let m = pose.to_matrix();

@@ -3,7 +3,6 @@
 //! **world-to-camera** transform. glace writes `nan` for the pose of a frame it could not
 //! localize (with inlier count 0); readers treat any non-finite pose as a failure.
 
-use std::io::Write;
 use std::path::Path;
 
 use glace_geometry::WorldToCam;
@@ -39,16 +38,9 @@ pub fn format_record(r: &PoseRecord) -> String {
 
 /// Writes a pose file atomically (temporary name, then rename).
 pub fn write_pose_file(path: &Path, records: &[PoseRecord]) -> Result<(), LocalizeError> {
-    let io = |e| LocalizeError::Io { path: path.to_path_buf(), source: e };
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        for r in records {
-            writeln!(f, "{}", format_record(r)).map_err(io)?;
-        }
-        f.flush().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    let text: String = records.iter().map(|r| format_record(r) + "\n").collect();
+    glace_data::writer::write_file_atomically(path, text.as_bytes())
+        .map_err(|e| LocalizeError::Io { path: path.to_path_buf(), source: e })
 }
 
 /// Reads a pose file. Blank lines and `#` comments are skipped; the last three columns are
