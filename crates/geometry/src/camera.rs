@@ -144,6 +144,7 @@ impl Camera {
         Camera { intrinsics, distortion: None }
     }
     /// Projects a camera-frame point to a (distorted) pixel; `None` behind or on the camera plane.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN depths must be refused too
     pub fn project(&self, p_cam: &Point3<f64>) -> Option<Point2<f64>> {
         if !(p_cam.z > 0.0) {
             return None;

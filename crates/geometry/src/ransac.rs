@@ -137,7 +137,7 @@ impl Stream {
     }
     #[inline]
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -155,6 +155,8 @@ fn draw_hypothesis(
     let mut tries = 0u64;
     while (tries as usize) < cfg.max_tries {
         tries += 1;
+        // `%` rather than is_multiple_of: that needs Rust 1.87, the README promises 1.85.
+        #[allow(clippy::manual_is_multiple_of)]
         if tries % 4096 == 0 && deadline.is_some_and(|d| Instant::now() > d) {
             return (None, tries, true);
         }

@@ -28,7 +28,7 @@ use crate::scenes::{Place, TextureSpec};
 use crate::texture::Texture;
 
 /// Version of the generator recorded in `scene.json`; bump when output bytes change.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// Errors of the synthetic-scene generator.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ pub fn build(config: &SynthConfig) -> Result<SynthScene, SynthError> {
         Kind::Outdoor => scenes::outdoor(config.seed),
     };
     let textures =
-        texture_specs.par_iter().map(|t| Texture::generate(t.pattern, t.seed, config.texture_size)).collect();
+        texture_specs.par_iter().map(|t| Texture::generate(t.pattern, t.seed, config.texture_size, t.scale)).collect();
     let intrinsics = Intrinsics::new(config.focal, config.focal, config.width as f64 / 2.0, config.height as f64 / 2.0)
         .map_err(|e| SynthError::Config(e.to_string()))?;
     let mut shots = Vec::new();

@@ -15,7 +15,13 @@ pub struct TextureSpec {
     pub pattern: Pattern,
     /// Generator seed.
     pub seed: u64,
+    /// Pattern feature scale (see `Texture::generate`).
+    pub scale: u32,
 }
+
+/// Feature scale of indoor textures: stripes, cells and marks of centimetres to decimetres at the
+/// tile sizes used here (measured: millimetre-scale patterns localize far worse, README).
+const INDOOR_SCALE: u32 = 3;
 
 /// One place cameras move through (a room, or the whole courtyard).
 #[derive(Clone, Debug, Serialize)]
@@ -142,11 +148,12 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     use Pattern::*;
     let patterns = [Glyphs, Blobs, Stripes, Checker, Tiles, Noise, Wood, Noise, Blobs, Glyphs, Checker, Stripes];
     let textures: Vec<TextureSpec> =
-        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE }).collect();
     let (min, max) = ([-2.0, -2.5, 0.0], [2.0, 2.5, 2.5]);
-    let mut faces = [material(0, 4.0, [0.0; 2], None); 6];
+    // One tile spans the longest wall, so no wall shows a texture twice.
+    let mut faces = [material(0, 5.0, [0.0; 2], None); 6];
     for (f, t) in faces.iter_mut().zip([0, 1, 2, 3, 4, 5]) {
-        *f = material(t, 4.0, [rng.range(0.0, 4.0), rng.range(0.0, 4.0)], None);
+        *f = material(t, 5.0, [rng.range(0.0, 5.0), rng.range(0.0, 5.0)], None);
     }
     let designs: Vec<(usize, Design)> =
         DESIGN_SIZES.iter().enumerate().map(|(i, &s)| (i, design(&mut rng, s, &[6, 7, 8, 9, 10, 11], true))).collect();
@@ -163,8 +170,10 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
 /// looking inward, as hand-held clips of a desk or a corner are captured (TUM fr2/desk, 7-Scenes):
 /// the surface to learn is a fraction of the whole room's.
 pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
-    let (textures, mut places) = room(seed);
+    let (mut textures, mut places) = room(seed);
     let mut rng = Rng::new(seed).fork(2);
+    use Pattern::*;
+    let pool = [Wood, Noise, Blobs, Glyphs, Checker, Stripes];
     let place = &mut places[0];
     let centre_objects = [
         ([-0.7, -0.45, 0.0], [0.7, 0.45, 0.75]),  // table
@@ -174,9 +183,13 @@ pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
         ([-1.2, 0.2, 0.0], [-0.85, 0.6, 0.9]),    // cabinet
     ];
     for (k, (min, max)) in centre_objects.into_iter().enumerate() {
-        let mut faces = [material(0, 1.0, [0.0; 2], None); 6];
+        // Every face its own texture, one tile larger than the face: objects on a desk do not
+        // repeat each other's surfaces (measured: shared textures localize worse, README).
+        let mut faces = [material(0, 1.5, [0.0; 2], None); 6];
         for f in faces.iter_mut() {
-            *f = material(6 + (k + rng.below(6)) % 6, 1.0, [rng.range(0.0, 1.0), rng.range(0.0, 1.0)], Some(&mut rng));
+            let pattern = pool[(k + rng.below(pool.len())) % pool.len()];
+            textures.push(TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE });
+            *f = material(textures.len() - 1, 1.5, [0.0; 2], Some(&mut rng));
         }
         place.world.objects.push(BoxObject { min, max, inward: false, faces });
         place.material_keys.extend(faces.iter().map(key));
@@ -210,7 +223,7 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
     use Pattern::*;
     let patterns = [Glyphs, Blobs, Stripes, Checker, Noise, Wood, Tiles, Noise];
     let textures: Vec<TextureSpec> =
-        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE }).collect();
     // Furniture designs shared by every room, with fixed texture placement, so they look identical.
     let designs: Vec<(usize, Design)> =
         DESIGN_SIZES.iter().enumerate().take(4).map(|(i, &s)| (i, design(&mut rng, s, &[1, 3, 5, 7], false))).collect();
@@ -254,8 +267,9 @@ pub fn outdoor(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     let mut rng = Rng::new(seed).fork(3);
     use Pattern::*;
     let patterns = [Facade, Facade, Facade, Facade, Pavement, Noise];
+    // Facades and paving are already at their real scale.
     let textures: Vec<TextureSpec> =
-        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64() }).collect();
+        patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64(), scale: 1 }).collect();
     let ground_faces = [material(4, 8.0, [0.0; 2], None); 6];
     let mut objects =
         vec![BoxObject { min: [-300.0, -300.0, -1.0], max: [300.0, 300.0, 0.0], inward: false, faces: ground_faces }];

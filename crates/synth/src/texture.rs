@@ -2,7 +2,9 @@
 //! aliased texture changes from view to view, which no relocalizer could learn).
 //!
 //! Every pattern carries fine noise at several scales so that any 8×8 image patch is distinctive,
-//! as in real indoor scenes.
+//! as in real indoor scenes. A texture's `scale` divides its pattern frequencies (stripes, cells,
+//! marks, detail noise): structure the size of real furnishings' (centimetres to decimetres)
+//! rather than millimetre-scale noise, which at 8 px cells looks alike everywhere.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -102,9 +104,11 @@ fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 impl Texture {
-    /// Generates a `size`×`size` texture (size a power of two).
-    pub fn generate(pattern: Pattern, seed: u64, size: usize) -> Texture {
+    /// Generates a `size`×`size` texture (size a power of two) whose pattern features are
+    /// `scale` (≥ 1) times larger than the base pattern's.
+    pub fn generate(pattern: Pattern, seed: u64, size: usize, scale: u32) -> Texture {
         assert!(size.is_power_of_two() && size >= 8);
+        let feature_scale = scale.max(1) as u64;
         let mut rng = Rng::new(seed);
         let palette: Vec<[f64; 3]> = (0..4).map(|_| random_colour(&mut rng)).collect();
         let s = rng.next_u64();
@@ -112,13 +116,13 @@ impl Texture {
             .into_par_iter()
             .map(|k| {
                 let (u, v) = ((k % size) as f64 / size as f64, (k / size) as f64 / size as f64);
-                let c = base_pattern(pattern, s, &palette, u, v);
+                let c = base_pattern(pattern, s, feature_scale, &palette, u, v);
                 // Fine multi-scale detail everywhere, so every patch is distinctive.
-                let d = fbm(s ^ 0xD1, (size / 16) as u64, 3, u, v) - 0.5;
+                let d = fbm(s ^ 0xD1, (size as u64 / (8 * (feature_scale + 1))).max(1), 3, u, v) - 0.5;
                 [(c[0] * (1.0 + 0.35 * d)) as f32, (c[1] * (1.0 + 0.35 * d)) as f32, (c[2] * (1.0 + 0.35 * d)) as f32]
             })
             .collect();
-        overlay_shapes(pattern, &mut rng, &palette, size, &mut base);
+        overlay_shapes(pattern, feature_scale, &mut rng, &palette, size, &mut base);
         for t in &mut base {
             for c in t.iter_mut() {
                 *c = c.clamp(0.0, 1.0);
@@ -189,10 +193,13 @@ impl Texture {
     }
 }
 
-fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) -> [f64; 3] {
+/// Pattern colour at (u, v); integer frequencies are divided by `k` (at least 1 period per tile)
+/// so the texture stays tileable.
+fn base_pattern(pattern: Pattern, s: u64, k: u64, palette: &[[f64; 3]], u: f64, v: f64) -> [f64; 3] {
+    let f = |freq: u64| (freq / k).max(1);
     match pattern {
         Pattern::Noise | Pattern::Blobs | Pattern::Glyphs => {
-            let n = fbm(s, 4, 7, u, v);
+            let n = fbm(s, f(4), 7, u, v);
             let c = ramp(palette, (n - 0.2) / 0.6);
             if pattern == Pattern::Glyphs {
                 lerp3([0.92, 0.9, 0.85], c, 0.25)
@@ -201,9 +208,10 @@ fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) 
             }
         }
         Pattern::Stripes => {
-            let w = fbm(s, 4, 4, u, v);
-            let t = v * 24.0 + 3.0 * w;
-            let band = t.floor().rem_euclid(24.0) as u64;
+            let bands = f(24) as f64;
+            let w = fbm(s, f(4), 4, u, v);
+            let t = v * bands + 3.0 * w * bands / 24.0;
+            let band = t.floor().rem_euclid(bands) as u64;
             let c = ramp(palette, unit(hash(&[s, band])));
             let edge = (t.fract() - 0.5).abs();
             if edge > 0.46 {
@@ -213,10 +221,10 @@ fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) 
             }
         }
         Pattern::Checker => {
-            let cells = 16.0;
+            let cells = f(16) as f64;
             let (cx, cy) = ((u * cells).floor() as u64, (v * cells).floor() as u64);
             let c = ramp(palette, unit(hash(&[s, cx, cy])));
-            let n = fbm(s ^ 7, 8, 5, u, v);
+            let n = fbm(s ^ 7, f(8), 5, u, v);
             let (fx, fy) = ((u * cells).fract(), (v * cells).fract());
             let c = lerp3(c, [n, n, n], 0.3);
             if fx < 0.04 || fy < 0.04 {
@@ -226,13 +234,13 @@ fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) 
             }
         }
         Pattern::Tiles | Pattern::Pavement => {
-            let cells = if pattern == Pattern::Tiles { 8.0 } else { 24.0 };
+            let cells = if pattern == Pattern::Tiles { f(12).min(8) as f64 } else { f(24) as f64 };
             let row = (v * cells).floor();
             let shift = if pattern == Pattern::Pavement && row as u64 % 2 == 1 { 0.5 } else { 0.0 };
             let (tu, tv) = (u * cells + shift, v * cells);
             let (cx, cy) = (tu.floor().rem_euclid(cells) as u64, tv.floor() as u64);
             let base = ramp(palette, 0.3 + 0.4 * unit(hash(&[s, cx, cy])));
-            let n = fbm(s ^ 3, 16, 5, u, v);
+            let n = fbm(s ^ 3, f(16), 5, u, v);
             let c = lerp3(base, [n, n * 0.95, n * 0.9], 0.35);
             if tu.fract() < 0.05 || tv.fract() < 0.05 {
                 [0.25, 0.24, 0.22]
@@ -241,9 +249,11 @@ fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) 
             }
         }
         Pattern::Wood => {
-            let w = fbm(s, 4, 5, u, v);
-            let rings = ((u * 30.0 + 6.0 * w) * std::f64::consts::TAU).sin() * 0.5 + 0.5;
-            lerp3([0.45, 0.28, 0.14], [0.75, 0.55, 0.32], rings * 0.8 + 0.2 * fbm(s ^ 9, 64, 3, u, v))
+            let rings_per_tile = f(30) as f64;
+            let w = fbm(s, f(4), 5, u, v);
+            let rings =
+                ((u * rings_per_tile + 6.0 * w * rings_per_tile / 30.0) * std::f64::consts::TAU).sin() * 0.5 + 0.5;
+            lerp3([0.45, 0.28, 0.14], [0.75, 0.55, 0.32], rings * 0.8 + 0.2 * fbm(s ^ 9, f(64), 3, u, v))
         }
         Pattern::Facade => {
             // 4 windows across, 4 floors per tile: the tile repeats along the facade.
@@ -273,8 +283,10 @@ fn base_pattern(pattern: Pattern, s: u64, palette: &[[f64; 3]], u: f64, v: f64) 
 }
 
 /// Discs and glyph strokes, rasterised shape by shape inside their bounding boxes.
-fn overlay_shapes(pattern: Pattern, rng: &mut Rng, palette: &[[f64; 3]], size: usize, texels: &mut [[f32; 3]]) {
+fn overlay_shapes(pattern: Pattern, k: u64, rng: &mut Rng, palette: &[[f64; 3]], size: usize, texels: &mut [[f32; 3]]) {
     let n = size as f64;
+    // k times larger marks, k² fewer: the same coverage.
+    let (kf, count) = (k as f64, |c: usize| (c / (k * k) as usize).max(1));
     let mut paint = |cx: f64, cy: f64, r: f64, colour: [f64; 3], inside: &dyn Fn(f64, f64) -> bool| {
         let (x0, x1) = (((cx - r) * n).floor() as i64, ((cx + r) * n).ceil() as i64);
         let (y0, y1) = (((cy - r) * n).floor() as i64, ((cy + r) * n).ceil() as i64);
@@ -290,15 +302,15 @@ fn overlay_shapes(pattern: Pattern, rng: &mut Rng, palette: &[[f64; 3]], size: u
     };
     match pattern {
         Pattern::Blobs => {
-            for _ in 0..220 {
-                let (cx, cy, r) = (rng.f64(), rng.f64(), rng.range(0.006, 0.04));
+            for _ in 0..count(220) {
+                let (cx, cy, r) = (rng.f64(), rng.f64(), kf * rng.range(0.006, 0.04));
                 let colour = if rng.f64() < 0.5 { random_colour(rng) } else { ramp(palette, rng.f64()) };
                 paint(cx, cy, r, colour, &|u, v| (wrap_d(u - cx).powi(2) + wrap_d(v - cy).powi(2)).sqrt() < r);
             }
         }
         Pattern::Glyphs => {
-            for _ in 0..900 {
-                let (cx, cy, r) = (rng.f64(), rng.f64(), rng.range(0.004, 0.012));
+            for _ in 0..count(900) {
+                let (cx, cy, r) = (rng.f64(), rng.f64(), kf * rng.range(0.004, 0.012));
                 let colour = [rng.range(0.0, 0.4), rng.range(0.0, 0.4), rng.range(0.0, 0.5)];
                 let strokes: Vec<((f64, f64), (f64, f64))> = (0..rng.below(3) + 2)
                     .map(|_| {
@@ -314,5 +326,50 @@ fn overlay_shapes(pattern: Pattern, rng: &mut Rng, palette: &[[f64; 3]], size: u
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mean absolute luminance step between neighbouring texels of the full-resolution level.
+    fn roughness(t: &Texture) -> f64 {
+        let l = &t.levels[0];
+        let lum = |p: [f32; 3]| (p[0] + p[1] + p[2]) as f64 / 3.0;
+        let mut sum = 0.0;
+        for y in 0..l.size {
+            for x in 0..l.size {
+                let a = lum(l.texels[y * l.size + x]);
+                sum += (a - lum(l.texels[y * l.size + (x + 1) % l.size])).abs();
+                sum += (a - lum(l.texels[((y + 1) % l.size) * l.size + x])).abs();
+            }
+        }
+        sum / (2 * l.size * l.size) as f64
+    }
+
+    #[test]
+    fn feature_scale_coarsens_indoor_patterns_and_keeps_them_tileable() {
+        use Pattern::*;
+        for pattern in [Noise, Stripes, Checker, Blobs, Glyphs, Tiles, Wood] {
+            let fine = Texture::generate(pattern, 7, 256, 1);
+            let coarse = Texture::generate(pattern, 7, 256, 3);
+            let (rf, rc) = (roughness(&fine), roughness(&coarse));
+            assert!(rc < 0.8 * rf, "{pattern:?}: texel steps {rc:.4} at scale 3 vs {rf:.4} at scale 1");
+            // Tileable: the step across the wrap is like the texture's typical steps (checker and
+            // tile textures put a grout line on the wrap, which is tileable too).
+            if matches!(pattern, Checker | Tiles) {
+                continue;
+            }
+            let l = &coarse.levels[0];
+            let n = l.size;
+            let wrap: f64 = (0..n)
+                .map(|y| {
+                    (0..3).map(|c| (l.texels[y * n + n - 1][c] - l.texels[y * n][c]).abs() as f64).sum::<f64>() / 3.0
+                })
+                .sum::<f64>()
+                / n as f64;
+            assert!(wrap < 4.0 * rc + 0.02, "{pattern:?}: seam step {wrap:.4} vs {rc:.4}");
+        }
     }
 }
