@@ -117,7 +117,8 @@ impl Texture {
             .map(|k| {
                 let (u, v) = ((k % size) as f64 / size as f64, (k / size) as f64 / size as f64);
                 let c = base_pattern(pattern, s, feature_scale, &palette, u, v);
-                // Fine multi-scale detail everywhere, so every patch is distinctive.
+                // Fine multi-scale detail everywhere, so every patch is distinctive; coarsened by
+                // (scale + 1) / 2 only, so that scaled textures keep detail within an 8 px cell.
                 let d = fbm(s ^ 0xD1, (size as u64 / (8 * (feature_scale + 1))).max(1), 3, u, v) - 0.5;
                 [(c[0] * (1.0 + 0.35 * d)) as f32, (c[1] * (1.0 + 0.35 * d)) as f32, (c[2] * (1.0 + 0.35 * d)) as f32]
             })
@@ -234,6 +235,7 @@ fn base_pattern(pattern: Pattern, s: u64, k: u64, palette: &[[f64; 3]], u: f64, 
             }
         }
         Pattern::Tiles | Pattern::Pavement => {
+            // Tiles: 8 per tile at scale 1; 12 / scale above it, as 8 / 3 would leave two huge tiles.
             let cells = if pattern == Pattern::Tiles { f(12).min(8) as f64 } else { f(24) as f64 };
             let row = (v * cells).floor();
             let shift = if pattern == Pattern::Pavement && row as u64 % 2 == 1 { 0.5 } else { 0.0 };
