@@ -17,7 +17,7 @@ pub struct DemoArgs {
     #[arg(default_value = "glace-demo")]
     pub out: PathBuf,
     /// Scene kind: desk (default: an orbit around a furnished room centre), room (the whole room,
-    /// looking outward), rooms (8 rooms sharing textures), outdoor.
+    /// looking outward), rooms (8 rooms furnished alike around their tables), outdoor.
     #[arg(long, value_enum, default_value_t = KindArg::Desk)]
     pub kind: KindArg,
     /// Training frames [default: per kind].

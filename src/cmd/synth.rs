@@ -14,7 +14,7 @@ pub enum KindArg {
     /// The room with a table and objects in its centre, cameras orbiting them looking inward, as a
     /// hand-held desk clip (defaults: 600 train / 60 test frames)
     Desk,
-    /// Rooms on a 5 m grid sharing textures and furniture (defaults: 8 rooms, 120/40 frames each).
+    /// Rooms on a 5 m grid furnished alike (defaults: 8 rooms, 120/40 frames each).
     Rooms,
     /// A courtyard of facades with repeated windows (defaults: 400/130 frames).
     Outdoor,

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use glace_data::imageio::load_rgb8;
 use glace_data::{preprocess, DataError, Scene, SplitKind};
-use glace_nn::global::{colour_layout, GlobalInput, VladPca};
+use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
 use glace_nn::kmeans::kmeans;
 use glace_nn::map::{GlobalSource, MapInfo};
 use glace_nn::weights::sha256_file;
@@ -225,7 +225,9 @@ pub fn map_scene(
                 });
                 progress.step(k + 1, "");
             }
-            let vp = VladPca::fit(&inputs, encoder.dim(), 16, GLOBAL_DIM, opts.seed);
+            let centres: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
+            let places = place_labels(&centres, opts.seed);
+            let vp = VladPca::fit(&inputs, Some(&places), encoder.dim(), 16, GLOBAL_DIM, opts.seed);
             let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
             for (f, input) in frames.iter().zip(&inputs) {
                 table[f.file_index] = vp.encode(input);

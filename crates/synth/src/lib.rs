@@ -28,7 +28,7 @@ use crate::scenes::{Place, TextureSpec};
 use crate::texture::Texture;
 
 /// Version of the generator recorded in `scene.json`; bump when output bytes change.
-pub const GENERATOR_VERSION: u32 = 3;
+pub const GENERATOR_VERSION: u32 = 4;
 
 /// Errors of the synthetic-scene generator.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,8 @@ pub enum Kind {
     Room,
     /// The room with a furnished centre, cameras orbiting it looking inward (a desk clip).
     Desk,
-    /// Several rooms on a 5 m grid sharing textures and furniture (like the paper's i12/i19).
+    /// Several rooms on a 5 m grid furnished alike, told apart by walls, floor and wall furniture
+    /// (like the paper's i12/i19, more repetitive).
     Rooms,
     /// A courtyard of facades with repeated windows, 90 × 60 m, buildings up to 190 m away.
     Outdoor,

@@ -166,37 +166,40 @@ pub fn room(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     (textures, vec![Place { world, train_loop, test_loop, material_keys: keys, furniture: ids }])
 }
 
-/// The same room with a furnished centre (a table with objects), the cameras orbiting it and
-/// looking inward, as hand-held clips of a desk or a corner are captured (TUM fr2/desk, 7-Scenes):
-/// the surface to learn is a fraction of the whole room's.
-pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
-    let (mut textures, mut places) = room(seed);
-    let mut rng = Rng::new(seed).fork(2);
+/// The desk's centre objects (minimum and maximum corner, relative to the room centre).
+const CENTRE_OBJECTS: [([f64; 3], [f64; 3]); 5] = [
+    ([-0.7, -0.45, 0.0], [0.7, 0.45, 0.75]),  // table
+    ([-0.55, -0.3, 0.75], [-0.1, 0.1, 1.05]), // box on the table
+    ([0.15, -0.05, 0.75], [0.45, 0.35, 1.2]), // taller box
+    ([0.9, -0.3, 0.0], [1.3, 0.2, 0.5]),      // crate beside it
+    ([-1.2, 0.2, 0.0], [-0.85, 0.6, 0.9]),    // cabinet
+];
+
+/// One set of face materials per centre object, every face its own new texture, one tile larger
+/// than the face: objects on a desk do not repeat each other's surfaces (measured: shared
+/// textures localize worse, README).
+fn centre_faces(rng: &mut Rng, textures: &mut Vec<TextureSpec>) -> Vec<[Material; 6]> {
     use Pattern::*;
     let pool = [Wood, Noise, Blobs, Glyphs, Checker, Stripes];
-    let place = &mut places[0];
-    let centre_objects = [
-        ([-0.7, -0.45, 0.0], [0.7, 0.45, 0.75]),  // table
-        ([-0.55, -0.3, 0.75], [-0.1, 0.1, 1.05]), // box on the table
-        ([0.15, -0.05, 0.75], [0.45, 0.35, 1.2]), // taller box
-        ([0.9, -0.3, 0.0], [1.3, 0.2, 0.5]),      // crate beside it
-        ([-1.2, 0.2, 0.0], [-0.85, 0.6, 0.9]),    // cabinet
-    ];
-    for (k, (min, max)) in centre_objects.into_iter().enumerate() {
-        // Every face its own texture, one tile larger than the face: objects on a desk do not
-        // repeat each other's surfaces (measured: shared textures localize worse, README).
-        let mut faces = [material(0, 1.5, [0.0; 2], None); 6];
-        for f in faces.iter_mut() {
-            let pattern = pool[(k + rng.below(pool.len())) % pool.len()];
-            textures.push(TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE });
-            *f = material(textures.len() - 1, 1.5, [0.0; 2], Some(&mut rng));
-        }
-        place.world.objects.push(BoxObject { min, max, inward: false, faces });
-        place.material_keys.extend(faces.iter().map(key));
-    }
+    (0..CENTRE_OBJECTS.len())
+        .map(|k| {
+            let mut faces = [material(0, 1.5, [0.0; 2], None); 6];
+            for f in faces.iter_mut() {
+                let pattern = pool[(k + rng.below(pool.len())) % pool.len()];
+                textures.push(TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE });
+                *f = material(textures.len() - 1, 1.5, [0.0; 2], Some(rng));
+            }
+            faces
+        })
+        .collect()
+}
+
+/// Orbit loops around a furnished centre, looking inward. Training: two turns whose distance
+/// varies by ±12 %, bracketing the test loop, as several capture sequences of one place do.
+fn orbit_loops(centre: [f64; 2]) -> (LoopSpec, LoopSpec) {
     let inward =
         |radii: [f64; 2], height: [f64; 2], direction: f64, sweep_cycles: f64, turns: f64, wobble: f64| LoopSpec {
-            centre: [0.0, 0.0],
+            centre,
             radii,
             height,
             pitch_deg: -28.0,
@@ -209,29 +212,46 @@ pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
             inward: true,
             radius_wobble: wobble,
         };
-    // Training: two turns whose distance varies by ±12 %, bracketing the test loop, as several
-    // capture sequences of one place do.
-    place.train_loop = inward([1.75, 2.05], [1.3, 1.8], 1.0, 6.0, 2.0, 0.12);
-    place.test_loop = inward([1.6, 1.9], [1.4, 1.7], -1.0, 4.0, 1.0, 0.0);
+    (inward([1.75, 2.05], [1.3, 1.8], 1.0, 6.0, 2.0, 0.12), inward([1.6, 1.9], [1.4, 1.7], -1.0, 4.0, 1.0, 0.0))
+}
+
+/// The same room with a furnished centre (a table with objects), the cameras orbiting it and
+/// looking inward, as hand-held clips of a desk or a corner are captured (TUM fr2/desk, 7-Scenes):
+/// the surface to learn is a fraction of the whole room's.
+pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
+    let (mut textures, mut places) = room(seed);
+    let mut rng = Rng::new(seed).fork(2);
+    let place = &mut places[0];
+    let faces = centre_faces(&mut rng, &mut textures);
+    for ((min, max), faces) in CENTRE_OBJECTS.into_iter().zip(faces) {
+        place.world.objects.push(BoxObject { min, max, inward: false, faces });
+        place.material_keys.extend(faces.iter().map(key));
+    }
+    (place.train_loop, place.test_loop) = orbit_loops([0.0, 0.0]);
     (textures, places)
 }
 
 /// `count` rooms on a grid of 5 m cells (room i at (−5·row, −5·col, 0), as the reference places
-/// i12/i19), all built from one small pool of textures and furniture in different arrangements.
+/// i12/i19), furnished from one catalogue as offices of one building are: every room has the
+/// desk's table and objects at the same place (the same textures everywhere) and shared furniture
+/// in its own arrangement against its walls. The walls use shared patterns in a room-specific
+/// order under the room's own paint, and the floor has the room's own colour. Locally the rooms
+/// look alike; only whole views tell them apart. Cameras orbit each room's table as in `desk`.
 pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
     let mut rng = Rng::new(seed).fork(2);
     use Pattern::*;
     let patterns = [Glyphs, Blobs, Stripes, Checker, Noise, Wood, Tiles, Noise];
-    let textures: Vec<TextureSpec> =
+    let mut textures: Vec<TextureSpec> =
         patterns.iter().map(|&pattern| TextureSpec { pattern, seed: rng.next_u64(), scale: INDOOR_SCALE }).collect();
     // Furniture designs shared by every room, with fixed texture placement, so they look identical.
     let designs: Vec<(usize, Design)> =
         DESIGN_SIZES.iter().enumerate().take(4).map(|(i, &s)| (i, design(&mut rng, s, &[1, 3, 5, 7], false))).collect();
+    let centre_set = centre_faces(&mut rng, &mut textures);
     let grid = (count as f64).sqrt().ceil() as usize;
     let places = (0..count)
         .map(|i| {
             let c = [-5.0 * (i / grid) as f64, -5.0 * (i % grid) as f64];
-            let (min, max) = ([c[0] - 2.0, c[1] - 2.25, 0.0], [c[0] + 2.0, c[1] + 2.25, 2.5]);
+            let (min, max) = ([c[0] - 2.0, c[1] - 2.5, 0.0], [c[0] + 2.0, c[1] + 2.5, 2.5]);
             // Walls take 4 of 5 shared wall patterns, in a room-specific order; floor, ceiling
             // and furniture are the same everywhere. Local appearance repeats, whole rooms differ.
             let mut wall_textures = [0usize, 1, 2, 3, 4];
@@ -240,11 +260,14 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
             }
             // Each room has its own paint colour over the shared wall patterns, as real rooms do.
             let paint = [rng.range(0.4, 1.5) as f32, rng.range(0.4, 1.5) as f32, rng.range(0.4, 1.5) as f32];
-            let mut faces = [material(6, 4.0, [0.0; 2], None); 6];
+            let mut faces = [material(6, 5.0, [0.0; 2], None); 6];
             for (w, f) in faces.iter_mut().take(4).enumerate() {
-                *f = Material { tint: paint, ..material(wall_textures[w], 4.0, [0.0; 2], None) };
+                *f = Material { tint: paint, ..material(wall_textures[w], 5.0, [0.0; 2], None) };
             }
-            faces[5] = material(7, 4.0, [0.0; 2], None);
+            // And its own floor colour (carpet or paint) over the shared tile pattern.
+            let floor = [rng.range(0.5, 1.4) as f32, rng.range(0.5, 1.4) as f32, rng.range(0.5, 1.4) as f32];
+            faces[4].tint = floor;
+            faces[5] = material(7, 5.0, [0.0; 2], None);
             let mut chosen = designs.clone();
             for k in (1..chosen.len()).rev() {
                 chosen.swap(k, rng.below(k + 1));
@@ -252,8 +275,15 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
             let (furniture, ids) = furnish(&mut rng, min, max, &chosen);
             let mut objects = vec![room_box(min, max, faces)];
             objects.extend(furniture);
+            // The same table and objects at the same place in every room.
+            objects.extend(CENTRE_OBJECTS.iter().zip(&centre_set).map(|((lo, hi), faces)| BoxObject {
+                min: [lo[0] + c[0], lo[1] + c[1], lo[2]],
+                max: [hi[0] + c[0], hi[1] + c[1], hi[2]],
+                inward: false,
+                faces: *faces,
+            }));
             let keys = objects.iter().flat_map(|o| o.faces.iter().map(key)).collect();
-            let (train_loop, test_loop) = room_loops(c);
+            let (train_loop, test_loop) = orbit_loops(c);
             let world = World { objects, lights: room_lights(c), ambient: 0.3, sky: None };
             Place { world, train_loop, test_loop, material_keys: keys, furniture: ids }
         })
