@@ -183,6 +183,8 @@ pub fn map_scene(
 
     // Global descriptors, one row per rgb file (skipped frames keep zero rows).
     let t0 = Instant::now();
+    // Training camera centres: place labels of the built-in global encoder, position-decoder centres.
+    let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
     let (globals, global_dim, global_enc) = match &opts.global {
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
@@ -225,8 +227,7 @@ pub fn map_scene(
                 });
                 progress.step(k + 1, "");
             }
-            let centres: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
-            let places = place_labels(&centres, opts.seed);
+            let places = place_labels(&centres_f64, opts.seed);
             let vp = VladPca::fit(&inputs, Some(&places), encoder.dim(), 16, GLOBAL_DIM, opts.seed);
             let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
             for (f, input) in frames.iter().zip(&inputs) {
@@ -238,7 +239,6 @@ pub fn map_scene(
     let global_s = t0.elapsed().as_secs_f64();
 
     // Position-decoder centres over the training cameras.
-    let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
     // More centres than cameras would only duplicate points (sklearn refuses outright).
     let clusters = opts.decoder_clusters.min(centres_f64.len());
     if clusters < opts.decoder_clusters {

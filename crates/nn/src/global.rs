@@ -251,8 +251,8 @@ impl VladPca {
                 projection[r * kd + j] = (u[j] * s) as f32;
             }
         }
-        let rows = dirs.len();
         if let Some(labels) = places {
+            let rows = dirs.len();
             assert_eq!(labels.len(), n, "one place label per image");
             let p = DMatrix::<f64>::from_fn(rows, kd, |r, j| projection[r * kd + j] as f64);
             let w = within_place_whitening(&(&x * p.transpose()), labels);

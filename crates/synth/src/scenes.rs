@@ -194,6 +194,16 @@ fn centre_faces(rng: &mut Rng, textures: &mut Vec<TextureSpec>) -> Vec<[Material
         .collect()
 }
 
+/// The centre objects with their faces, around room centre `c`.
+fn centre_objects(c: [f64; 2], faces: &[[Material; 6]]) -> impl Iterator<Item = BoxObject> + '_ {
+    CENTRE_OBJECTS.iter().zip(faces).map(move |((lo, hi), faces)| BoxObject {
+        min: [lo[0] + c[0], lo[1] + c[1], lo[2]],
+        max: [hi[0] + c[0], hi[1] + c[1], hi[2]],
+        inward: false,
+        faces: *faces,
+    })
+}
+
 /// Orbit loops around a furnished centre, looking inward. Training: two turns whose distance
 /// varies by ±12 %, bracketing the test loop, as several capture sequences of one place do.
 fn orbit_loops(centre: [f64; 2]) -> (LoopSpec, LoopSpec) {
@@ -222,10 +232,9 @@ pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     let (mut textures, mut places) = room(seed);
     let mut rng = Rng::new(seed).fork(2);
     let place = &mut places[0];
-    let faces = centre_faces(&mut rng, &mut textures);
-    for ((min, max), faces) in CENTRE_OBJECTS.into_iter().zip(faces) {
-        place.world.objects.push(BoxObject { min, max, inward: false, faces });
-        place.material_keys.extend(faces.iter().map(key));
+    for object in centre_objects([0.0, 0.0], &centre_faces(&mut rng, &mut textures)) {
+        place.material_keys.extend(object.faces.iter().map(key));
+        place.world.objects.push(object);
     }
     (place.train_loop, place.test_loop) = orbit_loops([0.0, 0.0]);
     (textures, places)
@@ -276,12 +285,7 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
             let mut objects = vec![room_box(min, max, faces)];
             objects.extend(furniture);
             // The same table and objects at the same place in every room.
-            objects.extend(CENTRE_OBJECTS.iter().zip(&centre_set).map(|((lo, hi), faces)| BoxObject {
-                min: [lo[0] + c[0], lo[1] + c[1], lo[2]],
-                max: [hi[0] + c[0], hi[1] + c[1], hi[2]],
-                inward: false,
-                faces: *faces,
-            }));
+            objects.extend(centre_objects(c, &centre_set));
             let keys = objects.iter().flat_map(|o| o.faces.iter().map(key)).collect();
             let (train_loop, test_loop) = orbit_loops(c);
             let world = World { objects, lights: room_lights(c), ambient: 0.3, sky: None };
