@@ -92,6 +92,10 @@ fn usage_errors_and_unavailable_commands() {
     assert_eq!(glace(&["no-such-command"]).status.code(), Some(2));
     assert_eq!(glace(&["info", "/definitely/not/here"]).status.code(), Some(2));
     assert_eq!(glace(&["map", "/definitely/not/here", "map.glace"]).status.code(), Some(2));
+    // Pseudo targets deeper than the deepest valid point would never become valid.
+    let out = glace(&["map", "/definitely/not/here", "map.glace", "--depth-max", "5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--depth-max"));
     assert_eq!(glace(&["export", "official-pt", "/definitely/not/here.glace", "out.pt"]).status.code(), Some(2));
     assert!(glace(&["--help"]).status.success());
 }
@@ -435,4 +439,11 @@ fn ablation_bench_runs_variants_and_writes_json() {
     assert_eq!(variants[1]["per_room_pct_5cm_5deg"].as_object().unwrap().len(), 2);
     let d = glace_nn::GlaceMap::load(&out.join("d.glace")).unwrap();
     assert_eq!(d.head.config.clusters, 4, "K = 50 capped by the 4 training cameras");
+    let options = &d.info.training["options"];
+    assert_eq!(
+        (options["depth_max"].as_f64(), options["depth_target"].as_f64()),
+        (Some(10.0), Some(3.0)),
+        "2 rooms: 10 m wide"
+    );
+    assert_eq!(options["place_discriminants"], true);
 }

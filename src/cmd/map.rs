@@ -121,6 +121,11 @@ pub struct MapArgs {
     /// script), r2former:<CVPR23_DeitS_Rerank.pth> (R2Former computed here), or none (ACE)
     #[arg(long, default_value = "builtin")]
     pub global: GlobalArg,
+    /// Reduce the built-in global descriptor to what tells places apart (linear discriminant
+    /// analysis over clusters of the mapping cameras): for several alike places, such as rooms of
+    /// one building [default: true for the rooms and aachen presets, else false].
+    #[arg(long)]
+    pub place_discriminants: Option<bool>,
     /// Feature-diffusion σ on the global descriptor (reference 0.1; 0 disables).
     #[arg(long)]
     pub noise: Option<f32>,
@@ -157,6 +162,10 @@ pub struct MapArgs {
     /// Depth in metres of the pseudo target that invalid predictions are pulled to (reference 10).
     #[arg(long)]
     pub depth_target: Option<f64>,
+    /// Deepest valid prediction in metres (reference 1000); a scene's extent, e.g. 15 for a few
+    /// rooms, keeps ambiguous points from escaping far along their rays.
+    #[arg(long)]
+    pub depth_max: Option<f64>,
     /// Starting τ in pixels of the dynamic-tanh loss schedule τ = soft_clamp·√(1 − t²) + 1
     /// (reference --repro_loss_soft_clamp 50)
     #[arg(long)]
@@ -244,11 +253,21 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         lr_max,
         image_height,
         depth_target,
+        depth_max,
         soft_clamp,
+        place_discriminants,
         seed
     );
     if let Some(v) = args.noise {
         o.noise_std = v;
+    }
+    // Invalid points are pulled to the pseudo target, which must itself be a valid depth.
+    if !(o.depth_target > 0.1 && o.depth_max > o.depth_target) {
+        bail!(glace_data::DataError::format(
+            PathBuf::from("--depth-max"),
+            None,
+            format!("{} m must exceed --depth-target {} m (and that 0.1 m)", o.depth_max, o.depth_target)
+        ))
     }
     if args.no_augment {
         o.augment = false;

@@ -2,7 +2,9 @@
 //! each cell's predicted world point under the frame's ground-truth pose: per-frame median and the
 //! share of cells within 2, 5, 10 and 20 px, then the same over the whole split. Separates "the
 //! network is wrong" from "RANSAC is wrong" when a map localizes badly, and training frames from test
-//! frames (fit vs generalisation).
+//! frames (fit vs generalisation). The depths of the predicted points under the same poses show
+//! a map that fits its views by pushing points far along their rays (an integrated-rooms map
+//! trained with the reference's 1000 m depth bound: points hundreds of metres deep).
 //!
 //! `cargo run --release --example coord_errors -- <scene> <map> [train|test] [every-nth-frame] [errors.png]`
 //!
@@ -44,11 +46,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     let image_height = map.trained_image_height();
 
     let mut all = Vec::new();
+    let mut depths = Vec::new();
     let mut first: Option<(usize, usize, Vec<f64>)> = None;
     for (n, frame) in scene.split(kind)?.frames.iter().enumerate().step_by(every) {
         let pred = predict_frame(&map, &encoders, frame, None, image_height, &mut StageTimes::default())?;
         let grid = &pred.encoded.features;
         let errors = pred.reprojection_errors(&frame.cam_to_world, scene.distortion);
+        let w2c = frame.cam_to_world.inverse();
+        depths.extend(
+            pred.coords_n3
+                .chunks_exact(3)
+                .map(|p| w2c.transform_point(&nalgebra::Point3::new(p[0] as f64, p[1] as f64, p[2] as f64)).z),
+        );
         println!("frame {n:5}  {}", summary(&errors));
         if first.is_none() {
             first = Some((grid.width, grid.height, errors.clone()));
@@ -56,6 +65,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         all.extend(errors);
     }
     println!("all          {}", summary(&all));
+    depths.sort_by(f64::total_cmp);
+    let at = |q: f64| depths.get((q * depths.len() as f64) as usize).copied().unwrap_or(f64::NAN);
+    println!("depth of the predicted points: median {:.2} m, 90th percentile {:.2} m", at(0.5), at(0.9));
 
     if let (Some(png), Some((w, h, errors))) = (args.get(4), first) {
         let img = image::GrayImage::from_fn(8 * w as u32, 8 * h as u32, |x, y| {

@@ -45,7 +45,7 @@ fn recall_at_1(rooms: usize, train: usize, test: usize, size: (u32, u32)) -> Opt
         }
     }
     let places = place_labels(&train_centres, 0);
-    let enc = VladPca::fit(&train_desc, Some(&places), 64, 16, 256, 0);
+    let enc = VladPca::fit(&train_desc, Some(&places), false, 64, 16, 256, 0);
     let db: Vec<Vec<f32>> = train_desc.iter().map(|d| enc.encode(d)).collect();
     let hits = test_desc
         .iter()
