@@ -96,6 +96,7 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
     let gt: Vec<(String, glace_geometry::CamToWorld)> =
         scene.split(SplitKind::Test)?.frames.iter().map(|f| (f.name.clone(), f.cam_to_world)).collect();
 
+    let depth_max = args.depth_max.unwrap_or(glace_synth::scenes::rooms_width(args.rooms));
     let mut results = Vec::new();
     for (key, label, flags) in VARIANTS {
         if !args.variants.split(',').any(|v| v.trim() == key) {
@@ -105,7 +106,6 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
         let poses = out.join(format!("poses_{key}.txt"));
         let mut cmd: Vec<String> = vec!["map".into(), s(scene_dir.clone()), s(map.clone())];
         cmd.extend(flags.iter().map(|f| f.to_string()));
-        let depth_max = args.depth_max.unwrap_or(5.0 * (args.rooms as f64).sqrt().ceil());
         cmd.extend([
             "--depth-max".into(),
             depth_max.to_string(),

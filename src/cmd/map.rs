@@ -266,7 +266,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         bail!(glace_data::DataError::format(
             PathBuf::from("--depth-max"),
             None,
-            format!("{} m must exceed --depth-target {} m (and that 0.1 m)", o.depth_max, o.depth_target)
+            format!("{} m must exceed --depth-target {} m, which must exceed 0.1 m", o.depth_max, o.depth_target)
         ))
     }
     if args.no_augment {

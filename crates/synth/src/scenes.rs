@@ -240,6 +240,19 @@ pub fn desk(seed: u64) -> (Vec<TextureSpec>, Vec<Place>) {
     (textures, places)
 }
 
+/// Spacing of the `rooms` grid in metres.
+pub const ROOM_SPACING: f64 = 5.0;
+
+/// Rooms per row of the `rooms` grid for `count` rooms.
+pub fn rooms_per_row(count: usize) -> usize {
+    (count as f64).sqrt().ceil() as usize
+}
+
+/// Width in metres of the square the `rooms` grid of `count` rooms fills.
+pub fn rooms_width(count: usize) -> f64 {
+    ROOM_SPACING * rooms_per_row(count) as f64
+}
+
 /// `count` rooms on a grid of 5 m cells (room i at (−5·row, −5·col, 0), as the reference places
 /// i12/i19), furnished from one catalogue as offices of one building are: every room has the
 /// desk's table and objects at the same place (the same textures everywhere) and shared furniture
@@ -256,10 +269,10 @@ pub fn rooms(seed: u64, count: usize) -> (Vec<TextureSpec>, Vec<Place>) {
     let designs: Vec<(usize, Design)> =
         DESIGN_SIZES.iter().enumerate().take(4).map(|(i, &s)| (i, design(&mut rng, s, &[1, 3, 5, 7], false))).collect();
     let centre_set = centre_faces(&mut rng, &mut textures);
-    let grid = (count as f64).sqrt().ceil() as usize;
+    let grid = rooms_per_row(count);
     let places = (0..count)
         .map(|i| {
-            let c = [-5.0 * (i / grid) as f64, -5.0 * (i % grid) as f64];
+            let c = [-ROOM_SPACING * (i / grid) as f64, -ROOM_SPACING * (i % grid) as f64];
             let (min, max) = ([c[0] - 2.0, c[1] - 2.5, 0.0], [c[0] + 2.0, c[1] + 2.5, 2.5]);
             // Walls take 4 of 5 shared wall patterns, in a room-specific order; floor, ceiling
             // and furniture are the same everywhere. Local appearance repeats, whole rooms differ.
