@@ -96,6 +96,9 @@ fn usage_errors_and_unavailable_commands() {
     let out = glace(&["map", "/definitely/not/here", "map.glace", "--depth-max", "5"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--depth-max"));
+    let out = glace(&["map", "/definitely/not/here", "map.glace", "--depth-target", "0.05"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--depth-target"));
     assert_eq!(glace(&["export", "official-pt", "/definitely/not/here.glace", "out.pt"]).status.code(), Some(2));
     assert!(glace(&["--help"]).status.success());
 }

@@ -261,13 +261,19 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     if let Some(v) = args.noise {
         o.noise_std = v;
     }
-    // Invalid points are pulled to the pseudo target, which must itself be a valid depth.
-    if !(o.depth_target > 0.1 && o.depth_max > o.depth_target) {
-        bail!(glace_data::DataError::format(
-            PathBuf::from("--depth-max"),
-            None,
-            format!("{} m must exceed --depth-target {} m, which must exceed 0.1 m", o.depth_max, o.depth_target)
-        ))
+    // Invalid points are pulled to the pseudo target, which must itself be a valid depth
+    // (beyond the loss's 0.1 m minimum and short of the maximum).
+    // Written as "is valid" tests so that NaN fails them.
+    let (target_valid, max_valid) = (o.depth_target > 0.1, o.depth_max > o.depth_target);
+    let depth_error = if !target_valid {
+        Some(("--depth-target", format!("{} m must exceed 0.1 m", o.depth_target)))
+    } else if !max_valid {
+        Some(("--depth-max", format!("{} m must exceed --depth-target {} m", o.depth_max, o.depth_target)))
+    } else {
+        None
+    };
+    if let Some((flag, message)) = depth_error {
+        bail!(glace_data::DataError::format(PathBuf::from(flag), None, message))
     }
     if args.no_augment {
         o.augment = false;
