@@ -251,7 +251,25 @@ fn map_localize_eval_end_to_end_on_a_tiny_room() {
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["frames"], 3);
     assert!(report["stage_ms_per_frame"]["ransac"].is_number());
+    // The default σ = 0.1 diffusion over 256 dimensions: the descriptor is fed at its training mean.
+    let scale = report["global_scale"].as_f64().unwrap();
+    assert!((scale - 0.530).abs() < 1e-3, "{scale}");
     assert_eq!(std::fs::read_to_string(&poses).unwrap().lines().count(), 3);
+    let clean = tmp.path().join("clean.txt");
+    let run = glace(&[
+        "localize",
+        &s(&scene),
+        &s(&map),
+        "--out",
+        &s(&clean),
+        "--image-height",
+        "96",
+        "--json",
+        "--clean-global",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["global_scale"], 1.0);
     let run = glace(&["eval", &s(&scene), &s(&poses), "--json", "--no-plot"]);
     assert!(run.status.success());
     // A map given the wrong encoder is refused.

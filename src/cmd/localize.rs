@@ -56,6 +56,10 @@ pub struct LocalizeArgs {
     /// RANSAC seed.
     #[arg(long, default_value_t = 1305)]
     pub seed: u64,
+    /// Feed the head the global descriptor as computed, as the reference does [default: shrunk
+    /// to its mean under the map's feature diffusion: ×0.53 for σ = 0.1, as in training].
+    #[arg(long)]
+    pub clean_global: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -65,7 +69,10 @@ pub struct LocalizeArgs {
 pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let scene = Scene::open(&args.scene, &SceneOptions { probe_images: false, ..Default::default() })?;
     let test = scene.split(SplitKind::Test)?;
-    let map = GlaceMap::load(&args.map)?;
+    let mut map = GlaceMap::load(&args.map)?;
+    if args.clean_global {
+        map.global_scale = 1.0;
+    }
     let encoder = super::map::load_encoder(&args.encoder)?;
     if encoder.identity().weights_sha256 != map.info.local_encoder.weights_sha256 {
         anyhow::bail!(glace_data::DataError::format(
@@ -135,6 +142,7 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let mut report = serde_json::to_value(&summary)?;
     report["pose_file"] = serde_json::json!(out.display().to_string());
     report["ms_per_frame"] = serde_json::json!(1000.0 * wall / n);
+    report["global_scale"] = serde_json::json!(map.global_scale);
     report["stage_ms_per_frame"] = serde_json::json!({
         "decode": 1000.0 * total.decode_s / n,
         "encode": 1000.0 * total.encode_s / n,

@@ -124,6 +124,7 @@ pub fn predict_frame(
             )
         })?,
     };
+    let global: Vec<f32> = global.into_iter().map(|v| v * map.global_scale).collect();
     times.encode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();

@@ -363,5 +363,6 @@ pub fn map_scene(
             "seconds": global_s + buffer_s + train_s,
         }),
     };
-    Ok((GlaceMap { info, head, global: global_enc }, report))
+    let global_scale = GlaceMap::expected_global_scale(&info);
+    Ok((GlaceMap { info, head, global: global_enc, global_scale }, report))
 }

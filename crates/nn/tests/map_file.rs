@@ -18,12 +18,14 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
         global: GlobalSource::FeaturesNpy,
         training: serde_json::json!({"scene": "test"}),
     };
-    let map = GlaceMap { info: info.clone(), head: head.clone(), global: None };
+    let map = GlaceMap { info: info.clone(), head: head.clone(), global: None, global_scale: 1.0 };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("scene.glace");
     map.save(&path).unwrap();
     let back = GlaceMap::load(&path).unwrap();
     assert_eq!(back.info, info);
+    // A 256-d global part and no recorded σ: the reference's diffusion (0.1) is assumed.
+    assert!((back.global_scale - 0.530).abs() < 1e-3, "{}", back.global_scale);
     assert_eq!(back.head.centres, head.centres, "centres are stored in fp32");
     let x: Vec<f32> = (0..4 * 768).map(|i| ((i % 97) as f32 - 48.0) / 40.0).collect();
     // The fixture head's weights are fp16 values already, so the forward is unchanged.
@@ -56,7 +58,7 @@ fn older_map_format_is_refused_with_a_remap_hint() {
         global: GlobalSource::None,
         training: serde_json::json!({}),
     };
-    let map = GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None };
+    let map = GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None, global_scale: 1.0 };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("old.glace");
     map.save(&path).unwrap();
