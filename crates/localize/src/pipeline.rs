@@ -97,7 +97,7 @@ pub fn predict_frame(
 
     let t = Instant::now();
     let enc = encoders.local.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
-    let global: Vec<f32> = match &map.info.global {
+    let mut global: Vec<f32> = match &map.info.global {
         GlobalSource::None => Vec::new(),
         GlobalSource::Builtin => {
             let g = map.global.as_ref().expect("maps with a built-in global encoder carry it");
@@ -124,7 +124,7 @@ pub fn predict_frame(
             )
         })?,
     };
-    let global: Vec<f32> = global.into_iter().map(|v| v * map.global_scale).collect();
+    global.iter_mut().for_each(|v| *v *= map.global_scale);
     times.encode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();

@@ -363,6 +363,6 @@ pub fn map_scene(
             "seconds": global_s + buffer_s + train_s,
         }),
     };
-    let global_scale = GlaceMap::expected_global_scale(&info);
+    let global_scale = info.expected_global_scale();
     Ok((GlaceMap { info, head, global: global_enc, global_scale }, report))
 }

@@ -69,6 +69,19 @@ pub struct MapInfo {
     pub training: serde_json::Value,
 }
 
+impl MapInfo {
+    /// [`diffusion_mean_scale`] of the training's feature diffusion (1 for maps without a global
+    /// input or without diffusion; maps that do not record σ had the reference's 0.1).
+    pub fn expected_global_scale(&self) -> f32 {
+        let global_dim = self.head.c_in.saturating_sub(self.local_encoder.dim);
+        if self.global == GlobalSource::None || global_dim == 0 {
+            return 1.0;
+        }
+        let noise_std = self.training["options"]["noise_std"].as_f64().unwrap_or(0.1) as f32;
+        diffusion_mean_scale(noise_std, global_dim)
+    }
+}
+
 /// A trained map.
 #[derive(Clone, Debug)]
 pub struct GlaceMap {
@@ -145,17 +158,6 @@ impl GlaceMap {
     /// The shorter image side the map was trained with (480, the reference's, for maps that do not say).
     pub fn trained_image_height(&self) -> u32 {
         self.info.training["options"]["image_height"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(480)
-    }
-
-    /// [`diffusion_mean_scale`] of the training's feature diffusion (1 for maps without a global
-    /// input or without diffusion; maps that do not record σ had the reference's 0.1).
-    pub fn expected_global_scale(info: &MapInfo) -> f32 {
-        let global_dim = info.head.c_in.saturating_sub(info.local_encoder.dim);
-        if info.global == GlobalSource::None || global_dim == 0 {
-            return 1.0;
-        }
-        let noise_std = info.training["options"]["noise_std"].as_f64().unwrap_or(0.1) as f32;
-        diffusion_mean_scale(noise_std, global_dim)
     }
 
     fn tensors(&self) -> Vec<(String, Owned)> {
@@ -316,7 +318,7 @@ impl GlaceMap {
             }
             _ => None,
         };
-        let global_scale = Self::expected_global_scale(&info);
+        let global_scale = info.expected_global_scale();
         Ok(GlaceMap { info, head, global, global_scale })
     }
 }
