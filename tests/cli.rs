@@ -467,4 +467,6 @@ fn ablation_bench_runs_variants_and_writes_json() {
         "2 rooms: 10 m wide"
     );
     assert_eq!(options["place_discriminants"], true);
+    assert_eq!(options["lr_max"].as_f64(), Some(1.5e-3), "the rooms' peak learning rate");
+    assert_eq!(v["lr_max"].as_f64(), Some(1.5e-3));
 }
