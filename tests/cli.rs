@@ -99,6 +99,15 @@ fn usage_errors_and_unavailable_commands() {
     let out = glace(&["map", "/definitely/not/here", "map.glace", "--depth-target", "0.05"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--depth-target"));
+    // A NaN or negative peak rate would train a useless map; refused before any work.
+    for (cmd, rate) in [("map", "nan"), ("map", "-1e-3"), ("bench", "0")] {
+        let args: &[&str] =
+            if cmd == "map" { &["map", "/definitely/not/here", "map.glace"] } else { &["bench", "ablation"] };
+        let flag = format!("--lr-max={rate}");
+        let out = glace(&[args, &[flag.as_str()]].concat());
+        assert_eq!(out.status.code(), Some(2), "{cmd} --lr-max {rate}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("learning rate"), "{cmd} --lr-max {rate}");
+    }
     assert_eq!(glace(&["export", "official-pt", "/definitely/not/here.glace", "out.pt"]).status.code(), Some(2));
     assert!(glace(&["--help"]).status.success());
 }

@@ -3,7 +3,8 @@
 //! (d) full GLACE (diffusion and K = 50 position decoder). Each variant is mapped and localized
 //! with the ordinary commands; the table gives overall and per-room accuracy. Every variant gets
 //! the same depth prior (valid depths up to the building's width, pseudo targets at 3 m) and peak
-//! learning rate (1.5e-3), and the global variants the place-discriminant built-in descriptor (`--place-discriminants`).
+//! learning rate (`--lr-max`), and the global variants the place-discriminant built-in descriptor
+//! (`--place-discriminants`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ pub struct AblationArgs {
     /// Peak learning rate, for every variant. Eight alike rooms at the `cpu` preset's batch of
     /// 1024: with the reference's 5e-3 the fit stalls at its noise floor (training reprojection
     /// ~90 px while the rate is high) and improves only as the rate decays.
-    #[arg(long, default_value_t = 1.5e-3)]
+    #[arg(long, default_value_t = 1.5e-3, value_parser = super::map::learning_rate)]
     pub lr_max: f64,
     /// Variants to run (subset of a,b,c,d).
     #[arg(long, default_value = "a,b,c,d")]

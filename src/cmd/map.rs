@@ -154,7 +154,7 @@ pub struct MapArgs {
     #[arg(long)]
     pub iterations: Option<usize>,
     /// One-cycle peak learning rate (reference 0.005).
-    #[arg(long)]
+    #[arg(long, value_parser = learning_rate)]
     pub lr_max: Option<f64>,
     /// Shorter image side (reference 480).
     #[arg(long)]
@@ -182,6 +182,15 @@ pub struct MapArgs {
     /// Where to write the JSON log [default: <map_file>.json].
     #[arg(long)]
     pub log: Option<PathBuf>,
+}
+
+/// Parses `--lr-max`: a positive, finite rate (NaN or a negative rate would train a useless map
+/// without any error), refused before any work.
+pub fn learning_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}': expected a positive learning rate such as 5e-3")),
+    }
 }
 
 /// Loads the local encoder named on the command line.
