@@ -224,6 +224,7 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     train(&mut head, &buf, &globals, global, &cfg, &mut rng, &mut |_| {
         times.push(last.elapsed().as_secs_f64());
         last = Instant::now();
+        true
     });
     let step_s = times[1..].iter().sum::<f64>() / (times.len() - 1) as f64;
     // Weight FLOPs per sample: forward 2·Σ in·out, backward twice that.

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use glace_data::convert::{self, colmap::ColmapSplit, sevenscenes::PoseVariant, Plan};
-use glace_data::SceneOptions;
 
 /// Options shared by every format.
 #[derive(clap::Args, Debug)]
@@ -156,73 +154,64 @@ pub struct ConvertArgs {
     pub format: Format,
 }
 
-fn find_images(model: &std::path::Path) -> Option<PathBuf> {
-    model.ancestors().skip(1).take(3).map(|a| a.join("images")).find(|p| p.is_dir())
-}
-
-fn bad(msg: String) -> anyhow::Error {
-    anyhow::Error::new(glace_data::DataError::format(PathBuf::from("glace convert"), None, msg))
-}
-
 /// Runs `glace convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
-    let (plan, common): (Plan, &Common) = match &args.format {
+    use glace::convert::{ColmapSplit, PoseVariant, Source, TumCamera};
+    let (source, common): (Source, &Common) = match &args.format {
         Format::SevenScenes { input, common, poses, pgt_dir, skip_invalid_poses } => {
-            let variant = match poses {
+            let poses = match poses {
                 SevenPoses::Calibrated => PoseVariant::Calibrated,
                 SevenPoses::Original => PoseVariant::Original,
-                SevenPoses::Pgt => {
-                    PoseVariant::Pgt(pgt_dir.clone().ok_or_else(|| bad("--poses pgt needs --pgt-dir".into()))?)
-                }
+                SevenPoses::Pgt => PoseVariant::Pgt(
+                    pgt_dir.clone().ok_or_else(|| glace::Error::usage("--pgt-dir", "--poses pgt needs --pgt-dir"))?,
+                ),
             };
-            (convert::sevenscenes::plan(input, &variant, *skip_invalid_poses)?, common)
+            (Source::SevenScenes { input: input.clone(), poses, skip_invalid_poses: *skip_invalid_poses }, common)
         }
         Format::TwelveScenes { input, common, pgt_dir, full_k } => {
-            (convert::twelvescenes::plan(input, pgt_dir.as_deref(), *full_k)?, common)
+            (Source::TwelveScenes { input: input.clone(), pgt_dir: pgt_dir.clone(), full_k: *full_k }, common)
         }
-        Format::Cambridge { input, common, height } => (convert::cambridge::plan(input, *height)?, common),
-        Format::Aachen { input, common, height } => (convert::aachen::plan(input, *height)?, common),
-        Format::Rooms { input, common } => (convert::rooms::plan(input, &SceneOptions::default())?, common),
+        Format::Cambridge { input, common, height } => (Source::Cambridge { input: input.clone(), height: *height }, common),
+        Format::Aachen { input, common, height } => (Source::Aachen { input: input.clone(), height: *height }, common),
+        Format::Rooms { input, common } => (Source::Rooms { input: input.clone() }, common),
         Format::Colmap { input, common, images, test_every, test_offset, test_list } => {
-            let images = images
-                .clone()
-                .or_else(|| find_images(input))
-                .ok_or_else(|| bad(format!("no images/ folder found near {}; pass --images", input.display())))?;
             let split = match test_list {
                 Some(l) => ColmapSplit::List(l.clone()),
                 None => ColmapSplit::Every { every: *test_every, offset: *test_offset },
             };
-            (convert::colmap::plan(input, &images, &split)?, common)
+            (Source::Colmap { input: input.clone(), images: images.clone(), split }, common)
         }
         Format::Tum { input, common, camera, intrinsics, test_every, test_offset, max_gap } => {
-            let cam = match (intrinsics, camera) {
+            let camera = match (intrinsics, camera) {
                 (Some(s), _) => {
+                    let bad = |m: String| glace::Error::usage("--intrinsics", m);
                     let v: Vec<f64> = s
                         .split(',')
                         .map(|x| x.trim().parse::<f64>())
                         .collect::<Result<_, _>>()
-                        .map_err(|_| bad(format!("--intrinsics '{s}' is not fx,fy,cx,cy")))?;
+                        .map_err(|_| bad(format!("'{s}' is not fx,fy,cx,cy")))?;
                     let [fx, fy, cx, cy] = v[..] else {
-                        return Err(bad(format!("--intrinsics '{s}' needs 4 numbers")));
+                        return Err(bad(format!("'{s}' needs 4 numbers")).into());
                     };
-                    (glace_geometry::Intrinsics::new(fx, fy, cx, cy)?, None)
+                    TumCamera::Intrinsics(glace::Intrinsics::new(fx, fy, cx, cy).map_err(|e| bad(e.to_string()))?)
                 }
-                (None, Some(c)) => {
-                    convert::tum::preset(c).ok_or_else(|| bad(format!("unknown camera '{c}' (fr1, fr2, fr3)")))?
-                }
-                (None, None) => {
-                    let name = input.canonicalize().unwrap_or(input.clone()).to_string_lossy().to_lowercase();
-                    let preset = ["freiburg1", "freiburg2", "freiburg3"].into_iter().find(|p| name.contains(p));
-                    let p = preset.ok_or_else(|| bad("cannot tell the camera from the folder name: pass --camera fr1|fr2|fr3 or --intrinsics".into()))?;
-                    convert::tum::preset(p).expect("known preset")
-                }
+                (None, Some(c)) => TumCamera::Preset(c.clone()),
+                (None, None) => TumCamera::FromName,
             };
-            (convert::tum::plan(input, cam, *test_every, *test_offset, *max_gap)?, common)
+            let source = Source::Tum {
+                input: input.clone(),
+                camera,
+                test_every: *test_every,
+                test_offset: *test_offset,
+                max_gap: *max_gap,
+            };
+            (source, common)
         }
         Format::Transforms { input, common, test_every, test_offset } => {
-            (convert::transforms::plan(input, *test_every, *test_offset)?, common)
+            (Source::Transforms { input: input.clone(), test_every: *test_every, test_offset: *test_offset }, common)
         }
     };
+    let plan = glace::convert::plan(&source)?;
     println!("{}", plan.summary());
     if common.dry_run {
         return Ok(());

@@ -2,11 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use glace_data::{Scene, SceneOptions, SplitKind};
-use glace_localize::pipeline::Encoders;
-use glace_localize::pointcloud::{frame_points, write_ply};
-use glace_nn::GlaceMap;
+use anyhow::bail;
+use glace::{Scene, SceneOptions, SplitKind};
 
 /// Arguments of `glace export`.
 #[derive(clap::Args, Debug)]
@@ -33,15 +30,32 @@ pub enum ExportWhat {
         /// Use the test split instead of the training split.
         #[arg(long)]
         test: bool,
-        /// Local encoder the map was trained with: xfeat or ace:<path>.
-        #[arg(long, default_value = "xfeat")]
-        encoder: String,
-        /// Shorter image side [default: the one the map was trained with].
+        #[command(flatten)]
+        networks: super::localize::NetworkArgs,
+    },
+    /// Localize a split (test by default) and write it as a COLMAP text model (cameras.txt,
+    /// images.txt, points3D.txt): the estimated poses, and as points the cells that reproject
+    /// within --max-error px under them. For COLMAP, nerfstudio and 3DGS tools.
+    Colmap {
+        /// Scene folder.
+        scene: PathBuf,
+        /// Map file.
+        map: PathBuf,
+        /// Output model folder (created; replaced only with --force).
+        out: PathBuf,
+        /// Reprojection threshold in pixels for the points.
+        #[arg(long, default_value_t = 5.0)]
+        max_error: f64,
+        /// Use the training split instead of the test split.
         #[arg(long)]
-        image_height: Option<u32>,
-        /// R2Former checkpoint of an R2Former map (r2former:<path>; default: recorded in the map).
+        train: bool,
+        /// Replace an existing output folder.
         #[arg(long)]
-        global: Option<super::map::GlobalArg>,
+        force: bool,
+        #[command(flatten)]
+        networks: super::localize::NetworkArgs,
+        #[command(flatten)]
+        ransac: super::localize::RansacArgs,
     },
     /// The head as an official GLACE map file (fp16 state dict, torch.save zip) for the
     /// reference's test_ace.py; needs a map trained with the ACE encoder and R2Former descriptors.
@@ -56,36 +70,44 @@ pub enum ExportWhat {
 /// Runs `glace export`.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     match &args.what {
-        ExportWhat::Pointcloud { scene, map, out, max_error, test, encoder, image_height, global } => {
+        ExportWhat::Pointcloud { scene, map, out, max_error, test, networks } => {
             let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
-            let split = scene.split(if *test { SplitKind::Test } else { SplitKind::Train })?;
-            let map = GlaceMap::load(map)?;
-            let encoder = super::map::load_encoder(encoder)?;
-            let r2former = super::map::r2former_for_map(&map, global.as_ref())?;
-            let image_height = image_height.unwrap_or_else(|| map.trained_image_height());
-            let encoders = Encoders { local: &encoder, r2former: r2former.as_ref() };
-            let bar = super::progress_bar(split.frames.len() as u64, "exporting");
-            let mut points = Vec::new();
-            for f in &split.frames {
-                points.extend(frame_points(
-                    &map,
-                    &encoders,
-                    f,
-                    scene.distortion,
-                    split.global_feature(f),
-                    image_height,
-                    *max_error,
-                )?);
-                bar.inc(1);
-            }
+            let split = if *test { SplitKind::Test } else { SplitKind::Train };
+            let frames = scene.split(split)?.frames.len();
+            let localizer = networks.open(map, false, glace::RansacOptions::default())?;
+            let bar = super::progress_bar(frames as u64, "exporting");
+            let n = glace::export_pointcloud(&localizer, &scene, split, out, *max_error, &mut |_, _| bar.inc(1))?;
             bar.finish_and_clear();
-            write_ply(out, &points).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {} points to {}", points.len(), out.display());
+            println!("wrote {n} points to {}", out.display());
+            Ok(())
+        }
+        ExportWhat::Colmap { scene, map, out, max_error, train, force, networks, ransac } => {
+            let ransac = ransac.options()?;
+            let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
+            let split = if *train { SplitKind::Train } else { SplitKind::Test };
+            let frames = scene.split(split)?.frames.len();
+            let localizer = networks.open(map, false, ransac)?;
+            let bar = super::progress_bar(frames as u64, "localizing");
+            let s = glace::export_colmap(&localizer, &scene, split, out, *max_error, *force, &mut |_, _| bar.inc(1))?;
+            bar.finish_and_clear();
+            println!(
+                "wrote a COLMAP text model to {}: {} camera(s), {} image(s), {} points{}",
+                s.path.display(),
+                s.cameras,
+                s.images,
+                s.points,
+                if s.not_localized.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} frame(s) not localized and left out: {}", s.not_localized.len(), s.not_localized.join(", "))
+                }
+            );
             Ok(())
         }
         ExportWhat::OfficialPt { map, out } => {
             use glace_nn::map::GlobalSource;
-            let m = GlaceMap::load(map)?;
+            let opened = glace::Map::open(map)?;
+            let m = opened.glace_map();
             if m.info.local_encoder.kind != "ace" {
                 bail!(glace_data::DataError::format(
                     map,

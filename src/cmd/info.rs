@@ -23,28 +23,15 @@ pub struct InfoArgs {
 }
 
 fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let is_pt = path.extension().is_some_and(|e| e == "pt" || e == "pth");
-    let (head, info) = if is_pt {
-        let sd = glace_nn::pt::load_state_dict(path, None, "")?;
-        (glace_nn::Head::from_state_dict(path, &sd)?, None)
-    } else {
-        let map = glace_nn::GlaceMap::load(path)?;
-        (map.head, Some(map.info))
-    };
-    let c = head.config;
+    let map = glace::Map::open(path)?;
     if json {
-        let v = serde_json::json!({
-            "path": path.display().to_string(),
-            "bytes": size,
-            "format": if is_pt { "reference-pt" } else { "glace-map" },
-            "head": c,
-            "parameters": head.params(),
-            "info": info,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&map.summary_json())?);
         return Ok(());
     }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let is_pt = map.format() == glace::MapFormat::ReferencePt;
+    let head = &map.glace_map().head;
+    let c = head.config;
     println!(
         "map {} ({:.2} MB, {})",
         path.display(),
@@ -66,7 +53,8 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("  mean centre    ({:.3}, {:.3}, {:.3})", m[0], m[1], m[2]);
     }
     println!("  output         {}", if c.homogeneous { "homogeneous (4 channels)" } else { "3 channels" });
-    if let Some(i) = info {
+    if !is_pt {
+        let i = map.description();
         println!(
             "  local encoder  {} ({}-d, weights sha256 {})",
             i.local_encoder.kind,

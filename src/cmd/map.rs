@@ -2,10 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use glace_data::{Scene, SceneOptions};
-use glace_mapping::pipeline::{map_scene, GlobalChoice, MapOptions, Progress};
-use glace_nn::{LocalEncoder, R2Former};
+use anyhow::Context;
+use glace::{GlobalChoice, Progress, Scene, SceneOptions};
 
 /// Global descriptor sources on the command line: `builtin`, `features`, `none` or
 /// `r2former:<checkpoint>`.
@@ -34,49 +32,6 @@ impl std::str::FromStr for GlobalArg {
             },
         }
     }
-}
-
-/// Loads R2Former when `map` expects it: from `arg` (`r2former:<path>`) or else from the
-/// checkpoint path recorded in the map, checking the checkpoint's sha256 against the map's.
-pub fn r2former_for_map(map: &glace_nn::GlaceMap, arg: Option<&GlobalArg>) -> anyhow::Result<Option<R2Former>> {
-    use glace_nn::map::GlobalSource;
-    if let Some(a) = arg {
-        let same = matches!(
-            (a, &map.info.global),
-            (GlobalArg::None, GlobalSource::None)
-                | (GlobalArg::Builtin, GlobalSource::Builtin)
-                | (GlobalArg::Features, GlobalSource::FeaturesNpy)
-                | (GlobalArg::R2Former(_), GlobalSource::R2Former { .. })
-        );
-        if !same {
-            bail!(glace_data::DataError::format(
-                PathBuf::from("--global"),
-                None,
-                format!("the map was trained with global source {:?}, not {a:?}", map.info.global)
-            ));
-        }
-    }
-    let GlobalSource::R2Former { sha256, checkpoint } = &map.info.global else { return Ok(None) };
-    let path = match arg {
-        Some(GlobalArg::R2Former(p)) => p.clone(),
-        _ => PathBuf::from(checkpoint),
-    };
-    if !path.is_file() {
-        bail!(glace_data::DataError::format(
-            &path,
-            None,
-            "the map needs its R2Former checkpoint: pass --global r2former:<CVPR23_DeitS_Rerank.pth>"
-        ));
-    }
-    let got = glace_nn::weights::sha256_file(&path)?;
-    if &got != sha256 {
-        bail!(glace_data::DataError::format(
-            &path,
-            None,
-            format!("sha256 {got} differs from the checkpoint the map was trained with ({sha256})")
-        ));
-    }
-    Ok(Some(R2Former::load(&path)?))
 }
 
 /// The training budget that `glace demo` and `glace bench ablation` pass on to `glace map`.
@@ -193,20 +148,10 @@ pub fn learning_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Loads the local encoder named on the command line.
-pub fn load_encoder(spec: &str) -> anyhow::Result<LocalEncoder> {
-    if spec == "xfeat" {
-        let w = glace_nn::weights::xfeat_weights()?;
-        return Ok(LocalEncoder::xfeat(&w)?);
-    }
-    if let Some(p) = spec.strip_prefix("ace:") {
-        return Ok(LocalEncoder::ace(std::path::Path::new(p))?);
-    }
-    bail!(glace_data::DataError::format(
-        PathBuf::from("--encoder"),
-        None,
-        format!("'{spec}': expected xfeat or ace:<path>")
-    ))
+/// Loads the local encoder named on the command line (`xfeat` or `ace:<path>`).
+pub fn load_encoder(spec: &str) -> anyhow::Result<glace_nn::LocalEncoder> {
+    let choice: glace::LocalEncoderChoice = spec.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
+    Ok(choice.load()?)
 }
 
 struct Bars {
@@ -233,13 +178,7 @@ impl Progress for Bars {
 
 /// Runs `glace map`.
 pub fn run(args: &MapArgs) -> anyhow::Result<()> {
-    let mut o = MapOptions::preset(&args.preset).ok_or_else(|| {
-        glace_data::DataError::format(
-            PathBuf::from("--preset"),
-            None,
-            format!("unknown preset '{}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)", args.preset),
-        )
-    })?;
+    let mut o = glace::preset(&args.preset)?;
     o.global = match &args.global {
         GlobalArg::Builtin => GlobalChoice::Builtin,
         GlobalArg::Features => GlobalChoice::FeaturesNpy,
@@ -270,31 +209,16 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     if let Some(v) = args.noise {
         o.noise_std = v;
     }
-    // Invalid points are pulled to the pseudo target, which must itself be a valid depth
-    // (beyond the loss's 0.1 m minimum and short of the maximum).
-    // Written as "is valid" tests so that NaN fails them.
-    let (target_valid, max_valid) = (o.depth_target > 0.1, o.depth_max > o.depth_target);
-    let depth_error = if !target_valid {
-        Some(("--depth-target", format!("{} m must exceed 0.1 m", o.depth_target)))
-    } else if !max_valid {
-        Some(("--depth-max", format!("{} m must exceed --depth-target {} m", o.depth_max, o.depth_target)))
-    } else {
-        None
-    };
-    if let Some((flag, message)) = depth_error {
-        bail!(glace_data::DataError::format(PathBuf::from(flag), None, message))
-    }
     if args.no_augment {
         o.augment = false;
     }
+    o.validate().map_err(|(option, message)| glace::Error::usage(option, message))?;
+    let encoder: glace::LocalEncoderChoice =
+        args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
     let scene =
         Scene::open(&args.scene, &SceneOptions { skip_invalid_poses: args.skip_invalid_poses, ..Default::default() })?;
-    let encoder = load_encoder(&args.encoder)?;
     let mut bars = Bars { bar: None };
-    let (map, report) = map_scene(&scene, &encoder, &o, &mut bars).map_err(|e| match e {
-        glace_mapping::pipeline::MapError::Data(d) => anyhow::Error::new(d),
-        other => anyhow::Error::new(glace_data::DataError::format(&args.scene, None, other.to_string())),
-    })?;
+    let glace::Mapped { map, report } = glace::map_scene(&scene, &o, &encoder, &mut bars)?;
     if let Some(b) = bars.bar.take() {
         b.finish_and_clear();
     }

@@ -15,7 +15,8 @@ pub mod synth;
 /// Exit code for an error: 2 when the user's input is at fault, 1 for anything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let bad_input = err.chain().any(|e| {
-        e.is::<glace_data::DataError>()
+        e.downcast_ref::<glace::Error>().is_some_and(glace::Error::is_input_error)
+            || e.is::<glace_data::DataError>()
             || e.is::<glace_geometry::GeometryError>()
             || e.is::<glace_localize::LocalizeError>()
             || e.is::<glace_nn::WeightsError>()

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use glace_geometry::pose::ORTHONORMAL_TOLERANCE;
 use glace_geometry::{CamToWorld, Camera, Distortion};
 
 use crate::features::GlobalFeatures;
-use crate::imageio::{has_image_extension, probe};
+use crate::imageio::{has_image_extension, load_rgb8, probe};
 use crate::text::{read_calibration, read_distortion, read_pose, Calibration};
 use crate::DataError;
 
@@ -99,6 +100,44 @@ pub struct Frame {
     pub calibration: Calibration,
     /// (width, height) of the stored image, when probed.
     pub image_size: Option<(u32, u32)>,
+    /// The pixels, for frames that live in memory rather than in `rgb_path`.
+    pub pixels: Option<Arc<image::RgbImage>>,
+}
+
+impl Frame {
+    /// A frame whose image is held in memory (mapping from frames a program already has).
+    /// `name` stands in for the file name in logs and pose files; `index` is its row in a
+    /// descriptor table.
+    pub fn in_memory(
+        name: impl Into<String>,
+        index: usize,
+        image: image::RgbImage,
+        cam_to_world: CamToWorld,
+        calibration: Calibration,
+    ) -> Frame {
+        let name = name.into();
+        let size = image.dimensions();
+        Frame {
+            stem: name.clone(),
+            rgb_path: PathBuf::from(&name),
+            pose_path: PathBuf::new(),
+            calibration_path: PathBuf::new(),
+            name,
+            file_index: index,
+            cam_to_world,
+            calibration,
+            image_size: Some(size),
+            pixels: Some(Arc::new(image)),
+        }
+    }
+
+    /// The frame's image as 8-bit RGB: decoded from `rgb_path`, or a copy of the pixels held in memory.
+    pub fn load_rgb(&self) -> Result<image::RgbImage, DataError> {
+        match &self.pixels {
+            Some(p) => Ok(p.as_ref().clone()),
+            None => load_rgb8(&self.rgb_path),
+        }
+    }
 }
 
 /// A frame left out because of an invalid pose.
@@ -155,6 +194,28 @@ pub struct Scene {
 }
 
 impl Scene {
+    /// A scene of frames held in memory: `train` becomes the training split (and `test` the
+    /// test split when not empty); `root` names it in messages and map descriptions.
+    pub fn in_memory(
+        root: impl Into<PathBuf>,
+        train: Vec<Frame>,
+        test: Vec<Frame>,
+        distortion: Option<Distortion>,
+    ) -> Scene {
+        let root = root.into();
+        let split = |kind: SplitKind, frames: Vec<Frame>| {
+            (!frames.is_empty()).then(|| Split {
+                kind,
+                dir: root.join(kind.name()),
+                image_count: frames.iter().map(|f| f.file_index + 1).max().unwrap_or(0),
+                frames,
+                features: None,
+                skipped: Vec::new(),
+            })
+        };
+        Scene { train: split(SplitKind::Train, train), test: split(SplitKind::Test, test), root, distortion }
+    }
+
     /// Reads and validates a scene (see [`SceneOptions`]).
     pub fn open(root: impl AsRef<Path>, options: &SceneOptions) -> Result<Scene, DataError> {
         let root = root.as_ref().to_path_buf();
@@ -303,6 +364,7 @@ fn read_split(dir: &Path, kind: SplitKind, options: &SceneOptions) -> Result<Spl
             cam_to_world,
             calibration,
             image_size,
+            pixels: None,
         });
     }
     let features_path = dir.join(FEATURES_FILE);

@@ -33,6 +33,26 @@ impl Intrinsics {
         }
         Ok(Intrinsics { fx, fy, cx, cy })
     }
+    /// Validated intrinsics from a 3×3 K (rows): zero skew, `K[1][0] = 0` and a last row of
+    /// `0 0 1` are required, since the pinhole model here has no skew term.
+    pub fn from_matrix(k: &[[f64; 3]; 3]) -> Result<Self, GeometryError> {
+        if k.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(GeometryError::BadIntrinsics("K holds NaN or infinite values".into()));
+        }
+        if k[0][1] != 0.0 || k[1][0] != 0.0 {
+            return Err(GeometryError::BadIntrinsics(format!(
+                "K has skew (K[0][1] = {}, K[1][0] = {}); only zero-skew pinhole cameras are supported",
+                k[0][1], k[1][0]
+            )));
+        }
+        if k[2] != [0.0, 0.0, 1.0] {
+            return Err(GeometryError::BadIntrinsics(format!(
+                "the last row of K is [{} {} {}], expected [0 0 1]",
+                k[2][0], k[2][1], k[2][2]
+            )));
+        }
+        Intrinsics::new(k[0][0], k[1][1], k[0][2], k[1][2])
+    }
     /// The 3×3 matrix K.
     pub fn matrix(&self) -> Matrix3<f64> {
         Matrix3::new(self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0)

@@ -57,6 +57,33 @@ impl Default for RansacConfig {
     }
 }
 
+impl RansacConfig {
+    /// Checks that every parameter means something: counts of at least one, finite positive
+    /// thresholds. The error names the parameter (as a field name) and says why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = |name: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err((name, format!("{v}: expected a positive, finite number")))
+            }
+        };
+        if self.hypotheses == 0 {
+            return Err(("hypotheses", "0: at least one hypothesis is needed".into()));
+        }
+        if self.max_tries == 0 {
+            return Err(("max_tries", "0: at least one draw per hypothesis is needed".into()));
+        }
+        positive("threshold", self.threshold)?;
+        positive("inlier_alpha", self.inlier_alpha)?;
+        positive("max_pixel_error", self.max_pixel_error)?;
+        if self.time_budget.is_some_and(|b| b.is_zero()) {
+            return Err(("time_budget", "0: use no budget instead of an empty one".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Why no pose could be estimated.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum RansacError {

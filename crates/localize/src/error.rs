@@ -40,6 +40,10 @@ pub enum LocalizeError {
         /// Why.
         message: String,
     },
+    /// A query that cannot be localized as given (empty image, missing or wrong-sized global
+    /// descriptor, …).
+    #[error("{0}")]
+    Input(String),
     /// The scene itself is invalid.
     #[error(transparent)]
     Data(#[from] glace_data::DataError),

@@ -3,14 +3,16 @@
 
 use std::time::Instant;
 
-use glace_data::imageio::load_rgb8;
-use glace_data::{preprocess, DataError, Frame, Preprocessed};
+use glace_data::{preprocess, Calibration, DataError, Frame, Preprocessed};
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::global::{colour_layout, GlobalInput};
 use glace_nn::map::GlobalSource;
 use glace_nn::{Encoded, GlaceMap, LocalEncoder, R2Former};
+use image::RgbImage;
 use serde::Serialize;
+
+use crate::LocalizeError;
 
 /// Seconds spent per stage for one frame.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -80,50 +82,72 @@ impl Prediction {
     }
 }
 
-/// Decodes, encodes (local + global) and runs the head on one frame, adding stage times to
-/// `times`. `global_row` is its `features.npy` row when the map expects one.
-pub fn predict_frame(
+/// Largest image the networks are given after resizing (pixels): bounds the memory one query
+/// can take (a 1 × 10⁵ strip would otherwise become 480 × 4.8·10⁷).
+pub const MAX_NETWORK_PIXELS: usize = 1 << 26;
+
+/// Encodes (local + global) and runs the head on one image held in memory, adding stage times
+/// to `times` (the caller's decoding counts as `decode_s` if it adds it). `calibration` is for
+/// the image as given; `descriptor` is the global descriptor for maps that take one from
+/// outside (`features.npy`, or R2Former when no R2Former network is loaded).
+pub fn predict(
     map: &GlaceMap,
     encoders: &Encoders,
-    frame: &Frame,
-    global_row: Option<&[f32]>,
+    rgb: &RgbImage,
+    calibration: &Calibration,
+    descriptor: Option<&[f32]>,
     image_height: u32,
     times: &mut StageTimes,
-) -> Result<Prediction, DataError> {
+) -> Result<Prediction, LocalizeError> {
     let t = Instant::now();
-    let rgb = load_rgb8(&frame.rgb_path)?;
-    let p = preprocess(&rgb, &frame.calibration, image_height);
+    let (w0, h0) = rgb.dimensions();
+    if w0 == 0 || h0 == 0 {
+        return Err(LocalizeError::Input(format!("the image is empty ({w0}×{h0} pixels)")));
+    }
+    let (w, h) = glace_data::preprocess::resized_size(w0, h0, image_height);
+    if (w as usize).saturating_mul(h as usize) > MAX_NETWORK_PIXELS {
+        return Err(LocalizeError::Input(format!(
+            "a {w0}×{h0} image becomes {w}×{h} at shorter side {image_height}: more than {MAX_NETWORK_PIXELS} pixels"
+        )));
+    }
+    let p = preprocess(rgb, calibration, image_height);
     times.decode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
+    let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
     let enc = encoders.local.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
-    let mut global: Vec<f32> = match &map.info.global {
-        GlobalSource::None => Vec::new(),
-        GlobalSource::Builtin => {
-            let g = map.global.as_ref().expect("maps with a built-in global encoder carry it");
-            g.encode(&GlobalInput {
-                descriptors: enc.features.data.clone(),
-                colour: colour_layout(&p.rgb_hw3, p.width, p.height),
-            })
+    let mut global: Vec<f32> = match (&map.info.global, descriptor) {
+        (GlobalSource::None, _) => Vec::new(),
+        (GlobalSource::Builtin, _) => {
+            let g = map.global.as_ref().ok_or_else(|| {
+                LocalizeError::Input("the map names its built-in global encoder but does not carry it".into())
+            })?;
+            g.encode(&GlobalInput { descriptors: enc.features.data.clone(), colour: colour_layout(&p.rgb_hw3, p.width, p.height) })
         }
-        GlobalSource::R2Former { .. } => match encoders.r2former {
-            Some(net) => net.encode(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize),
+        (GlobalSource::R2Former { .. } | GlobalSource::FeaturesNpy, Some(d)) => d.to_vec(),
+        (GlobalSource::R2Former { .. }, None) => match encoders.r2former {
+            Some(net) => net.encode(rgb.as_raw(), w0 as usize, h0 as usize),
             None => {
-                return Err(DataError::format(
-                    &frame.rgb_path,
-                    None,
-                    "the map expects R2Former global descriptors, but no R2Former checkpoint was loaded",
+                return Err(LocalizeError::Input(
+                    "the map expects R2Former global descriptors: load its R2Former checkpoint or pass the descriptor".into(),
                 ))
             }
         },
-        GlobalSource::FeaturesNpy => global_row.map(<[f32]>::to_vec).ok_or_else(|| {
-            DataError::format(
-                &frame.rgb_path,
-                None,
-                "the map expects a global descriptor from features.npy, but this split has none",
-            )
-        })?,
+        (GlobalSource::FeaturesNpy, None) => {
+            return Err(LocalizeError::Input(
+                "the map expects a global descriptor from features.npy, but none was given for this image".into(),
+            ))
+        }
     };
+    if global.len() != global_dim {
+        return Err(LocalizeError::Input(format!(
+            "the global descriptor has {} values; the map's head takes {global_dim}",
+            global.len()
+        )));
+    }
+    if global.iter().any(|v| !v.is_finite()) {
+        return Err(LocalizeError::Input("the global descriptor holds NaN or infinite values".into()));
+    }
     global.iter_mut().for_each(|v| *v *= map.global_scale);
     times.encode_s += t.elapsed().as_secs_f64();
 
@@ -140,23 +164,30 @@ pub fn predict_frame(
     Ok(Prediction { image: p, encoded: enc, coords_n3 })
 }
 
-/// Localizes one frame. `global_row` is its `features.npy` row when the map expects one.
-pub fn localize_frame(
+/// [`predict`] for a scene frame: decodes its image (counted as `decode_s`); errors name its file.
+pub fn predict_frame(
     map: &GlaceMap,
     encoders: &Encoders,
     frame: &Frame,
-    distortion: Option<Distortion>,
     global_row: Option<&[f32]>,
     image_height: u32,
-    ransac: &RansacConfig,
-) -> Result<FrameResult, DataError> {
-    let mut times = StageTimes::default();
-    let Prediction { image: p, encoded: enc, coords_n3: coords } =
-        predict_frame(map, encoders, frame, global_row, image_height, &mut times)?;
+    times: &mut StageTimes,
+) -> Result<Prediction, LocalizeError> {
+    let t = Instant::now();
+    let rgb = frame.load_rgb()?;
+    times.decode_s += t.elapsed().as_secs_f64();
+    predict(map, encoders, &rgb, &frame.calibration, global_row, image_height, times).map_err(|e| match e {
+        LocalizeError::Input(m) => LocalizeError::Data(DataError::format(&frame.rgb_path, None, m)),
+        other => other,
+    })
+}
+
+/// PnP-RANSAC on a prediction: one correspondence per cell, the cell's pixel undistorted when
+/// the camera has lens distortion. A pose that is not finite counts as a failure.
+pub fn solve(prediction: &Prediction, distortion: Option<Distortion>, ransac: &RansacConfig) -> Result<RansacResult, String> {
+    let (p, enc, coords) = (&prediction.image, &prediction.encoded, &prediction.coords_n3);
     let f = &enc.features;
     let cells = f.height * f.width;
-
-    let t = Instant::now();
     let camera = Camera { intrinsics: p.intrinsics, distortion };
     let mut pixels = Vec::with_capacity(cells);
     let mut points = Vec::with_capacity(cells);
@@ -169,7 +200,28 @@ pub fn localize_frame(
             points.push([coords[k] as f64, coords[k + 1] as f64, coords[k + 2] as f64]);
         }
     }
-    let result = ransac_pnp(&pixels, &points, &p.intrinsics, ransac).map_err(|e| e.to_string());
+    let result = ransac_pnp(&pixels, &points, &p.intrinsics, ransac).map_err(|e| e.to_string())?;
+    let m = result.pose.to_matrix();
+    if m.iter().any(|v| !v.is_finite()) {
+        return Err("the pose estimate is not finite".into());
+    }
+    Ok(result)
+}
+
+/// Localizes one scene frame. `global_row` is its `features.npy` row when the map expects one.
+pub fn localize_frame(
+    map: &GlaceMap,
+    encoders: &Encoders,
+    frame: &Frame,
+    distortion: Option<Distortion>,
+    global_row: Option<&[f32]>,
+    image_height: u32,
+    ransac: &RansacConfig,
+) -> Result<FrameResult, LocalizeError> {
+    let mut times = StageTimes::default();
+    let prediction = predict_frame(map, encoders, frame, global_row, image_height, &mut times)?;
+    let t = Instant::now();
+    let result = solve(&prediction, distortion, ransac);
     times.ransac_s = t.elapsed().as_secs_f64();
     Ok(FrameResult { result, times })
 }

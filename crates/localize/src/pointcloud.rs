@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use glace_data::{DataError, Frame};
+use glace_data::Frame;
 use glace_geometry::Distortion;
 use glace_nn::GlaceMap;
 
@@ -29,7 +29,7 @@ pub fn frame_points(
     global_row: Option<&[f32]>,
     image_height: u32,
     max_error: f64,
-) -> Result<Vec<ColouredPoint>, DataError> {
+) -> Result<Vec<ColouredPoint>, crate::LocalizeError> {
     let pred = predict_frame(map, encoders, frame, global_row, image_height, &mut StageTimes::default())?;
     let errors = pred.reprojection_errors(&frame.cam_to_world, distortion);
     let (p, enc, coords) = (&pred.image, &pred.encoded, &pred.coords_n3);

@@ -3,7 +3,6 @@
 //! is full. Features are stored in fp16; each sample keeps its pixel, its view's world-to-camera
 //! pose and intrinsics, and its image index (for the global feature).
 
-use glace_data::imageio::load_rgb8;
 use glace_data::{DataError, Frame};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::LocalEncoder;
@@ -87,14 +86,15 @@ fn undistorted_cell(u: f64, v: f64, view: &crate::augment::View, distortion: &Di
 }
 
 /// Fills a buffer from training frames (with the scene's lens distortion, if any).
-/// `on_image(images_done, samples_filled)` reports progress.
+/// `on_image(images_done, samples_filled)` reports progress and returns false to stop early
+/// (the buffer then holds what was filled so far).
 pub fn fill(
     frames: &[Frame],
     distortion: Option<Distortion>,
     encoder: &LocalEncoder,
     cfg: &BufferConfig,
     rng: &mut Rng,
-    on_image: &mut dyn FnMut(usize, usize),
+    on_image: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Buffer, DataError> {
     let dim = encoder.dim();
     let mut buf = Buffer { dim, ..Default::default() };
@@ -109,7 +109,7 @@ pub fn fill(
                 break;
             }
             let frame = &frames[fi];
-            let rgb = load_rgb8(&frame.rgb_path)?;
+            let rgb = frame.load_rgb()?;
             let view = augment(&rgb, &frame.calibration, &frame.cam_to_world, cfg.image_height, &cfg.augment, rng);
             let (w, h) = (view.image.width, view.image.height);
             let enc = encoder.encode(&view.image.rgb_hw3, &view.image.image_hw, w, h);
@@ -154,7 +154,9 @@ pub fn fill(
                 buf.view.push(v_index);
                 buf.image.push(frame.file_index as u32);
             }
-            on_image(images_done, buf.len());
+            if !on_image(images_done, buf.len()) {
+                return Ok(buf);
+            }
         }
         if images_done == images_without_cells && images_done >= frames.len() {
             break; // no image gives samples: avoid looping forever

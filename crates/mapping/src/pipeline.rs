@@ -2,7 +2,6 @@
 
 use std::time::Instant;
 
-use glace_data::imageio::load_rgb8;
 use glace_data::{preprocess, DataError, Scene, SplitKind};
 use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
 use glace_nn::kmeans::kmeans;
@@ -137,6 +136,54 @@ impl MapOptions {
     }
 }
 
+impl MapOptions {
+    /// Checks every option before any work starts: zero, negative or non-finite values that
+    /// mean nothing are refused, as are contradictory depths. The error names the option as the
+    /// command line spells it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at_least_one = |name: &'static str, v: usize| {
+            if v == 0 {
+                Err((name, "0: must be at least 1".to_string()))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("--iterations", self.iterations)?;
+        at_least_one("--batch-size", self.batch_size)?;
+        at_least_one("--buffer-size", self.buffer_size)?;
+        at_least_one("--samples-per-image", self.samples_per_image)?;
+        at_least_one("--head-channels", self.head_channels)?;
+        at_least_one("--decoder-clusters", self.decoder_clusters)?;
+        if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0)
+            || ((self.head_channels as f64) * self.mlp_ratio) < 1.0
+        {
+            return Err(("--mlp-ratio", format!("{}: must be positive and leave a block at least 1 wide", self.mlp_ratio)));
+        }
+        if !(self.lr_max.is_finite() && self.lr_max > 0.0) {
+            return Err(("--lr-max", format!("{}: expected a positive learning rate such as 5e-3", self.lr_max)));
+        }
+        if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
+            return Err(("--noise", format!("{}: expected a finite σ ≥ 0", self.noise_std)));
+        }
+        if !(self.soft_clamp.is_finite() && self.soft_clamp >= 0.0) {
+            return Err(("--soft-clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
+        }
+        if !(16..=4096).contains(&self.image_height) {
+            return Err(("--image-height", format!("{}: expected 16 to 4096 pixels", self.image_height)));
+        }
+        // Invalid points are pulled to the pseudo target, which must itself be a valid depth
+        // (beyond the loss's 0.1 m minimum and short of the maximum). Written as "is valid"
+        // tests so that NaN fails them.
+        if !(self.depth_target > 0.1 && self.depth_target.is_finite()) {
+            return Err(("--depth-target", format!("{} m must exceed 0.1 m", self.depth_target)));
+        }
+        if !(self.depth_max > self.depth_target) {
+            return Err(("--depth-max", format!("{} m must exceed --depth-target {} m", self.depth_max, self.depth_target)));
+        }
+        Ok(())
+    }
+}
+
 /// What happened while mapping (written as the JSON log).
 #[derive(Clone, Debug, Serialize)]
 pub struct MapReport {
@@ -164,12 +211,24 @@ pub struct MapReport {
     pub samples_per_s: f64,
 }
 
-/// Progress callbacks.
+/// Progress callbacks, and the way to cancel a mapping run.
 pub trait Progress {
     /// A phase starts with `total` steps.
     fn phase(&mut self, name: &str, total: usize);
     /// Step `done` of the current phase, with a short status.
     fn step(&mut self, done: usize, status: &str);
+    /// Asked between steps: true stops mapping with [`MapError::Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A [`Progress`] that reports nothing and never cancels.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&mut self, _: &str, _: usize) {}
+    fn step(&mut self, _: usize, _: &str) {}
 }
 
 /// Errors of mapping.
@@ -178,9 +237,20 @@ pub enum MapError {
     /// Reading the scene failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// An option that means nothing (zero, negative, NaN) or contradicts another.
+    #[error("{option}: {message}")]
+    Option {
+        /// The option as the command line spells it.
+        option: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The options cannot work with this scene.
     #[error("{0}")]
     Invalid(String),
+    /// [`Progress::cancelled`] asked to stop.
+    #[error("mapping cancelled")]
+    Cancelled,
 }
 
 /// Trains a map for the scene's training split.
@@ -190,6 +260,7 @@ pub fn map_scene(
     opts: &MapOptions,
     progress: &mut dyn Progress,
 ) -> Result<(GlaceMap, MapReport), MapError> {
+    opts.validate().map_err(|(option, message)| MapError::Option { option, message })?;
     let train_split = scene.split(SplitKind::Train)?;
     let frames = &train_split.frames;
     if frames.is_empty() {
@@ -224,9 +295,12 @@ pub fn map_scene(
             progress.phase("R2Former global descriptors", frames.len());
             let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
             for (k, f) in frames.iter().enumerate() {
-                let rgb = load_rgb8(&f.rgb_path)?;
+                let rgb = f.load_rgb()?;
                 table[f.file_index] = net.encode(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize);
                 progress.step(k + 1, "");
+                if progress.cancelled() {
+                    return Err(MapError::Cancelled);
+                }
             }
             (table, GLOBAL_DIM, None)
         }
@@ -234,7 +308,7 @@ pub fn map_scene(
             progress.phase("global descriptors", frames.len());
             let mut inputs = Vec::with_capacity(frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let rgb = load_rgb8(&f.rgb_path)?;
+                let rgb = f.load_rgb()?;
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
                 let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
                 inputs.push(GlobalInput {
@@ -242,6 +316,9 @@ pub fn map_scene(
                     colour: colour_layout(&p.rgb_hw3, p.width, p.height),
                 });
                 progress.step(k + 1, "");
+                if progress.cancelled() {
+                    return Err(MapError::Cancelled);
+                }
             }
             let places = place_labels(&centres_f64, opts.seed);
             let vp = VladPca::fit(
@@ -288,8 +365,12 @@ pub fn map_scene(
     };
     progress.phase("filling buffer", opts.buffer_size);
     let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| {
-        progress.step(filled, &format!("{imgs} images"))
+        progress.step(filled, &format!("{imgs} images"));
+        !progress.cancelled()
     })?;
+    if progress.cancelled() {
+        return Err(MapError::Cancelled);
+    }
     if buffer.is_empty() {
         return Err(MapError::Invalid("no training sample could be drawn (all images invalid?)".into()));
     }
@@ -327,7 +408,11 @@ pub fn map_scene(
         }
         let mean = recent.iter().sum::<f64>() / recent.len() as f64;
         progress.step(s.iteration + 1, &format!("loss {mean:.2} valid {:.0}% lr {:.1e}", 100.0 * s.valid, s.lr));
+        !progress.cancelled()
     });
+    if progress.cancelled() {
+        return Err(MapError::Cancelled);
+    }
     let train_s = t2.elapsed().as_secs_f64();
     let tail = &history[history.len().saturating_sub(100)..];
     let report = MapReport {

@@ -42,7 +42,8 @@ pub struct IterStats {
 }
 
 /// Trains `head` on `buffer`; `globals[image]` is the global descriptor of a training image
-/// (empty rows when the head has no global input).
+/// (empty rows when the head has no global input). `on_iter` sees every iteration and returns
+/// false to stop training there.
 pub fn train(
     head: &mut Head,
     buffer: &Buffer,
@@ -50,7 +51,7 @@ pub fn train(
     global_dim: usize,
     cfg: &TrainConfig,
     rng: &mut Rng,
-    on_iter: &mut dyn FnMut(&IterStats),
+    on_iter: &mut dyn FnMut(&IterStats) -> bool,
 ) -> Vec<IterStats> {
     let dim = buffer.dim;
     let c_in = global_dim + dim;
@@ -133,8 +134,10 @@ pub fn train(
                 lr
             );
         }
-        on_iter(&stats);
         history.push(stats);
+        if !on_iter(&stats) {
+            break;
+        }
     }
     history
 }

@@ -1,0 +1,89 @@
+//! The one error type of the public API.
+
+use std::path::PathBuf;
+
+use glace_data::DataError;
+use glace_geometry::GeometryError;
+use glace_localize::LocalizeError;
+use glace_nn::WeightsError;
+
+/// Everything that can go wrong in a glace call.
+///
+/// [`Error::is_input_error`] tells the caller's fault (a file, an option, an argument) from
+/// glace's own; the command line turns that into exit code 2 or 1, the Python package into
+/// `glace.InputError` (a `ValueError`) or `glace.Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An option or argument that cannot work, named as the caller spelled it (`--iterations`,
+    /// `threshold`, `K`).
+    #[error("{option}: {message}")]
+    Usage {
+        /// The option or argument.
+        option: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A scene, image, pose or features file that cannot be used.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A map or weights file that cannot be used.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// Geometry that cannot describe a camera or a pose.
+    #[error(transparent)]
+    Geometry(#[from] GeometryError),
+    /// A query image or pose file that cannot be localized or scored.
+    #[error(transparent)]
+    Localize(#[from] LocalizeError),
+    /// Input that cannot work, said in full (the message names the file or the scene).
+    #[error("{0}")]
+    Input(String),
+    /// A progress observer asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// Writing an output failed.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fault of glace itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A usage error for `option`.
+    pub fn usage(option: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Usage { option: option.into(), message: message.into() }
+    }
+
+    /// True when the caller's input is at fault (exit code 2 on the command line).
+    ///
+    /// ```
+    /// let e = glace::Error::usage("--iterations", "0: must be at least 1");
+    /// assert!(e.is_input_error());
+    /// assert_eq!(e.to_string(), "--iterations: 0: must be at least 1");
+    /// ```
+    pub fn is_input_error(&self) -> bool {
+        !matches!(self, Error::Internal(_) | Error::Write { .. } | Error::Cancelled)
+    }
+}
+
+impl From<glace_mapping::pipeline::MapError> for Error {
+    fn from(e: glace_mapping::pipeline::MapError) -> Self {
+        use glace_mapping::pipeline::MapError;
+        match e {
+            MapError::Data(d) => Error::Data(d),
+            MapError::Cancelled => Error::Cancelled,
+            MapError::Option { option, message } => Error::usage(option, message),
+            MapError::Invalid(m) => Error::Input(m),
+        }
+    }
+}
+
+/// Results of the API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,139 @@
+//! Mapping: training a scene's map from posed images, on disk or in memory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use glace_data::{Calibration, Frame, Scene};
+use glace_geometry::{CamToWorld, Camera, Distortion};
+use image::RgbImage;
+
+pub use glace_mapping::pipeline::{GlobalChoice, MapOptions, MapReport, Progress, Silent};
+
+use crate::{Error, LocalEncoderChoice, Map, Result};
+
+/// A posed, calibrated image for [`map_frames`].
+#[derive(Clone, Debug)]
+pub struct MappingFrame {
+    /// A name for logs (a file name, a timestamp).
+    pub name: String,
+    /// The pixels.
+    pub image: RgbImage,
+    /// Camera-to-world pose, OpenCV camera axes.
+    pub cam_to_world: CamToWorld,
+    /// K of the image as given (its distortion is the one passed to [`map_frames`]).
+    pub camera: Camera,
+}
+
+/// A map just trained, with the log of how.
+pub struct Mapped {
+    /// The map (save it with [`Map::save`]).
+    pub map: Map,
+    /// Timings, buffer and loss statistics, options used.
+    pub report: MapReport,
+}
+
+/// A flag another thread can raise to stop a mapping run ([`Error::Cancelled`]).
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A new, lowered flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks the run to stop at its next step.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// True once [`CancelToken::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A [`Progress`] from two closures: `on_phase(name, total)` and `on_step(done, status)`, and a
+/// [`CancelToken`].
+pub struct Observer<P, S> {
+    /// Called when a phase starts.
+    pub on_phase: P,
+    /// Called after each step.
+    pub on_step: S,
+    /// Raised to stop.
+    pub cancel: CancelToken,
+}
+
+impl<P: FnMut(&str, usize), S: FnMut(usize, &str)> Progress for Observer<P, S> {
+    fn phase(&mut self, name: &str, total: usize) {
+        (self.on_phase)(name, total)
+    }
+    fn step(&mut self, done: usize, status: &str) {
+        (self.on_step)(done, status)
+    }
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// The options of a named preset: `cpu` (the default on a machine without a GPU) or the
+/// reference's `7scenes`, `12scenes`, `cambridge`, `rooms`, `aachen`.
+///
+/// ```
+/// let o = glace::preset("cpu")?;
+/// assert_eq!((o.head_channels, o.batch_size), (256, 1024));
+/// assert!(glace::preset("gpu-someday").is_err());
+/// # Ok::<(), glace::Error>(())
+/// ```
+pub fn preset(name: &str) -> Result<MapOptions> {
+    MapOptions::preset(name).ok_or_else(|| {
+        Error::usage("--preset", format!("unknown preset '{name}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)"))
+    })
+}
+
+/// Trains a map for the scene's training split (see `glace map --help` for what each option
+/// does). Options are checked before any work; `progress` sees each phase and can cancel.
+///
+/// ```no_run
+/// use glace::{map_scene, preset, LocalEncoderChoice, Scene, SceneOptions, Silent};
+/// let scene = Scene::open("scenes/desk", &SceneOptions::default())?;
+/// let mut options = preset("cpu")?;
+/// options.iterations = 5000;
+/// let mapped = map_scene(&scene, &options, &LocalEncoderChoice::XFeat, &mut Silent)?;
+/// mapped.map.save("maps/desk.glace")?;
+/// # Ok::<(), glace::Error>(())
+/// ```
+pub fn map_scene(
+    scene: &Scene,
+    options: &MapOptions,
+    encoder: &LocalEncoderChoice,
+    progress: &mut dyn Progress,
+) -> Result<Mapped> {
+    options.validate().map_err(|(option, message)| Error::usage(option, message))?;
+    let encoder = encoder.load()?;
+    let (map, report) = glace_mapping::pipeline::map_scene(scene, &encoder, options, progress)?;
+    Ok(Mapped { map: Map::from_glace_map(map), report })
+}
+
+/// Trains a map from frames held in memory, all seen through one lens `distortion`.
+pub fn map_frames(
+    frames: Vec<MappingFrame>,
+    distortion: Option<Distortion>,
+    options: &MapOptions,
+    encoder: &LocalEncoderChoice,
+    progress: &mut dyn Progress,
+) -> Result<Mapped> {
+    if frames.is_empty() {
+        return Err(Error::usage("frames", "no frames to map"));
+    }
+    let frames: Vec<Frame> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.image.width() == 0 || f.image.height() == 0 {
+                return Err(Error::usage("frames", format!("frame {i} ('{}') has an empty image", f.name)));
+            }
+            Ok(Frame::in_memory(f.name, i, f.image, f.cam_to_world, Calibration::Matrix(f.camera.intrinsics)))
+        })
+        .collect::<Result<_>>()?;
+    let scene = Scene::in_memory("<memory>", frames, Vec::new(), distortion);
+    map_scene(&scene, options, encoder, progress)
+}
