@@ -110,6 +110,10 @@ pub fn map_scene(
     options.validate().map_err(|(option, message)| Error::usage(option, message))?;
     let encoder = encoder.load()?;
     let (map, report) = glace_mapping::pipeline::map_scene(scene, &encoder, options, progress)?;
+    // The map as its file will hold it (fp16 weights), so that localizing with the returned map
+    // and with the saved one give the same poses.
+    let bytes = map.to_bytes().map_err(Error::Internal)?;
+    let map = glace_nn::GlaceMap::from_bytes(&bytes, std::path::Path::new("<memory>"))?;
     Ok(Mapped { map: Map::from_glace_map(map), report })
 }
 

@@ -228,9 +228,14 @@ impl GlaceMap {
     /// Reads and verifies a map.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: path.to_path_buf(), source: e })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses and verifies a map file's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, WeightsError> {
         let bad = |m: String| WeightsError::format(path, m);
         let (_, meta) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a glace map (safetensors: {e})")))?;
+            SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a glace map (safetensors: {e})")))?;
         let md = meta.metadata().clone().unwrap_or_default();
         if md.get("format").map(String::as_str) != Some(MAP_FORMAT) {
             return Err(bad(
@@ -246,7 +251,7 @@ impl GlaceMap {
         }
         let info: MapInfo = serde_json::from_str(md.get("info").map(String::as_str).unwrap_or(""))
             .map_err(|e| bad(format!("map description: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("truncated or corrupt map: {e}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("truncated or corrupt map: {e}")))?;
         let mut owned = Vec::new();
         for (name, view) in st.tensors() {
             owned
