@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", glace::chain_message(err.chain()));
             ExitCode::from(cmd::exit_code(&err))
         }
     }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use glace::{GlobalChoice, Progress, Scene, SceneOptions};
 
 /// Global descriptor sources on the command line: `builtin`, `features`, `none` or
@@ -222,12 +221,9 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     if let Some(b) = bars.bar.take() {
         b.finish_and_clear();
     }
-    map.save(&args.map_file)?;
-    let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
-    let tmp = log.with_extension("json.partial");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &log).with_context(|| format!("writing {}", log.display()))?;
+    let mapped = glace::Mapped { map, report };
+    let log = mapped.save(&args.map_file, args.log.as_deref())?;
+    let report = &mapped.report;
     println!(
         "mapped {} frames in {:.0} s (global {:.0} s, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
         report.frames,

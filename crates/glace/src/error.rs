@@ -85,5 +85,30 @@ impl From<glace_mapping::pipeline::MapError> for Error {
     }
 }
 
+/// The message for an error and its causes as glace prints it: the causes joined by ": ",
+/// each said once (a message that already ends with its cause's text does not repeat it).
+///
+/// ```
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+/// let e = glace::Error::Write { path: "out.txt".into(), source: io };
+/// assert_eq!(glace::error_message(&e), "out.txt: No such file");
+/// ```
+pub fn error_message(e: &(dyn std::error::Error + 'static)) -> String {
+    chain_message(std::iter::successors(Some(e), |e| e.source()))
+}
+
+/// [`error_message`] over a chain of errors, outermost first (as `anyhow::Error::chain` gives it).
+pub fn chain_message<'a>(mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut s = chain.next().map(|e| e.to_string()).unwrap_or_default();
+    for cause in chain {
+        let c = cause.to_string();
+        if !s.ends_with(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
 /// Results of the API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,14 +38,14 @@ mod run;
 
 pub use colmap::{export_colmap, model_image, model_text, write_model, ColmapSummary, ModelImage, ObservedPoint};
 pub use encoders::LocalEncoderChoice;
-pub use error::{Error, Result};
+pub use error::{chain_message, error_message, Error, Result};
 pub use localizer::{
     camera_from_matrix, ImageView, Localization, Localizer, LocalizerOptions, PixelFormat, Query, RansacOptions,
     SceneCoordinates, StageTimes,
 };
 pub use map::{Map, MapFormat};
 pub use pointcloud::{export_pointcloud, ColouredPoint};
-pub use mapping::{map_frames, map_scene, preset, CancelToken, GlobalChoice, MapOptions, MapReport, Mapped, MappingFrame, Observer, Progress, Silent};
+pub use mapping::{map_frames, map_scene, options_from_json, preset, CancelToken, GlobalChoice, MapOptions, MapReport, Mapped, MappingFrame, Observer, Progress, Silent};
 pub use run::{localize_scene, FrameOutcome, SceneRun, StageMs};
 
 pub use glace_data::{Calibration, Frame, Scene, SceneOptions, SceneSummary, Split, SplitKind};
@@ -54,6 +54,8 @@ pub use glace_localize::metrics::Summary;
 pub use glace_localize::posefile::{read_pose_file, write_pose_file, PoseRecord};
 pub use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
 pub use image::RgbImage;
+/// The linear algebra of poses ([`CamToWorld`] wraps an `nalgebra::Isometry3<f64>`).
+pub use nalgebra;
 
 /// Decodes a PNG or JPEG file to 8-bit RGB (grey replicated, alpha dropped).
 pub fn read_image(path: impl AsRef<std::path::Path>) -> Result<RgbImage> {

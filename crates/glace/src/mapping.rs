@@ -32,6 +32,43 @@ pub struct Mapped {
     pub report: MapReport,
 }
 
+impl Mapped {
+    /// Writes the map and its JSON log (by default `<map>.json`), each under a temporary name
+    /// renamed into place when complete. Returns the log's path.
+    pub fn save(&self, map: &std::path::Path, log: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+        let log = log.map(std::path::Path::to_path_buf).unwrap_or_else(|| map.with_extension("json"));
+        if log == map {
+            return Err(Error::usage("--log", format!("{}: the log would overwrite the map", log.display())));
+        }
+        self.map.save(map)?;
+        let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::Internal(e.to_string()))?;
+        let tmp = log.with_extension(format!("json.partial-{}", std::process::id()));
+        std::fs::write(&tmp, text).map_err(|e| Error::Write { path: tmp.clone(), source: e })?;
+        crate::outputs::swap_in(&tmp, &log)?;
+        Ok(log)
+    }
+}
+
+/// The options of a preset with changes given as JSON object fields named as [`MapOptions`]'
+/// fields (`{"iterations": 5000}`): how the Python package passes keyword arguments. Unknown
+/// names and wrong types are usage errors naming the field.
+pub fn options_from_json(preset_name: &str, changes: &serde_json::Value) -> Result<MapOptions> {
+    let mut value = serde_json::to_value(preset(preset_name)?).map_err(|e| Error::Internal(e.to_string()))?;
+    let Some(changes) = changes.as_object() else {
+        return Err(Error::usage("options", "expected named options"));
+    };
+    for (k, v) in changes {
+        if k == "preset" || value.get(k).is_none() {
+            return Err(Error::usage(k.as_str(), "unknown mapping option"));
+        }
+        value[k] = v.clone();
+        serde_json::from_value::<MapOptions>(value.clone()).map_err(|e| Error::usage(k.as_str(), e.to_string()))?;
+    }
+    let options: MapOptions = serde_json::from_value(value).map_err(|e| Error::usage("options", e.to_string()))?;
+    options.validate().map_err(|(option, message)| Error::usage(option, message))?;
+    Ok(options)
+}
+
 /// A flag another thread can raise to stop a mapping run ([`Error::Cancelled`]).
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken(Arc<AtomicBool>);

@@ -21,7 +21,7 @@ use crate::train::{train, IterStats, TrainConfig};
 pub const GLOBAL_DIM: usize = 256;
 
 /// Where the global descriptor comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GlobalChoice {
     /// None: ACE behaviour (no global input, no noise anywhere).
@@ -34,8 +34,25 @@ pub enum GlobalChoice {
     R2Former(std::path::PathBuf),
 }
 
+impl std::str::FromStr for GlobalChoice {
+    type Err = String;
+    /// `builtin`, `features`, `none` or `r2former:<checkpoint>`, as `glace map --global` takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "builtin" => Ok(GlobalChoice::Builtin),
+            "features" => Ok(GlobalChoice::FeaturesNpy),
+            "none" => Ok(GlobalChoice::None),
+            _ => match s.strip_prefix("r2former:") {
+                Some(p) if !p.is_empty() => Ok(GlobalChoice::R2Former(p.into())),
+                _ => Err(format!("'{s}': expected builtin, features, none or r2former:<checkpoint.pth>")),
+            },
+        }
+    }
+}
+
 /// Everything `glace map` can set.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MapOptions {
     /// Preset name the options came from.
     pub preset: String,

@@ -1,0 +1,112 @@
+"""Type stubs of glace's native module (re-exported by ``glace``)."""
+
+import os
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Path = Union[str, "os.PathLike[str]"]
+
+class Map:
+    """A trained map: a glace map file or an official GLACE ``.pt`` head."""
+
+    @staticmethod
+    def open(path: _Path) -> "Map":
+        """Opens and verifies a map file; raises InputError naming the file when it is not one."""
+    @property
+    def path(self) -> Optional[str]: ...
+    @property
+    def format(self) -> str:
+        """``glace-map`` or ``reference-pt``."""
+    @property
+    def description(self) -> dict:
+        """Head architecture, encoder identities and training options."""
+    @property
+    def global_dim(self) -> int:
+        """Width of the global descriptor the head takes (0 for ACE-style maps)."""
+
+class Localization:
+    """What one ``Localizer.localize`` call found."""
+
+    success: bool
+    pose: Optional[npt.NDArray[np.float64]]
+    """Camera-to-world 4x4, or None when no pose was found."""
+    world_to_cam: Optional[npt.NDArray[np.float64]]
+    quaternion: Optional[tuple[float, float, float, float]]
+    """World-to-camera rotation (w, x, y, z), as pose files store it."""
+    translation: Optional[tuple[float, float, float]]
+    """World-to-camera translation, as pose files store it."""
+    inliers: int
+    failure: Optional[str]
+    times_ms: dict[str, float]
+    """Milliseconds per stage: decode, encode, head, ransac."""
+    coordinates: Optional[dict[str, Any]]
+    """With ``coordinates=True``: ``pixels`` (N, 2), ``points`` (N, 3), ``colours`` (N, 3), ``grid``."""
+
+class Localizer:
+    """A map ready to localize images. Thread-safe; the GIL is released while it works."""
+
+    def __init__(
+        self,
+        map: Map,
+        *,
+        hypotheses: int = 64,
+        threshold: float = 10.0,
+        inlier_alpha: float = 100.0,
+        max_pixel_error: float = 100.0,
+        max_tries: int = 1_000_000,
+        refinement_rounds: int = 100,
+        time_budget_ms: Optional[int] = 2000,
+        seed: int = 1305,
+        image_height: Optional[int] = None,
+        clean_global: bool = False,
+        ace_encoder: Optional[_Path] = None,
+        r2former: Optional[_Path] = None,
+    ) -> None: ...
+    def localize(
+        self,
+        image: npt.NDArray[np.uint8],
+        K: npt.ArrayLike,
+        distortion: Optional[Sequence[float]] = None,
+        *,
+        descriptor: Optional[Sequence[float]] = None,
+        coordinates: bool = False,
+    ) -> Localization:
+        """``image``: (H, W, 3) or (H, W) uint8; ``K``: 3x3 for that image; ``distortion``:
+        OpenCV k1 k2 p1 p2 [k3]. Raises InputError for a wrong dtype, shape or a non-finite K."""
+    @property
+    def map(self) -> Map: ...
+    @property
+    def image_height(self) -> int: ...
+    @property
+    def needs_descriptor(self) -> bool: ...
+
+class Scene:
+    """A scene folder in the DSAC*/ACE layout."""
+
+    @staticmethod
+    def open(path: _Path, *, skip_invalid_poses: bool = False) -> "Scene": ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def distortion(self) -> Optional[list[float]]:
+        """OpenCV [k1, k2, p1, p2, k3], or None."""
+    def frames(self, split: str = "test") -> list[dict[str, Any]]:
+        """Dicts of ``name``, ``image_path``, ``K`` (3x3) and ``cam_to_world`` (4x4)."""
+
+def read_image(path: _Path) -> npt.NDArray[np.uint8]:
+    """Decodes a PNG or JPEG to (H, W, 3) uint8."""
+
+def map_scene(
+    scene_dir: str,
+    map_path: str,
+    preset: str,
+    encoder: str,
+    global_source: Optional[str],
+    options: str,
+    skip_invalid_poses: bool,
+    progress: Optional[Callable[[str, Any, Any], None]],
+    log: Optional[str],
+) -> dict: ...
+def convert(format: str, input: str, output: str, options: str, force: bool, copy: bool, dry_run: bool) -> str: ...
