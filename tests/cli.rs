@@ -207,7 +207,7 @@ fn eval_refuses_dummy_poses() {
 
 #[test]
 fn map_localize_eval_end_to_end_on_a_tiny_room() {
-    if glace_nn::weights::xfeat_weights().is_err() {
+    if glace_formats::weights::xfeat_weights().is_err() {
         eprintln!("SKIPPED map_localize_eval_end_to_end_on_a_tiny_room: XFeat weights unavailable");
         return;
     }
@@ -292,7 +292,7 @@ fn map_localize_eval_end_to_end_on_a_tiny_room() {
 #[test]
 fn real_tum_desk_maps_and_localizes() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "real_tum_desk_maps_and_localizes") else { return };
-    if glace_nn::weights::xfeat_weights().is_err() {
+    if glace_formats::weights::xfeat_weights().is_err() {
         eprintln!("SKIPPED real_tum_desk_maps_and_localizes: XFeat weights unavailable");
         return;
     }
@@ -345,7 +345,7 @@ fn r2former_features_map_and_localize() {
     let Some(ckpt) = glace_data::testing::shared_path("fixtures/r2former_random_2blocks.pth", "r2former_cli") else {
         return;
     };
-    if glace_nn::weights::xfeat_weights().is_err() {
+    if glace_formats::weights::xfeat_weights().is_err() {
         eprintln!("SKIPPED r2former_features_map_and_localize: XFeat weights unavailable");
         return;
     }
@@ -380,7 +380,7 @@ fn r2former_features_map_and_localize() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let info: serde_json::Value = serde_json::from_slice(&glace(&["info", "--json", &s(&map)]).stdout).unwrap();
     let sha = info["info"]["global"]["r2former"]["sha256"].as_str().unwrap_or_default().to_string();
-    assert_eq!(sha, glace_nn::weights::sha256_file(&ckpt).unwrap(), "{info}");
+    assert_eq!(sha, glace_formats::weights::sha256_file(&ckpt).unwrap(), "{info}");
     let poses = tmp.path().join("poses.txt");
     let run = glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses), "--image-height", "96", "--json"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -408,8 +408,8 @@ fn r2former_features_map_and_localize() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let run = glace(&["export", "official-pt", &s(&ace_map), &s(&pt)]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let ours = glace_nn::GlaceMap::load(&ace_map).unwrap().head;
-    let sd = glace_nn::pt::load_state_dict(&pt, None, "").unwrap();
+    let ours = glace_formats::map_file::read(&ace_map).unwrap().head;
+    let sd = glace_formats::pt::load_state_dict(&pt, None, "").unwrap();
     assert!(sd.iter().all(|(_, t)| t.dtype == "float16"));
     assert_eq!(sd[0].0, "max_scale");
     let theirs = glace_nn::Head::from_state_dict(&pt, &sd).unwrap();
@@ -426,7 +426,7 @@ fn r2former_features_map_and_localize() {
 /// accuracy is recorded in the README).
 #[test]
 fn demo_runs_every_step_and_writes_its_outputs() {
-    if glace_nn::weights::xfeat_weights().is_err() {
+    if glace_formats::weights::xfeat_weights().is_err() {
         eprintln!("SKIPPED demo_runs_every_step_and_writes_its_outputs: XFeat weights unavailable");
         return;
     }
@@ -452,7 +452,7 @@ fn demo_runs_every_step_and_writes_its_outputs() {
 /// budget; the measured numbers are in the README).
 #[test]
 fn ablation_bench_runs_variants_and_writes_json() {
-    if glace_nn::weights::xfeat_weights().is_err() {
+    if glace_formats::weights::xfeat_weights().is_err() {
         eprintln!("SKIPPED ablation_bench_runs_variants_and_writes_json: XFeat weights unavailable");
         return;
     }
@@ -467,7 +467,7 @@ fn ablation_bench_runs_variants_and_writes_json() {
     assert_eq!(variants.iter().map(|x| x["variant"].as_str().unwrap()).collect::<Vec<_>>(), ["a", "d"]);
     assert_eq!(variants[1]["summary"]["frames"], 2);
     assert_eq!(variants[1]["per_room_pct_5cm_5deg"].as_object().unwrap().len(), 2);
-    let d = glace_nn::GlaceMap::load(&out.join("d.glace")).unwrap();
+    let d = glace_formats::map_file::read(&out.join("d.glace")).unwrap();
     assert_eq!(d.head.config.clusters, 4, "K = 50 capped by the 4 training cameras");
     let options = &d.info.training["options"];
     assert_eq!(

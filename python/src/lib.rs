@@ -156,7 +156,9 @@ impl Localization {
     fn __repr__(&self) -> String {
         match &self.translation {
             Some(t) => format!("glace.Localization(success=True, inliers={}, translation={t:?})", self.inliers),
-            None => format!("glace.Localization(success=False, failure={:?})", self.failure.clone().unwrap_or_default()),
+            None => {
+                format!("glace.Localization(success=False, failure={:?})", self.failure.clone().unwrap_or_default())
+            }
         }
     }
 }
@@ -265,7 +267,8 @@ impl Localizer {
         let inner = self.inner.clone();
         let found = py
             .detach(move || {
-                let view = if rgb { glace::ImageView::rgb8(w, h, &data) } else { glace::ImageView::gray8(w, h, &data) }?;
+                let view =
+                    if rgb { glace::ImageView::rgb8(w, h, &data) } else { glace::ImageView::gray8(w, h, &data) }?;
                 let query = glace::Query { descriptor: descriptor.as_deref(), coordinates, ransac: None };
                 inner.localize_with(view, &camera, &query)
             })
@@ -381,7 +384,16 @@ impl glace::Progress for PyProgress {
     fn phase(&mut self, name: &str, total: usize) {
         self.last = Instant::now();
         let name = name.to_string();
-        self.call(move |py| pyo3::types::PyTuple::new(py, ["phase".into_pyobject(py)?.into_any(), name.into_pyobject(py)?.into_any(), total.into_pyobject(py)?.into_any()]));
+        self.call(move |py| {
+            pyo3::types::PyTuple::new(
+                py,
+                [
+                    "phase".into_pyobject(py)?.into_any(),
+                    name.into_pyobject(py)?.into_any(),
+                    total.into_pyobject(py)?.into_any(),
+                ],
+            )
+        });
     }
     fn step(&mut self, done: usize, status: &str) {
         if self.last.elapsed() < Duration::from_millis(200) {
@@ -389,7 +401,16 @@ impl glace::Progress for PyProgress {
         }
         self.last = Instant::now();
         let status = status.to_string();
-        self.call(move |py| pyo3::types::PyTuple::new(py, ["step".into_pyobject(py)?.into_any(), done.into_pyobject(py)?.into_any(), status.into_pyobject(py)?.into_any()]));
+        self.call(move |py| {
+            pyo3::types::PyTuple::new(
+                py,
+                [
+                    "step".into_pyobject(py)?.into_any(),
+                    done.into_pyobject(py)?.into_any(),
+                    status.into_pyobject(py)?.into_any(),
+                ],
+            )
+        });
     }
     fn cancelled(&self) -> bool {
         self.stop
@@ -438,6 +459,7 @@ fn map_scene<'py>(
 /// is a JSON object of its options. Returns the plan's summary.
 #[pyfunction]
 #[pyo3(signature = (format, input, output, options, force, copy, dry_run))]
+#[allow(clippy::too_many_arguments)]
 fn convert(
     py: Python<'_>,
     format: &str,
@@ -453,7 +475,10 @@ fn convert(
     let num = |k: &str, d: u64| -> PyResult<usize> {
         match o.get(k) {
             None => Ok(d as usize),
-            Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| input_error(py, k, format!("{v}: expected a whole number ≥ 0"))),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| input_error(py, k, format!("{v}: expected a whole number ≥ 0"))),
         }
     };
     let path = |k: &str| o.get(k).and_then(|v| v.as_str()).map(PathBuf::from);
@@ -463,8 +488,12 @@ fn convert(
             poses: match o.get("poses").and_then(|v| v.as_str()).unwrap_or("calibrated") {
                 "calibrated" => PoseVariant::Calibrated,
                 "original" => PoseVariant::Original,
-                "pgt" => PoseVariant::Pgt(path("pgt_dir").ok_or_else(|| input_error(py, "pgt_dir", "poses='pgt' needs pgt_dir"))?),
-                other => return Err(input_error(py, "poses", format!("'{other}': expected calibrated, original or pgt"))),
+                "pgt" => PoseVariant::Pgt(
+                    path("pgt_dir").ok_or_else(|| input_error(py, "pgt_dir", "poses='pgt' needs pgt_dir"))?,
+                ),
+                other => {
+                    return Err(input_error(py, "poses", format!("'{other}': expected calibrated, original or pgt")))
+                }
             },
             skip_invalid_poses: o.get("skip_invalid_poses").and_then(|v| v.as_bool()).unwrap_or(false),
         },
@@ -493,7 +522,8 @@ fn convert(
                         return Err(input_error(py, "intrinsics", "expected (fx, fy, cx, cy)"));
                     };
                     TumCamera::Intrinsics(
-                        glace::Intrinsics::new(fx, fy, cx, cy).map_err(|e| input_error(py, "intrinsics", e.to_string()))?,
+                        glace::Intrinsics::new(fx, fy, cx, cy)
+                            .map_err(|e| input_error(py, "intrinsics", e.to_string()))?,
                     )
                 }
                 (None, Some(c)) => TumCamera::Preset(c.to_string()),

@@ -44,8 +44,8 @@ pub struct AblationArgs {
     #[arg(long, default_value_t = 3.0)]
     pub depth_target: f64,
     /// Peak learning rate, for every variant. Eight alike rooms at the `cpu` preset's batch of
-    /// 1024: with the reference's 5e-3 the fit stalls at its noise floor (training reprojection
-    /// ~90 px while the rate is high) and improves only as the rate decays.
+    /// 1024: with the reference's 5e-3 the fit stalls at its noise floor while the rate is high
+    /// and improves only as the rate decays (docs/experiments.md).
     #[arg(long, default_value_t = 1.5e-3, value_parser = super::map::learning_rate)]
     pub lr_max: f64,
     /// Variants to run (subset of a,b,c,d).

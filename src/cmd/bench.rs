@@ -154,7 +154,7 @@ fn bench_synth(frames: usize, json: bool) -> anyhow::Result<()> {
 }
 
 fn bench_ransac(fixture: &std::path::Path, runs: usize, json: bool) -> anyhow::Result<()> {
-    let cases = glace_localize::dsac_fixture::load(fixture).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cases = glace_localize::dsac_fixture::load(fixture)?;
     let threads = rayon::current_num_threads();
     if !json {
         println!("DSAC*-style RANSAC, 80x60 cells, 64 hypotheses, tau 10 px, {runs} runs per case, {threads} threads");
@@ -306,7 +306,7 @@ fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> a
     let mut rows = Vec::new();
     let mut encoders = vec![("xfeat", super::map::load_encoder("xfeat")?)];
     if let Some(p) = ace {
-        encoders.push(("ace", glace_nn::LocalEncoder::ace(p)?));
+        encoders.push(("ace", glace_formats::load_ace(p)?));
     }
     for (name, enc) in &encoders {
         enc.encode(&rgb, &gray, w, h);

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-
 /// Options shared by every format.
 #[derive(clap::Args, Debug)]
 pub struct Common {
@@ -171,7 +170,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         Format::TwelveScenes { input, common, pgt_dir, full_k } => {
             (Source::TwelveScenes { input: input.clone(), pgt_dir: pgt_dir.clone(), full_k: *full_k }, common)
         }
-        Format::Cambridge { input, common, height } => (Source::Cambridge { input: input.clone(), height: *height }, common),
+        Format::Cambridge { input, common, height } => {
+            (Source::Cambridge { input: input.clone(), height: *height }, common)
+        }
         Format::Aachen { input, common, height } => (Source::Aachen { input: input.clone(), height: *height }, common),
         Format::Rooms { input, common } => (Source::Rooms { input: input.clone() }, common),
         Format::Colmap { input, common, images, test_every, test_offset, test_list } => {

@@ -99,7 +99,11 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
                 if s.not_localized.is_empty() {
                     String::new()
                 } else {
-                    format!("; {} frame(s) not localized and left out: {}", s.not_localized.len(), s.not_localized.join(", "))
+                    format!(
+                        "; {} frame(s) not localized and left out: {}",
+                        s.not_localized.len(),
+                        s.not_localized.join(", ")
+                    )
                 }
             );
             Ok(())
@@ -126,15 +130,15 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
                 ));
             }
             let sd = m.head.reference_state_dict();
-            let tensors: Vec<glace_nn::pt_write::SaveTensor> = sd
+            let tensors: Vec<glace_formats::pt_write::SaveTensor> = sd
                 .iter()
-                .map(|(name, shape, data)| glace_nn::pt_write::SaveTensor {
+                .map(|(name, shape, data)| glace_formats::pt_write::SaveTensor {
                     name: name.clone(),
                     shape: shape.clone(),
                     data,
                 })
                 .collect();
-            glace_nn::pt_write::save_fp16_state_dict(out, &tensors)?;
+            glace_formats::pt_write::save_fp16_state_dict(out, &tensors)?;
             let params: usize = sd
                 .iter()
                 .filter(|(n, _, _)| n.ends_with("weight") || n.ends_with("bias"))

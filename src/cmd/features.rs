@@ -10,7 +10,6 @@ use glace_data::imageio::load_rgb8;
 use glace_data::scene::FEATURES_FILE;
 use glace_data::{Scene, SceneOptions};
 use glace_nn::r2former::OUT_DIM;
-use glace_nn::R2Former;
 
 use super::map::GlobalArg;
 
@@ -30,13 +29,12 @@ pub struct FeaturesArgs {
 /// Runs `glace features`.
 pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
     let GlobalArg::R2Former(checkpoint) = &args.global else {
-        bail!(glace_data::DataError::format(
-            PathBuf::from("--global"),
-            None,
+        bail!(glace::Error::usage(
+            "--global",
             "only r2former:<checkpoint> descriptors are written to features.npy (builtin ones live in the map)"
         ));
     };
-    let net = R2Former::load(checkpoint)?;
+    let net = glace_formats::load_r2former(checkpoint)?;
     let scene = Scene::open(
         &args.scene,
         &SceneOptions { probe_images: false, read_features: false, skip_invalid_poses: true, ..Default::default() },

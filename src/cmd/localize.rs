@@ -35,19 +35,22 @@ impl NetworkArgs {
         };
         let want = map.description().local_encoder.kind.as_str();
         if (want == "ace") != ace_encoder.is_some() {
-            let msg = format!("{}: the map was trained with the {want} encoder, not {}", map_path.display(), self.encoder);
+            let msg =
+                format!("{}: the map was trained with the {want} encoder, not {}", map_path.display(), self.encoder);
             return Err(glace::Error::usage("--encoder", msg).into());
         }
         let global = &map.description().global;
-        let fits = match (&self.global, global) {
-            (None, _) => true,
-            (Some(GlobalArg::None), GlobalSource::None) | (Some(GlobalArg::Builtin), GlobalSource::Builtin) => true,
-            (Some(GlobalArg::Features), GlobalSource::FeaturesNpy | GlobalSource::R2Former { .. }) => true,
-            (Some(GlobalArg::R2Former(_)), GlobalSource::R2Former { .. }) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (&self.global, global),
+            (None, _)
+                | (Some(GlobalArg::None), GlobalSource::None)
+                | (Some(GlobalArg::Builtin), GlobalSource::Builtin)
+                | (Some(GlobalArg::Features), GlobalSource::FeaturesNpy | GlobalSource::R2Former { .. })
+                | (Some(GlobalArg::R2Former(_)), GlobalSource::R2Former { .. })
+        );
         if !fits {
-            let msg = format!("the map was trained with global source {global:?}, not {:?}", self.global.as_ref().unwrap());
+            let msg =
+                format!("the map was trained with global source {global:?}, not {:?}", self.global.as_ref().unwrap());
             return Err(glace::Error::usage("--global", msg).into());
         }
         let options = LocalizerOptions {
@@ -130,7 +133,8 @@ impl RansacArgs {
             seed: self.seed,
             ..Default::default()
         };
-        o.validate().map_err(|(field, message)| glace::Error::usage(format!("--{}", field.replace('_', "-")), message))?;
+        o.validate()
+            .map_err(|(field, message)| glace::Error::usage(format!("--{}", field.replace('_', "-")), message))?;
         Ok(o)
     }
 }

@@ -20,16 +20,14 @@ pub enum GlobalArg {
 
 impl std::str::FromStr for GlobalArg {
     type Err = String;
+    /// The spelling `glace map --global` takes ([`GlobalChoice`]'s).
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "builtin" => Ok(GlobalArg::Builtin),
-            "features" => Ok(GlobalArg::Features),
-            "none" => Ok(GlobalArg::None),
-            _ => match s.strip_prefix("r2former:") {
-                Some(p) if !p.is_empty() => Ok(GlobalArg::R2Former(PathBuf::from(p))),
-                _ => Err(format!("'{s}': expected builtin, features, none or r2former:<checkpoint.pth>")),
-            },
-        }
+        Ok(match s.parse::<GlobalChoice>()? {
+            GlobalChoice::Builtin => GlobalArg::Builtin,
+            GlobalChoice::FeaturesNpy => GlobalArg::Features,
+            GlobalChoice::None => GlobalArg::None,
+            GlobalChoice::R2Former(p) => GlobalArg::R2Former(p),
+        })
     }
 }
 
@@ -182,7 +180,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         GlobalArg::Builtin => GlobalChoice::Builtin,
         GlobalArg::Features => GlobalChoice::FeaturesNpy,
         GlobalArg::None => GlobalChoice::None,
-        // map_scene loads it first thing, before any long work.
+        // glace::map_scene loads it first thing, before any long work.
         GlobalArg::R2Former(p) => GlobalChoice::R2Former(p.clone()),
     };
     macro_rules! set {

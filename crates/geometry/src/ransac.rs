@@ -150,23 +150,8 @@ impl Cam {
     }
 }
 
-/// SplitMix64: a small, stable stream per hypothesis.
-struct Stream(u64);
-
-impl Stream {
-    #[inline]
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    #[inline]
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
-}
+/// A stable random stream per hypothesis.
+type Stream = glace_rng::SplitMix64;
 
 /// Draws one hypothesis: returns the pose and the number of draws used, or None after the cap.
 fn draw_hypothesis(
@@ -325,8 +310,9 @@ pub fn ransac_pnp(
     let drawn: Vec<(Option<Pose>, u64, bool)> = (0..cfg.hypotheses)
         .into_par_iter()
         .map(|h| {
-            let mut stream =
-                Stream(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut stream = Stream::from_state(
+                cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             draw_hypothesis(&cam, &px, &pts, &bearings, cfg, &mut stream, deadline)
         })
         .collect();
@@ -376,8 +362,8 @@ mod tests {
         let k = Intrinsics::new(520.0, 530.0, 310.0, 250.0).unwrap();
         let gt = WorldToCam(nalgebra::Isometry3::new(Vector3::new(0.3, -0.2, 0.5), Vector3::new(0.1, 0.4, -0.2)));
         let c2w = gt.inverse();
-        let mut s = Stream(seed);
-        let mut u = || (s.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut s = Stream::from_state(seed);
+        let mut u = || s.f64();
         let (mut px, mut pts) = (Vec::new(), Vec::new());
         for i in 0..60 {
             for j in 0..80 {

@@ -7,7 +7,8 @@ use glace::{Camera, Distortion, Error, Intrinsics, Localizer, LocalizerOptions, 
 pub fn run(args: &[String]) -> glace::Result<Vec<String>> {
     let usage = || Error::usage("arguments", "MAP IMAGES fx fy cx cy [k1 k2 p1 p2 [k3]]");
     let [map, dir, k @ ..] = args else { return Err(usage()) };
-    let number = |v: &String| v.parse::<f64>().map_err(|_| Error::usage("intrinsics", format!("'{v}' is not a number")));
+    let number =
+        |v: &String| v.parse::<f64>().map_err(|_| Error::usage("intrinsics", format!("'{v}' is not a number")));
     let k = k.iter().map(number).collect::<glace::Result<Vec<f64>>>()?;
     let (Some(f), d) = (k.get(..4), k.get(4..).filter(|d| !d.is_empty())) else { return Err(usage()) };
     let distortion = d.map(Distortion::from_coeffs).transpose()?;

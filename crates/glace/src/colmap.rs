@@ -120,8 +120,11 @@ pub fn model_text(images: &[ModelImage]) -> (String, String, String) {
         };
         let (q, t) = img.world_to_cam.quaternion_translation();
         let image_id = i + 1;
-        let _ =
-            writeln!(imgs, "{image_id} {} {} {} {} {} {} {} {camera_id} {}", q[0], q[1], q[2], q[3], t[0], t[1], t[2], img.name);
+        let _ = writeln!(
+            imgs,
+            "{image_id} {} {} {} {} {} {} {} {camera_id} {}",
+            q[0], q[1], q[2], q[3], t[0], t[1], t[2], img.name
+        );
         let mut row = String::new();
         for (k, p) in img.points.iter().enumerate() {
             point_id += 1;
@@ -137,7 +140,10 @@ pub fn model_text(images: &[ModelImage]) -> (String, String, String) {
         }
         let _ = writeln!(imgs, "{row}");
     }
-    let _ = writeln!(cams, "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]");
+    let _ = writeln!(
+        cams,
+        "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"
+    );
     let _ = writeln!(cams, "# Number of cameras: {}", cameras.len());
     for (k, c) in cameras.iter().enumerate() {
         let _ = writeln!(cams, "{} {c}", k + 1);
@@ -155,7 +161,8 @@ pub fn write_model(out: &Path, images: &[ModelImage], force: bool) -> Result<(us
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "colmap".into());
     let tmp = parent.join(format!(".{name}.glace-partial-{}", std::process::id()));
-    let write = |p: &Path, text: &str| std::fs::write(p, text).map_err(|e| Error::Write { path: p.to_path_buf(), source: e });
+    let write =
+        |p: &Path, text: &str| std::fs::write(p, text).map_err(|e| Error::Write { path: p.to_path_buf(), source: e });
     std::fs::create_dir(&tmp).map_err(|e| Error::Write { path: tmp.clone(), source: e })?;
     let (cams, imgs, pts) = model_text(images);
     let done = write(&tmp.join("cameras.txt"), &cams)

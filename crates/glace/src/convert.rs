@@ -149,7 +149,10 @@ pub fn plan(source: &Source) -> Result<Plan> {
                     let name = input.canonicalize().unwrap_or(input.clone()).to_string_lossy().to_lowercase();
                     let preset = ["freiburg1", "freiburg2", "freiburg3"].into_iter().find(|p| name.contains(p));
                     let p = preset.ok_or_else(|| {
-                        Error::usage("--camera", "cannot tell the camera from the folder name: name fr1, fr2 or fr3, or give the intrinsics")
+                        Error::usage(
+                            "--camera",
+                            "cannot tell the camera from the folder name: name fr1, fr2 or fr3, or give the intrinsics",
+                        )
                     })?;
                     dc::tum::preset(p).expect("known preset")
                 }

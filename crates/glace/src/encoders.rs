@@ -44,8 +44,8 @@ impl LocalEncoderChoice {
     /// Loads the encoder (fetching XFeat's weights if needed).
     pub fn load(&self) -> Result<LocalEncoder> {
         Ok(match self {
-            LocalEncoderChoice::XFeat => LocalEncoder::xfeat(&glace_nn::weights::xfeat_weights()?)?,
-            LocalEncoderChoice::Ace(p) => LocalEncoder::ace(p)?,
+            LocalEncoderChoice::XFeat => glace_formats::default_xfeat()?,
+            LocalEncoderChoice::Ace(p) => glace_formats::load_ace(p)?,
         })
     }
 }
@@ -105,7 +105,7 @@ pub(crate) fn r2former_for(map: &Map, checkpoint: Option<&Path>) -> Result<Optio
         None => return Ok(None),
     };
     if !sha256.is_empty() {
-        let got = glace_nn::weights::sha256_file(&path)?;
+        let got = glace_formats::weights::sha256_file(&path)?;
         if &got != sha256 {
             return Err(Error::usage(
                 "r2former",
@@ -116,5 +116,5 @@ pub(crate) fn r2former_for(map: &Map, checkpoint: Option<&Path>) -> Result<Optio
             ));
         }
     }
-    Ok(Some(R2Former::load(&path)?))
+    Ok(Some(glace_formats::load_r2former(&path)?))
 }

@@ -25,16 +25,16 @@ pub enum Error {
     },
     /// A scene, image, pose or features file that cannot be used.
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(Box<DataError>),
     /// A map or weights file that cannot be used.
     #[error(transparent)]
-    Weights(#[from] WeightsError),
+    Weights(Box<WeightsError>),
     /// Geometry that cannot describe a camera or a pose.
     #[error(transparent)]
     Geometry(#[from] GeometryError),
     /// A query image or pose file that cannot be localized or scored.
     #[error(transparent)]
-    Localize(#[from] LocalizeError),
+    Localize(Box<LocalizeError>),
     /// Input that cannot work, said in full (the message names the file or the scene).
     #[error("{0}")]
     Input(String),
@@ -73,11 +73,31 @@ impl Error {
     }
 }
 
+// Boxed: the crates' errors carry file lists and paths, and a small error keeps every
+// `Result` of the API cheap to return.
+impl From<DataError> for Error {
+    fn from(e: DataError) -> Self {
+        Error::Data(Box::new(e))
+    }
+}
+
+impl From<WeightsError> for Error {
+    fn from(e: WeightsError) -> Self {
+        Error::Weights(Box::new(e))
+    }
+}
+
+impl From<LocalizeError> for Error {
+    fn from(e: LocalizeError) -> Self {
+        Error::Localize(Box::new(e))
+    }
+}
+
 impl From<glace_mapping::pipeline::MapError> for Error {
     fn from(e: glace_mapping::pipeline::MapError) -> Self {
         use glace_mapping::pipeline::MapError;
         match e {
-            MapError::Data(d) => Error::Data(d),
+            MapError::Data(d) => d.into(),
             MapError::Cancelled => Error::Cancelled,
             MapError::Option { option, message } => Error::usage(option, message),
             MapError::Invalid(m) => Error::Input(m),

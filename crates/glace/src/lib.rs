@@ -44,8 +44,11 @@ pub use localizer::{
     SceneCoordinates, StageTimes,
 };
 pub use map::{Map, MapFormat};
+pub use mapping::{
+    map_frames, map_scene, options_from_json, preset, CancelToken, GlobalChoice, MapOptions, MapReport, Mapped,
+    MappingFrame, Observer, Progress, Silent,
+};
 pub use pointcloud::{export_pointcloud, ColouredPoint};
-pub use mapping::{map_frames, map_scene, options_from_json, preset, CancelToken, GlobalChoice, MapOptions, MapReport, Mapped, MappingFrame, Observer, Progress, Silent};
 pub use run::{localize_scene, FrameOutcome, SceneRun, StageMs};
 
 pub use glace_data::{Calibration, Frame, Scene, SceneOptions, SceneSummary, Split, SplitKind};

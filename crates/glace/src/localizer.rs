@@ -104,10 +104,8 @@ impl<'a> From<&'a RgbImage> for ImageView<'a> {
 /// ```
 pub fn camera_from_matrix(k: &[[f64; 3]; 3], distortion: Option<&[f64]>) -> Result<Camera> {
     let intrinsics = Intrinsics::from_matrix(k).map_err(|e| Error::usage("K", e.to_string()))?;
-    let distortion = distortion
-        .map(Distortion::from_coeffs)
-        .transpose()
-        .map_err(|e| Error::usage("distortion", e.to_string()))?;
+    let distortion =
+        distortion.map(Distortion::from_coeffs).transpose().map_err(|e| Error::usage("distortion", e.to_string()))?;
     Ok(Camera { intrinsics, distortion })
 }
 
@@ -221,11 +219,8 @@ impl Localizer {
             }
         }
         let local = encoders::local_encoder_for(map, options.ace_encoder.as_deref())?;
-        let r2former = if options.external_descriptors {
-            None
-        } else {
-            encoders::r2former_for(map, options.r2former.as_deref())?
-        };
+        let r2former =
+            if options.external_descriptors { None } else { encoders::r2former_for(map, options.r2former.as_deref())? };
         let mut map = map.clone();
         if options.clean_global {
             let mut m = map.inner.as_ref().clone();
@@ -320,7 +315,14 @@ impl Localizer {
                 times,
                 coordinates,
             },
-            Err(why) => Localization { cam_to_world: None, world_to_cam: None, inliers: 0, failure: Some(why), times, coordinates },
+            Err(why) => Localization {
+                cam_to_world: None,
+                world_to_cam: None,
+                inliers: 0,
+                failure: Some(why.to_string()),
+                times,
+                coordinates,
+            },
         })
     }
 }

@@ -50,11 +50,10 @@ impl Map {
         let path = path.as_ref();
         let is_pt = path.extension().is_some_and(|e| e == "pt" || e == "pth");
         if !is_pt {
-            let map = GlaceMap::load(path)?;
+            let map = glace_formats::map_file::read(path)?;
             return Ok(Map { inner: Arc::new(map), path: Some(path.to_path_buf()), format: MapFormat::Glace });
         }
-        let sd = glace_nn::pt::load_state_dict(path, None, "")?;
-        let head = glace_nn::Head::from_state_dict(path, &sd)?;
+        let head = glace_formats::load_reference_head(path)?;
         let c = head.config;
         let global = match c.c_in {
             ACE_DIM => GlobalSource::None,
@@ -93,7 +92,7 @@ impl Map {
     /// Writes the map as a glace map file, under a temporary name renamed into place when
     /// complete.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        Ok(self.inner.save(path.as_ref())?)
+        Ok(glace_formats::map_file::write(&self.inner, path.as_ref())?)
     }
 
     /// How the map was trained: head architecture, encoder identities, training options.

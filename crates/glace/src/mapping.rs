@@ -7,6 +7,7 @@ use glace_data::{Calibration, Frame, Scene};
 use glace_geometry::{CamToWorld, Camera, Distortion};
 use image::RgbImage;
 
+use glace_mapping::pipeline::LoadedR2Former;
 pub use glace_mapping::pipeline::{GlobalChoice, MapOptions, MapReport, Progress, Silent};
 
 use crate::{Error, LocalEncoderChoice, Map, Result};
@@ -146,11 +147,19 @@ pub fn map_scene(
 ) -> Result<Mapped> {
     options.validate().map_err(|(option, message)| Error::usage(option, message))?;
     let encoder = encoder.load()?;
-    let (map, report) = glace_mapping::pipeline::map_scene(scene, &encoder, options, progress)?;
+    // R2Former is loaded (and its checkpoint hashed) before any long work.
+    let r2former = match &options.global {
+        GlobalChoice::R2Former(checkpoint) => {
+            Some((glace_formats::load_r2former(checkpoint)?, glace_formats::weights::sha256_file(checkpoint)?))
+        }
+        _ => None,
+    };
+    let loaded = r2former.as_ref().map(|(net, sha256)| LoadedR2Former { net, sha256: sha256.clone() });
+    let (map, report) = glace_mapping::pipeline::map_scene(scene, &encoder, options, loaded.as_ref(), progress)?;
     // The map as its file will hold it (fp16 weights), so that localizing with the returned map
     // and with the saved one give the same poses.
-    let bytes = map.to_bytes().map_err(Error::Internal)?;
-    let map = glace_nn::GlaceMap::from_bytes(&bytes, std::path::Path::new("<memory>"))?;
+    let bytes = glace_formats::map_file::to_bytes(&map)?;
+    let map = glace_formats::map_file::from_bytes(&bytes, std::path::Path::new("<memory>"))?;
     Ok(Mapped { map: Map::from_glace_map(map), report })
 }
 

@@ -52,6 +52,7 @@ pub fn export_pointcloud(
         points.extend(localizer.frame_points(f, scene.distortion, data.global_feature(f), max_error)?);
         on_frame(k + 1, data.frames.len());
     }
-    glace_localize::pointcloud::write_ply(out, &points).map_err(|e| Error::Write { path: out.to_path_buf(), source: e })?;
+    glace_localize::pointcloud::write_ply(out, &points)
+        .map_err(|e| Error::Write { path: out.to_path_buf(), source: e })?;
     Ok(points.len())
 }

@@ -128,9 +128,12 @@ pub fn localize_scene(
         };
         let mut found =
             localizer.localize_rgb(&rgb, &frame.calibration, scene.distortion, &query).map_err(|e| match e {
-                Error::Localize(glace_localize::LocalizeError::Input(m)) => {
-                    Error::Data(glace_data::DataError::format(&frame.rgb_path, None, m))
-                }
+                Error::Localize(l) => match *l {
+                    glace_localize::LocalizeError::Input(m) => {
+                        glace_data::DataError::format(&frame.rgb_path, None, m).into()
+                    }
+                    other => other.into(),
+                },
                 other => other,
             })?;
         found.times.decode_s += decode_s;

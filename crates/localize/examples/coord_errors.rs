@@ -16,7 +16,6 @@ use std::path::Path;
 
 use glace_data::{Scene, SceneOptions, SplitKind};
 use glace_localize::pipeline::{predict_frame, Encoders, StageTimes};
-use glace_nn::{GlaceMap, LocalEncoder};
 
 fn summary(errors: &[f64]) -> String {
     let mut sorted = errors.to_vec();
@@ -38,10 +37,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: coord_errors <scene> <map> [train|test] [every-nth-frame] [errors.png]".into());
     }
     let scene = Scene::open(Path::new(&args[0]), &SceneOptions { probe_images: false, ..Default::default() })?;
-    let map = GlaceMap::load(Path::new(&args[1]))?;
+    let map = glace_formats::map_file::read(Path::new(&args[1]))?;
     let kind = if args.get(2).map(String::as_str) == Some("train") { SplitKind::Train } else { SplitKind::Test };
     let every: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1).max(1);
-    let encoder = LocalEncoder::xfeat(&glace_nn::weights::xfeat_weights()?)?;
+    let encoder = glace_formats::load_xfeat(&glace_formats::weights::xfeat_weights()?)?;
     let encoders = Encoders { local: &encoder, r2former: None };
     let image_height = map.trained_image_height();
 

@@ -3,6 +3,8 @@
 //! test and by `glace bench ransac`.
 
 use std::path::Path;
+
+use crate::LocalizeError;
 use std::time::Instant;
 
 use glace_geometry::ransac::{ransac_pnp, RansacConfig};
@@ -37,24 +39,33 @@ pub fn intrinsics() -> Intrinsics {
 
 fn get<T: npyz::Deserialize>(
     npz: &mut npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>,
+    path: &Path,
     name: &str,
-) -> Result<Vec<T>, String> {
-    let npy = npz.by_name(name).map_err(|e| format!("{name}: {e}"))?.ok_or_else(|| format!("{name}: missing"))?;
+    len: Option<usize>,
+) -> Result<Vec<T>, LocalizeError> {
+    let bad = |message: String| LocalizeError::Format { path: path.to_path_buf(), message };
+    let npy =
+        npz.by_name(name).map_err(|e| bad(format!("{name}: {e}")))?.ok_or_else(|| bad(format!("{name}: missing")))?;
     if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
-        return Err(format!("{name}: Fortran order not expected"));
+        return Err(bad(format!("{name}: Fortran order not expected")));
     }
-    npy.into_vec().map_err(|e| format!("{name}: {e}"))
+    let v = npy.into_vec().map_err(|e| bad(format!("{name}: {e}")))?;
+    match len {
+        Some(n) if v.len() != n => Err(bad(format!("{name}: {} values, expected {n}", v.len()))),
+        _ => Ok(v),
+    }
 }
 
 /// Reads the five cases.
-pub fn load(path: &Path) -> Result<Vec<Case>, String> {
-    let mut npz = npyz::npz::NpzArchive::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<Vec<Case>, LocalizeError> {
+    let mut npz =
+        npyz::npz::NpzArchive::open(path).map_err(|e| LocalizeError::Io { path: path.to_path_buf(), source: e })?;
     let mut cases = Vec::new();
+    let (h, w) = (60, 80);
     for k in 0..5 {
-        let sc: Vec<f32> = get(&mut npz, &format!("case{k}_scene_coordinates"))?;
-        let outlier: Vec<bool> = get(&mut npz, &format!("case{k}_is_outlier"))?;
-        let gt: Vec<f32> = get(&mut npz, &format!("case{k}_gt_pose_c2w"))?;
-        let (h, w) = (60, 80);
+        let sc: Vec<f32> = get(&mut npz, path, &format!("case{k}_scene_coordinates"), Some(3 * h * w))?;
+        let outlier: Vec<bool> = get(&mut npz, path, &format!("case{k}_is_outlier"), None)?;
+        let gt: Vec<f32> = get(&mut npz, path, &format!("case{k}_gt_pose_c2w"), Some(16))?;
         let mut pixels = Vec::with_capacity(h * w);
         let mut points = Vec::with_capacity(h * w);
         for i in 0..h {
@@ -65,16 +76,19 @@ pub fn load(path: &Path) -> Result<Vec<Case>, String> {
             }
         }
         let m = Matrix4::from_row_slice(&gt.iter().map(|&v| v as f64).collect::<Vec<_>>());
-        let gt = CamToWorld::from_matrix(&m, 1e-3).map_err(|e| format!("case{k} ground truth: {e}"))?;
+        let gt = CamToWorld::from_matrix(&m, 1e-3).map_err(|e| LocalizeError::Format {
+            path: path.to_path_buf(),
+            message: format!("case{k} ground truth: {e}"),
+        })?;
         cases.push(Case {
-            outlier_fraction: outlier.iter().filter(|&&o| o).count() as f64 / outlier.len() as f64,
+            outlier_fraction: outlier.iter().filter(|&&o| o).count() as f64 / outlier.len().max(1) as f64,
             pixels,
             points,
             gt,
-            ref_rot_deg: get(&mut npz, &format!("case{k}_rot_err_deg"))?,
-            ref_trans_m: get(&mut npz, &format!("case{k}_trans_err_m"))?,
-            ref_time_s: get(&mut npz, &format!("case{k}_wall_time_s"))?,
-            ref_inliers: get(&mut npz, &format!("case{k}_inlier_count"))?,
+            ref_rot_deg: get(&mut npz, path, &format!("case{k}_rot_err_deg"), None)?,
+            ref_trans_m: get(&mut npz, path, &format!("case{k}_trans_err_m"), None)?,
+            ref_time_s: get(&mut npz, path, &format!("case{k}_wall_time_s"), None)?,
+            ref_inliers: get(&mut npz, path, &format!("case{k}_inlier_count"), None)?,
         });
     }
     Ok(cases)

@@ -14,6 +14,14 @@ pub enum LocalizeError {
         #[source]
         source: std::io::Error,
     },
+    /// A file that is not what it should be (a fixture archive, …).
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A pose-file line that cannot be read.
     #[error("{}:{line}: {message}", path.display())]
     PoseFile {

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use glace_data::{preprocess, Calibration, DataError, Frame, Preprocessed};
-use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
+use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacError, RansacResult};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::global::{colour_layout, GlobalInput};
 use glace_nn::map::GlobalSource;
@@ -27,10 +27,21 @@ pub struct StageTimes {
     pub ransac_s: f64,
 }
 
+/// Why a frame got no pose.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PoseFailure {
+    /// RANSAC found no hypothesis.
+    #[error(transparent)]
+    Ransac(#[from] RansacError),
+    /// The estimate holds NaN or infinite values (counted as a failure, never reported as a pose).
+    #[error("the pose estimate is not finite")]
+    NotFinite,
+}
+
 /// The outcome for one frame.
 pub struct FrameResult {
     /// RANSAC result, or why it failed.
-    pub result: Result<RansacResult, String>,
+    pub result: Result<RansacResult, PoseFailure>,
     /// Timings.
     pub times: StageTimes,
 }
@@ -116,29 +127,32 @@ pub fn predict(
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
     let enc = encoders.local.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
-    let mut global: Vec<f32> = match (&map.info.global, descriptor) {
-        (GlobalSource::None, _) => Vec::new(),
-        (GlobalSource::Builtin, _) => {
-            let g = map.global.as_ref().ok_or_else(|| {
-                LocalizeError::Input("the map names its built-in global encoder but does not carry it".into())
-            })?;
-            g.encode(&GlobalInput { descriptors: enc.features.data.clone(), colour: colour_layout(&p.rgb_hw3, p.width, p.height) })
-        }
-        (GlobalSource::R2Former { .. } | GlobalSource::FeaturesNpy, Some(d)) => d.to_vec(),
-        (GlobalSource::R2Former { .. }, None) => match encoders.r2former {
-            Some(net) => net.encode(rgb.as_raw(), w0 as usize, h0 as usize),
-            None => {
+    let mut global: Vec<f32> =
+        match (&map.info.global, descriptor) {
+            (GlobalSource::None, _) => Vec::new(),
+            (GlobalSource::Builtin, _) => {
+                let g = map.global.as_ref().ok_or_else(|| {
+                    LocalizeError::Input("the map names its built-in global encoder but does not carry it".into())
+                })?;
+                g.encode(&GlobalInput {
+                    descriptors: enc.features.data.clone(),
+                    colour: colour_layout(&p.rgb_hw3, p.width, p.height),
+                })
+            }
+            (GlobalSource::R2Former { .. } | GlobalSource::FeaturesNpy, Some(d)) => d.to_vec(),
+            (GlobalSource::R2Former { .. }, None) => match encoders.r2former {
+                Some(net) => net.encode(rgb.as_raw(), w0 as usize, h0 as usize),
+                None => return Err(LocalizeError::Input(
+                    "the map expects R2Former global descriptors: load its R2Former checkpoint or pass the descriptor"
+                        .into(),
+                )),
+            },
+            (GlobalSource::FeaturesNpy, None) => {
                 return Err(LocalizeError::Input(
-                    "the map expects R2Former global descriptors: load its R2Former checkpoint or pass the descriptor".into(),
+                    "the map expects a global descriptor from features.npy, but none was given for this image".into(),
                 ))
             }
-        },
-        (GlobalSource::FeaturesNpy, None) => {
-            return Err(LocalizeError::Input(
-                "the map expects a global descriptor from features.npy, but none was given for this image".into(),
-            ))
-        }
-    };
+        };
     if global.len() != global_dim {
         return Err(LocalizeError::Input(format!(
             "the global descriptor has {} values; the map's head takes {global_dim}",
@@ -184,7 +198,11 @@ pub fn predict_frame(
 
 /// PnP-RANSAC on a prediction: one correspondence per cell, the cell's pixel undistorted when
 /// the camera has lens distortion. A pose that is not finite counts as a failure.
-pub fn solve(prediction: &Prediction, distortion: Option<Distortion>, ransac: &RansacConfig) -> Result<RansacResult, String> {
+pub fn solve(
+    prediction: &Prediction,
+    distortion: Option<Distortion>,
+    ransac: &RansacConfig,
+) -> Result<RansacResult, PoseFailure> {
     let (p, enc, coords) = (&prediction.image, &prediction.encoded, &prediction.coords_n3);
     let f = &enc.features;
     let cells = f.height * f.width;
@@ -200,10 +218,9 @@ pub fn solve(prediction: &Prediction, distortion: Option<Distortion>, ransac: &R
             points.push([coords[k] as f64, coords[k + 1] as f64, coords[k + 2] as f64]);
         }
     }
-    let result = ransac_pnp(&pixels, &points, &p.intrinsics, ransac).map_err(|e| e.to_string())?;
-    let m = result.pose.to_matrix();
-    if m.iter().any(|v| !v.is_finite()) {
-        return Err("the pose estimate is not finite".into());
+    let result = ransac_pnp(&pixels, &points, &p.intrinsics, ransac)?;
+    if result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
+        return Err(PoseFailure::NotFinite);
     }
     Ok(result)
 }

@@ -6,7 +6,6 @@ use glace_data::{preprocess, DataError, Scene, SplitKind};
 use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
 use glace_nn::kmeans::kmeans;
 use glace_nn::map::{GlobalSource, MapInfo};
-use glace_nn::weights::sha256_file;
 use glace_nn::R2Former;
 use glace_nn::{GlaceMap, Head, HeadConfig, LocalEncoder};
 use serde::Serialize;
@@ -90,8 +89,7 @@ pub struct MapOptions {
     /// Predictions deeper than this (metres) are invalid and pulled to the pseudo target
     /// (reference 1000). Bounding it by the scene's extent keeps points that the network cannot
     /// yet tell apart from escaping far along their rays, where the reprojection loss hardly
-    /// constrains them (on 8 alike rooms with the place-discriminant descriptor, 1000 m: training
-    /// points a median 50 m from the decoder's weighted centre, 29 % in their room; 15 m: 1.5 m, 87 %).
+    /// constrains them (measured on integrated rooms: docs/experiments.md).
     pub depth_max: f64,
     /// Starting τ of the dynamic-tanh schedule in pixels (reference 50).
     pub soft_clamp: f64,
@@ -125,10 +123,10 @@ impl MapOptions {
             seed: 42,
         };
         Some(match name {
-            // Measured on the synthetic desk (300 frames) and TUM fr2/desk: see README, Mapping.
+            // Measured on the synthetic desk and TUM fr2/desk (docs/experiments.md).
             // soft_clamp 300: with the reference's 50, predictions that become valid far from their
             // target (inside-out views start behind the camera) sit in the flat tail of the tanh and
-            // stop learning (5 rendered frames: 164 px → 30 px median training error; TUM: 2cm/2° 60 → 100 %).
+            // stop learning.
             "cpu" => MapOptions {
                 head_channels: 256,
                 buffer_size: 1_000_000,
@@ -171,10 +169,12 @@ impl MapOptions {
         at_least_one("--samples-per-image", self.samples_per_image)?;
         at_least_one("--head-channels", self.head_channels)?;
         at_least_one("--decoder-clusters", self.decoder_clusters)?;
-        if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0)
-            || ((self.head_channels as f64) * self.mlp_ratio) < 1.0
+        if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) || ((self.head_channels as f64) * self.mlp_ratio) < 1.0
         {
-            return Err(("--mlp-ratio", format!("{}: must be positive and leave a block at least 1 wide", self.mlp_ratio)));
+            return Err((
+                "--mlp-ratio",
+                format!("{}: must be positive and leave a block at least 1 wide", self.mlp_ratio),
+            ));
         }
         if !(self.lr_max.is_finite() && self.lr_max > 0.0) {
             return Err(("--lr-max", format!("{}: expected a positive learning rate such as 5e-3", self.lr_max)));
@@ -194,8 +194,12 @@ impl MapOptions {
         if !(self.depth_target > 0.1 && self.depth_target.is_finite()) {
             return Err(("--depth-target", format!("{} m must exceed 0.1 m", self.depth_target)));
         }
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail the test too
         if !(self.depth_max > self.depth_target) {
-            return Err(("--depth-max", format!("{} m must exceed --depth-target {} m", self.depth_max, self.depth_target)));
+            return Err((
+                "--depth-max",
+                format!("{} m must exceed --depth-target {} m", self.depth_max, self.depth_target),
+            ));
         }
         Ok(())
     }
@@ -270,11 +274,22 @@ pub enum MapError {
     Cancelled,
 }
 
-/// Trains a map for the scene's training split.
+/// R2Former as the caller loaded it for [`GlobalChoice::R2Former`], with its checkpoint's
+/// sha256 (recorded in the map, so that localization can check it is given the same one).
+pub struct LoadedR2Former<'a> {
+    /// The network.
+    pub net: &'a R2Former,
+    /// sha256 of its checkpoint file.
+    pub sha256: String,
+}
+
+/// Trains a map for the scene's training split. `r2former` is needed when the options ask for
+/// R2Former descriptors.
 pub fn map_scene(
     scene: &Scene,
     encoder: &LocalEncoder,
     opts: &MapOptions,
+    r2former: Option<&LoadedR2Former>,
     progress: &mut dyn Progress,
 ) -> Result<(GlaceMap, MapReport), MapError> {
     opts.validate().map_err(|(option, message)| MapError::Option { option, message })?;
@@ -308,7 +323,11 @@ pub fn map_scene(
             ((0..f.rows).map(|r| f.row(r).to_vec()).collect(), GLOBAL_DIM, None)
         }
         GlobalChoice::R2Former(checkpoint) => {
-            let net = R2Former::load(checkpoint).map_err(|e| MapError::Invalid(e.to_string()))?;
+            let net = r2former
+                .ok_or_else(|| {
+                    MapError::Invalid(format!("{}: R2Former descriptors need the network loaded", checkpoint.display()))
+                })?
+                .net;
             progress.phase("R2Former global descriptors", frames.len());
             let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
             for (k, f) in frames.iter().enumerate() {
@@ -453,7 +472,7 @@ pub fn map_scene(
             GlobalChoice::Builtin => GlobalSource::Builtin,
             GlobalChoice::FeaturesNpy => GlobalSource::FeaturesNpy,
             GlobalChoice::R2Former(checkpoint) => GlobalSource::R2Former {
-                sha256: sha256_file(checkpoint).map_err(|e| MapError::Invalid(e.to_string()))?,
+                sha256: r2former.map(|r| r.sha256.clone()).unwrap_or_default(),
                 checkpoint: checkpoint.display().to_string(),
             },
         },

@@ -73,7 +73,7 @@ pub fn train(
         let batch = &order[cursor..cursor + b];
         cursor += b;
         // Diffusion noise is drawn per row from its own stream (seeded from this iteration's
-        // draw), in parallel: one serial stream of b × 256 normals cost ~20 % of a step.
+        // draw), in parallel: one serial stream of b × 256 normals was a large share of a step.
         let noisy = cfg.noise_std > 0.0 && global_dim > 0;
         let noise_seed = if noisy { rng.next_u64() } else { 0 };
         x.par_chunks_mut(c_in).enumerate().for_each(|(r, row)| {

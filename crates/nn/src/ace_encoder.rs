@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::conv::{Conv2d, FeatureMap};
-use crate::pt::{load_state_dict, PtTensor};
+use crate::tensor::Tensor;
 use crate::WeightsError;
 
 /// The ACE encoder.
@@ -35,14 +35,9 @@ impl AceEncoder {
     /// Output feature dimension.
     pub const DIM: usize = 512;
 
-    /// Loads `ace_encoder_pretrained.pt` (or any state dict with the same 22 tensors).
-    pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let sd = load_state_dict(path, None, "")?;
-        Self::from_state_dict(path, &sd)
-    }
-
-    /// Builds the encoder from a state dict, checking every key and shape.
-    pub fn from_state_dict(path: &Path, sd: &[(String, PtTensor)]) -> Result<Self, WeightsError> {
+    /// Builds the encoder from the state dict of `ace_encoder_pretrained.pt` (`path` names it in
+    /// errors), checking every key and shape.
+    pub fn from_state_dict(path: &Path, sd: &[(String, Tensor)]) -> Result<Self, WeightsError> {
         let expected: Vec<String> =
             LAYERS.iter().flat_map(|l| [format!("{}.weight", l.0), format!("{}.bias", l.0)]).collect();
         let missing: Vec<String> = expected.iter().filter(|k| !sd.iter().any(|(n, _)| n == *k)).cloned().collect();

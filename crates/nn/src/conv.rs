@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::linalg::matmul_wt;
-use crate::pt::PtTensor;
+use crate::tensor::Tensor;
 
 /// A convolution with bias, square kernel, zero padding.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ pub struct FeatureMap {
 
 impl Conv2d {
     /// From a PyTorch weight (out, in, k, k) and bias.
-    pub fn from_torch(weight: &PtTensor, bias: &PtTensor, stride: usize, pad: usize) -> Conv2d {
+    pub fn from_torch(weight: &Tensor, bias: &Tensor, stride: usize, pad: usize) -> Conv2d {
         let (o, i, k) = (weight.shape[0], weight.shape[1], weight.shape[2]);
         let mut w = vec![0f32; o * k * k * i];
         for oo in 0..o {
@@ -119,12 +119,12 @@ mod tests {
     #[test]
     fn matches_direct_convolution() {
         let (i, o, k, h, w) = (3, 5, 3, 9, 7);
-        let wt = PtTensor {
+        let wt = Tensor {
             shape: vec![o, i, k, k],
             data: (0..o * i * k * k).map(|v| ((v * 7 % 17) as f32 - 8.0) / 9.0).collect(),
             dtype: "float32",
         };
-        let bt = PtTensor { shape: vec![o], data: (0..o).map(|v| v as f32 * 0.1).collect(), dtype: "float32" };
+        let bt = Tensor { shape: vec![o], data: (0..o).map(|v| v as f32 * 0.1).collect(), dtype: "float32" };
         let conv = Conv2d::from_torch(&wt, &bt, 2, 1);
         let x = FeatureMap {
             height: h,

@@ -1,14 +1,11 @@
 //! The local encoders behind one interface: features per 8×8 cell and where each cell sits in
 //! the image the caller passed.
 
-use std::path::Path;
-
 use crate::conv::FeatureMap;
 use crate::map::EncoderIdentity;
-use crate::weights::sha256_file;
-use crate::{AceEncoder, WeightsError, XFeat};
+use crate::{AceEncoder, XFeat};
 
-/// A local encoder with the sha256 of its weights.
+/// A local encoder with the sha256 of its weights file (the formats crate loads them).
 #[derive(Clone, Debug)]
 pub enum LocalEncoder {
     /// XFeat (default), 64-d, L2-normalised per cell.
@@ -34,14 +31,6 @@ impl Encoded {
 }
 
 impl LocalEncoder {
-    /// XFeat from its weights file.
-    pub fn xfeat(path: &Path) -> Result<Self, WeightsError> {
-        Ok(LocalEncoder::XFeat(XFeat::load(path)?, sha256_file(path)?))
-    }
-    /// The ACE encoder from `ace_encoder_pretrained.pt`.
-    pub fn ace(path: &Path) -> Result<Self, WeightsError> {
-        Ok(LocalEncoder::Ace(AceEncoder::load(path)?, sha256_file(path)?))
-    }
     /// Feature dimension.
     pub fn dim(&self) -> usize {
         match self {

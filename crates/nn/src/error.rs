@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Errors reading weights or map files.
+/// Errors of weights and maps: files that cannot be read (from the formats crate), tensors that
+/// do not fit a network.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// File system error.
@@ -49,7 +50,8 @@ pub enum WeightsError {
 }
 
 impl WeightsError {
-    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    /// A format error of `path`.
+    pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         WeightsError::Format { path: path.into(), message: message.into() }
     }
 }

@@ -7,12 +7,11 @@
 //! VLAD: residuals to the nearest codeword summed per word, intra-normalised, signed square
 //! root, L2-normalised. Local descriptors are nearly blind to colour, so a coarse colour layout
 //! (chromaticity on a 4×3 grid) and a chromaticity histogram are appended before the projection
-//! (on synthetic rooms sharing wall patterns, the histogram lifts same-room recall@1 from 81 % to
-//! 99 %: the paint of a room survives any framing). Whitening divides each principal component by
+//! (the paint of a room survives any framing; the histogram's effect on same-room retrieval is
+//! measured in docs/experiments.md). Whitening divides each principal component by
 //! √(variance + ε) with ε ten times the mean kept variance, which keeps rare directions from
 //! dominating. The mapping poses then say which images show the same place: whitening the
-//! covariance within places damps what changes with framing (on rooms furnished alike, same-room
-//! recall@1 92 % → 98 %).
+//! covariance within places damps what changes with framing.
 //!
 //! For scenes of several alike places (`--place-discriminants`, on in the `rooms` and `aachen`
 //! presets) retrieval is not all the head needs: the descriptor must also be nearly constant
@@ -20,13 +19,11 @@
 //! any depth instead of one consistent scene. After within-place whitening every direction varies
 //! equally within a place, most of them only there, so the descriptor is then projected onto the
 //! principal directions of the place means whose variance is at least that within places (linear
-//! discriminant analysis; on 8 alike rooms 39 of 256 directions with 60 mapping frames per room,
-//! 66 with 120; with a 15 m depth bound, points placed in their own room 23 % → 87 % of training
-//! cells, test coordinates 96 → 68 px after 5000 iterations, 60 frames per room).
+//! discriminant analysis; its effect on integrated rooms is in docs/experiments.md).
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::rng::SplitMix;
+use glace_rng::SplitMix64;
 use rayon::prelude::*;
 
 /// Grid of the colour layout (columns, rows).
@@ -83,9 +80,8 @@ pub const COLOUR_DIM: usize = COLOUR_GRID.0 * COLOUR_GRID.1 * 2 + HIST_BINS * HI
 
 /// Bins per chromaticity axis of the colour histogram.
 const HIST_BINS: usize = 8;
-/// Weight of the histogram against the unit VLAD vector and layout. Measured on 8 synthetic rooms
-/// (160 queries, same-room recall@1): 6 bins weight 1: 94.4 %, weight 2: 98.8 %; 8 bins weight 1:
-/// 96.9 %, weight 2: 99.4 %, weight 3: 100 %. Kept at 2 so colour does not dominate real scenes.
+/// Weight of the histogram against the unit VLAD vector and layout: high enough to tell alike
+/// rooms apart by their paint, low enough that colour does not dominate real scenes.
 const HIST_WEIGHT: f32 = 2.0;
 
 /// Fitted VLAD + PCA-whitening.
@@ -120,7 +116,7 @@ fn nearest(codebook: &[f32], dim: usize, x: &[f32]) -> usize {
 /// Lloyd k-means in `dim` dimensions with k-means++ seeding (seeded, deterministic).
 fn codebook_kmeans(samples: &[f32], dim: usize, words: usize, seed: u64) -> Vec<f32> {
     let n = samples.len() / dim;
-    let mut rng = SplitMix(seed ^ 0xC0DE_B00C);
+    let mut rng = SplitMix64::from_state(seed ^ 0xC0DE_B00C);
     let row = |i: usize| &samples[i * dim..(i + 1) * dim];
     let mut cb: Vec<f32> = row((rng.f64() * n as f64) as usize % n).to_vec();
     let mut d2: Vec<f32> = (0..n).map(|i| row(i).iter().zip(&cb).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
@@ -257,7 +253,7 @@ impl VladPca {
                 .unzip()
         };
         // Strong regularisation: with few mapping images, full whitening amplifies noise
-        // directions (measured on synthetic rooms: ε = 0.1·mean gives 58 % recall, 10·mean 69 %).
+        // directions (a weak ε retrieved markedly worse on synthetic rooms).
         let eps = 10.0 * vars.iter().sum::<f64>() / vars.len().max(1) as f64;
         let mut projection = vec![0f32; out_dim * kd];
         for (r, (u, v)) in dirs.iter().zip(&vars).enumerate() {

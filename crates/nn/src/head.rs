@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::linalg::Linear;
-use crate::pt::PtTensor;
+use crate::tensor::Tensor;
 use crate::WeightsError;
 
 /// Architecture of a head.
@@ -92,7 +92,7 @@ impl Head {
     /// A freshly initialised head (PyTorch's default: weights and biases ~ U(±1/√fan_in)),
     /// deterministic for a seed.
     pub fn init(config: HeadConfig, centres: Vec<[f32; 3]>, seed: u64) -> Head {
-        let mut rng = crate::rng::SplitMix(seed ^ 0x4EAD_0000_0000_0001);
+        let mut rng = glace_rng::SplitMix64::from_state(seed ^ 0x4EAD_0000_0000_0001);
         let mut lin = |o: usize, i: usize| {
             let bound = 1.0 / (i as f64).sqrt();
             let mut u = || ((rng.f64() * 2.0 - 1.0) * bound) as f32;
@@ -220,7 +220,7 @@ impl Head {
 
     /// Builds a head from a reference state dict (an official GLACE map file, or the `heads.`
     /// part of ours), inferring the architecture from the tensors as the reference does.
-    pub fn from_state_dict(path: &Path, tensors: &[(String, PtTensor)]) -> Result<Head, WeightsError> {
+    pub fn from_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<Head, WeightsError> {
         let get = |k: &str| tensors.iter().find(|(n, _)| n == k).map(|(_, t)| t);
         let first = get("res3_conv1.weight").ok_or_else(|| WeightsError::Keys {
             path: path.to_path_buf(),
@@ -357,7 +357,7 @@ pub struct HeadGrads {
 
 fn relu_mask(dy: &mut [f32], y: &[f32]) {
     // A select, not a branch: the signs of trained activations are unpredictable, and the
-    // branchy loop cost ~10 % of a training step in mispredictions.
+    // branchy loop lost a noticeable share of a training step to mispredictions.
     for (d, v) in dy.iter_mut().zip(y) {
         *d = if *v > 0.0 { *d } else { 0.0 };
     }

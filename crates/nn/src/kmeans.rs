@@ -2,7 +2,7 @@
 //! scikit-learn's `KMeans(n_init=1)`), used for the position-decoder centres over the training
 //! camera centres. Deterministic for a seed.
 
-use crate::rng::SplitMix;
+use glace_rng::SplitMix64;
 
 /// Result of a clustering.
 #[derive(Clone, Debug)]
@@ -26,7 +26,7 @@ fn d2(a: &[f64; 3], b: &[f64; 3]) -> f64 {
 pub fn kmeans(points: &[[f64; 3]], k: usize, seed: u64, max_iter: usize) -> KMeans {
     assert!(!points.is_empty() && k >= 1, "k-means needs points and k ≥ 1");
     let n = points.len();
-    let mut rng = SplitMix(seed ^ 0x5EED_5EED);
+    let mut rng = SplitMix64::from_state(seed ^ 0x5EED_5EED);
     // Greedy k-means++ seeding.
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut centres = vec![points[(rng.f64() * n as f64) as usize % n]];

@@ -1,8 +1,9 @@
 //! Networks of glace: the local encoders (XFeat by default, the ACE encoder for users who have
-//! its weights), the global encoders, the GLACE head and the map file.
+//! its weights), the global encoders, the GLACE head and the map they form, built from state
+//! dicts in memory.
 //!
-//! Depends on the geometry and data crates only for types; never on mapping, localization or
-//! the CLI.
+//! Knows no file format: `glace-formats` reads and writes `.pt` checkpoints, map files and
+//! fetches weights. Never depends on mapping, localization or the CLI.
 
 pub mod ace_encoder;
 pub mod conv;
@@ -13,11 +14,8 @@ pub mod head;
 pub mod kmeans;
 pub mod linalg;
 pub mod map;
-pub mod pt;
-pub mod pt_write;
 pub mod r2former;
-mod rng;
-pub mod weights;
+pub mod tensor;
 pub mod xfeat;
 
 pub use ace_encoder::AceEncoder;
@@ -27,4 +25,5 @@ pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
 pub use map::GlaceMap;
 pub use r2former::R2Former;
+pub use tensor::{StateDict, Tensor};
 pub use xfeat::XFeat;

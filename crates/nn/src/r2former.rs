@@ -9,10 +9,10 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::linalg::{gemm_strided, Linear};
-use crate::pt::{load_state_dict, PtTensor};
-use crate::rng::SplitMix;
+use crate::tensor::Tensor;
 use crate::xfeat::resize_bilinear;
 use crate::{FeatureMap, WeightsError};
+use glace_rng::SplitMix64;
 
 /// Input height the position table was trained for.
 pub const INPUT_HEIGHT: usize = 480;
@@ -32,8 +32,10 @@ pub const OUT_DIM: usize = 256;
 pub const TOKENS: usize = (INPUT_HEIGHT / PATCH) * (INPUT_WIDTH / PATCH) + 2;
 const HEAD_DIM: usize = EMBED / HEADS;
 const LN_EPS: f32 = 1e-6;
-const CHECKPOINT_ENTRY: &str = "model_state_dict";
-const PREFIX: &str = "module.backbone.";
+/// Where a training checkpoint (`CVPR23_DeitS_Rerank.pth`) keeps the state dict.
+pub const CHECKPOINT_ENTRY: &str = "model_state_dict";
+/// The prefix of the backbone's keys in it (stripped before [`R2Former::from_state_dict`]).
+pub const PREFIX: &str = "module.backbone.";
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
@@ -211,15 +213,8 @@ fn depth_from_keys<'a>(keys: impl Iterator<Item = &'a str>) -> usize {
 }
 
 impl R2Former {
-    /// Loads an R2Former training checkpoint (`CVPR23_DeitS_Rerank.pth`) strictly, as the
-    /// reference's `extract_features.py` does: `model_state_dict`, keys under `module.backbone.`.
-    pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let sd = load_state_dict(path, Some(CHECKPOINT_ENTRY), PREFIX)?;
-        Self::from_state_dict(&sd, path)
-    }
-
     /// Builds the network from a stripped backbone state dict, checking keys and shapes.
-    pub fn from_state_dict(sd: &[(String, PtTensor)], path: &Path) -> Result<Self, WeightsError> {
+    pub fn from_state_dict(sd: &[(String, Tensor)], path: &Path) -> Result<Self, WeightsError> {
         let depth = depth_from_keys(sd.iter().map(|(k, _)| k.as_str()));
         if depth == 0 {
             return Err(WeightsError::format(path, "R2Former: no transformer blocks (blocks.<n>.*) in the checkpoint"));
@@ -281,8 +276,8 @@ impl R2Former {
     /// A network of the real size with random weights (for benchmarks; descriptors are
     /// meaningless).
     pub fn random(depth: usize, seed: u64) -> Self {
-        let mut rng = SplitMix(seed);
-        let sd: Vec<(String, PtTensor)> = expected_keys(depth)
+        let mut rng = SplitMix64::from_state(seed);
+        let sd: Vec<(String, Tensor)> = expected_keys(depth)
             .into_iter()
             .map(|(k, shape)| {
                 let n: usize = shape.iter().product();
@@ -290,7 +285,7 @@ impl R2Former {
                 let s = if k.ends_with("weight") && shape.len() == 2 { 1.0 / fan_in.sqrt() } else { 0.1 };
                 let base = if k.contains("norm") && k.ends_with("weight") { 1.0 } else { 0.0 };
                 let data = (0..n).map(|_| base + s * (2.0 * rng.f64() as f32 - 1.0)).collect();
-                (k, PtTensor { shape, data, dtype: "float32" })
+                (k, Tensor { shape, data, dtype: "float32" })
             })
             .collect();
         Self::from_state_dict(&sd, Path::new("<random>")).expect("random weights have the expected layout")

@@ -11,7 +11,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::conv::{Conv2d, FeatureMap};
-use crate::pt::{load_state_dict, PtTensor};
+use crate::tensor::Tensor;
 use crate::WeightsError;
 
 /// The XFeat network.
@@ -81,7 +81,7 @@ pub fn resize_bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap
     FeatureMap { height: out_h, width: out_w, channels: c, data }
 }
 
-fn basic(sd: &[(String, PtTensor)], path: &Path, name: &str, stride: usize) -> Result<Conv2d, WeightsError> {
+fn basic(sd: &[(String, Tensor)], path: &Path, name: &str, stride: usize) -> Result<Conv2d, WeightsError> {
     let get = |k: &str| {
         sd.iter().find(|(n, _)| n == k).map(|(_, t)| t).ok_or_else(|| WeightsError::Keys {
             path: path.to_path_buf(),
@@ -104,7 +104,7 @@ fn basic(sd: &[(String, PtTensor)], path: &Path, name: &str, stride: usize) -> R
     }
     let per_out = w.data.len() / o;
     let mut folded = w.clone();
-    let mut bias = PtTensor { shape: vec![o], data: vec![0.0; o], dtype: "float32" };
+    let mut bias = Tensor { shape: vec![o], data: vec![0.0; o], dtype: "float32" };
     for oo in 0..o {
         let s = 1.0 / (var.data[oo] + 1e-5).sqrt();
         for v in &mut folded.data[oo * per_out..(oo + 1) * per_out] {
@@ -116,7 +116,7 @@ fn basic(sd: &[(String, PtTensor)], path: &Path, name: &str, stride: usize) -> R
     Ok(Conv2d::from_torch(&folded, &bias, stride, k / 2))
 }
 
-fn plain(sd: &[(String, PtTensor)], path: &Path, name: &str) -> Result<Conv2d, WeightsError> {
+fn plain(sd: &[(String, Tensor)], path: &Path, name: &str) -> Result<Conv2d, WeightsError> {
     let w = sd.iter().find(|(n, _)| n == &format!("{name}.weight"));
     let b = sd.iter().find(|(n, _)| n == &format!("{name}.bias"));
     match (w, b) {
@@ -145,16 +145,15 @@ impl XFeat {
     pub const DIM: usize = 64;
     /// Scale of the dense features handed to the head: √DIM, so each channel has unit RMS. The head's
     /// first layer moves at the pace of its inputs' magnitude under Adam; unit-norm cells (RMS 1/8)
-    /// made mapping markedly slower (synthetic desk, 3000 iterations: 18 % → 32 % within 5 cm / 5°).
+    /// made mapping markedly slower (docs/experiments.md, "Input scale").
     pub const FEATURE_SCALE: f32 = 8.0;
 
-    /// Loads `xfeat.pt`.
-    pub fn load(path: &Path) -> Result<Self, WeightsError> {
-        let sd = load_state_dict(path, None, "")?;
-        let b = |name: &str, stride| basic(&sd, path, name, stride);
+    /// Builds the network from the state dict of `xfeat.pt` (`path` names it in errors).
+    pub fn from_state_dict(path: &Path, sd: &[(String, Tensor)]) -> Result<Self, WeightsError> {
+        let b = |name: &str, stride| basic(sd, path, name, stride);
         let strides1 = [1, 2, 1, 2];
         Ok(XFeat {
-            skip1: plain(&sd, path, "skip1.1")?,
+            skip1: plain(sd, path, "skip1.1")?,
             block1: (0..4).map(|i| b(&format!("block1.{i}"), strides1[i])).collect::<Result<_, _>>()?,
             block2: (0..2).map(|i| b(&format!("block2.{i}"), 1)).collect::<Result<_, _>>()?,
             block3: [("block3.0", 2), ("block3.1", 1), ("block3.2", 1)]
@@ -170,11 +169,11 @@ impl XFeat {
                 .map(|(n, s)| b(n, *s))
                 .collect::<Result<_, _>>()?,
             fusion: vec![b("block_fusion.0", 1)?, b("block_fusion.1", 1)?],
-            fusion_out: plain(&sd, path, "block_fusion.2")?,
+            fusion_out: plain(sd, path, "block_fusion.2")?,
             heatmap: vec![b("heatmap_head.0", 1)?, b("heatmap_head.1", 1)?],
-            heatmap_out: plain(&sd, path, "heatmap_head.2")?,
+            heatmap_out: plain(sd, path, "heatmap_head.2")?,
             keypoint: vec![b("keypoint_head.0", 1)?, b("keypoint_head.1", 1)?, b("keypoint_head.2", 1)?],
-            keypoint_out: plain(&sd, path, "keypoint_head.3")?,
+            keypoint_out: plain(sd, path, "keypoint_head.3")?,
         })
     }
 

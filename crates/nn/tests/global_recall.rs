@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use glace_data::SplitKind;
+use glace_formats::weights::xfeat_weights;
 use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
-use glace_nn::weights::xfeat_weights;
 use glace_nn::XFeat;
 use glace_synth::{build, Kind, SynthConfig};
 
@@ -17,7 +17,8 @@ fn recall_at_1(rooms: usize, train: usize, test: usize, size: (u32, u32)) -> Opt
             return None;
         }
     };
-    let net = XFeat::load(&weights).unwrap();
+    let net =
+        XFeat::from_state_dict(&weights, &glace_formats::pt::load_state_dict(&weights, None, "").unwrap()).unwrap();
     let mut c = SynthConfig::new(Kind::Rooms);
     (c.rooms, c.frames, c.test_frames, c.width, c.height) = (rooms, train, test, size.0, size.1);
     c.focal = 525.0 * size.0 as f64 / 640.0;

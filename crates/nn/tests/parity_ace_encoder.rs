@@ -4,14 +4,14 @@ mod common;
 
 use common::*;
 use glace_data::testing::shared_path;
-use glace_nn::pt::load_state_dict;
+use glace_formats::pt::load_state_dict;
 use glace_nn::{AceEncoder, Head, WeightsError};
 
 #[test]
 fn parity_ace_encoder() {
     let Some(pt) = shared_path("fixtures/ace_encoder_random.pt", "parity_ace_encoder") else { return };
     let fix = pt.with_file_name("ace_encoder.npz");
-    let enc = AceEncoder::load(&pt).unwrap();
+    let enc = AceEncoder::from_state_dict(&pt, &glace_formats::pt::load_state_dict(&pt, None, "").unwrap()).unwrap();
     let image: Vec<f32> = npz(&fix, "image");
     let feats = enc.forward(&image, 96, 128);
     assert_eq!((feats.height, feats.width, feats.channels), (12, 16, 512));
@@ -26,7 +26,8 @@ fn parity_regressor_a_default() {
     let Some(enc_pt) = shared_path("fixtures/ace_encoder_random.pt", "parity_regressor_a_default") else { return };
     let head_pt = enc_pt.with_file_name("glace_head_a_default.pt");
     let fix = enc_pt.with_file_name("glace_regressor_a_default.npz");
-    let enc = AceEncoder::load(&enc_pt).unwrap();
+    let enc =
+        AceEncoder::from_state_dict(&enc_pt, &glace_formats::pt::load_state_dict(&enc_pt, None, "").unwrap()).unwrap();
     let head = Head::from_state_dict(&head_pt, &load_state_dict(&head_pt, None, "").unwrap()).unwrap();
     let image: Vec<f32> = npz(&fix, "image");
     let global: Vec<f32> = npz(&fix, "global_feat");
@@ -51,7 +52,8 @@ fn wrong_weights_are_refused_with_the_keys() {
     else {
         return;
     };
-    let err = AceEncoder::load(&head_pt).unwrap_err();
+    let err = AceEncoder::from_state_dict(&head_pt, &glace_formats::pt::load_state_dict(&head_pt, None, "").unwrap())
+        .unwrap_err();
     assert!(matches!(err, WeightsError::Keys { .. }));
     assert!(err.to_string().contains("conv1.weight") && err.to_string().contains("res3_conv1.weight"), "{err}");
     let mut sd = load_state_dict(&head_pt.with_file_name("ace_encoder_random.pt"), None, "").unwrap();

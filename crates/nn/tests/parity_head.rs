@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use glace_data::testing::shared_path;
-use glace_nn::pt::load_state_dict;
+use glace_formats::pt::load_state_dict;
 use glace_nn::Head;
 
 fn max_abs(v: &[f32]) -> f32 {

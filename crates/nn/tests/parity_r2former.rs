@@ -21,7 +21,7 @@ fn parity_r2former() {
     let Some(tum) = shared_path("data/tum_fr2_desk/train/rgb/1311868169_163498.png", "parity_r2former") else {
         return;
     };
-    let net = R2Former::load(&fix.with_file_name("r2former_random_2blocks.pth")).unwrap();
+    let net = glace_formats::load_r2former(&fix.with_file_name("r2former_random_2blocks.pth")).unwrap();
     assert_eq!(net.depth(), 2);
     assert_eq!(net.params(), 4_504_448);
     let images = [fix.with_file_name("xfeat_input_ref_800x600.png"), tum];
@@ -71,16 +71,16 @@ fn parity_r2former_truncated_or_wrong_checkpoints_fail_clearly() {
     // Truncated: the zip directory at the end is gone.
     let cut = dir.path().join("cut.pth");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let e = R2Former::load(&cut).unwrap_err();
+    let e = glace_formats::load_r2former(&cut).unwrap_err();
     assert!(e.to_string().contains("cut.pth"), "{e}");
 
     // A checkpoint without model_state_dict (an XFeat-style or ACE state dict).
     let Some(ace) = shared_path("fixtures/ace_encoder_random.pt", "parity_r2former_truncated") else { return };
-    let e = R2Former::load(&ace).unwrap_err();
+    let e = glace_formats::load_r2former(&ace).unwrap_err();
     assert!(e.to_string().contains("model_state_dict"), "{e}");
 
     // Wrong shapes / missing keys from a state dict.
-    let sd = glace_nn::pt::load_state_dict(&fix, Some("model_state_dict"), "module.backbone.").unwrap();
+    let sd = glace_formats::pt::load_state_dict(&fix, Some("model_state_dict"), "module.backbone.").unwrap();
     let mut bad = sd.clone();
     let k = bad.iter().position(|(n, _)| n == "pos_embed").unwrap();
     bad[k].1.shape = vec![1, 1201, 384];

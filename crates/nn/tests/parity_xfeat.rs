@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use glace_data::testing::shared_path;
-use glace_nn::weights::xfeat_weights;
+use glace_formats::weights::xfeat_weights;
 use glace_nn::xfeat::l2_normalize_rows;
 use glace_nn::XFeat;
 
@@ -22,7 +22,8 @@ fn parity_xfeat() {
             return;
         }
     };
-    let net = XFeat::load(&weights).unwrap();
+    let net =
+        XFeat::from_state_dict(&weights, &glace_formats::pt::load_state_dict(&weights, None, "").unwrap()).unwrap();
     let img = load_rgb8(&fix.with_file_name("xfeat_input_ref_800x600.png")).unwrap();
     let input = XFeat::preprocess(img.as_raw(), 600, 800);
     assert_eq!((input.gray.height, input.gray.width), (576, 800));

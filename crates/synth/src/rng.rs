@@ -1,61 +1,40 @@
-//! A small deterministic RNG (SplitMix64): the byte-exact output of a seed must never change with
-//! a dependency update, so the generator is ours.
+//! The synthetic scenes' use of glace's one generator ([`glace_rng::SplitMix64`]): the byte-exact
+//! output of a seed must never change, so its seeding, forking and integer rule stay as they were.
 
-/// Mixes a 64-bit value (the SplitMix64 finaliser).
-#[inline]
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use std::ops::{Deref, DerefMut};
 
-/// Hash of several values.
-#[inline]
-pub fn hash(values: &[u64]) -> u64 {
-    values.iter().fold(0x1234_5678_9ABC_DEF0, |h, &v| mix(h ^ v))
-}
+pub use glace_rng::{hash, mix, unit};
+use glace_rng::{SplitMix64, GOLDEN};
 
-/// Uniform [0, 1) from a hash.
-#[inline]
-pub fn unit(h: u64) -> f64 {
-    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
-/// Sequential generator.
+/// Sequential generator. Its counter runs one golden step ahead of the value it was seeded with
+/// (`mix` adds one itself), which keeps every scene's bytes.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// Seeded generator.
     pub fn new(seed: u64) -> Self {
-        Rng(mix(seed))
+        Rng(SplitMix64::from_state(mix(seed).wrapping_add(GOLDEN)))
     }
     /// An independent generator for a named sub-stream.
     pub fn fork(&self, tag: u64) -> Rng {
-        Rng(hash(&[self.0, tag]))
+        Rng(SplitMix64::from_state(hash(&[self.0.state().wrapping_sub(GOLDEN), tag]).wrapping_add(GOLDEN)))
     }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-    /// Uniform [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        unit(self.next_u64())
-    }
-    /// Uniform [a, b).
-    pub fn range(&mut self, a: f64, b: f64) -> f64 {
-        a + (b - a) * self.f64()
-    }
-    /// Uniform integer in [0, n).
+    /// Uniform integer in [0, n), from a uniform float.
     pub fn below(&mut self, n: usize) -> usize {
         (self.f64() * n as f64) as usize % n.max(1)
     }
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = self.f64().max(1e-300);
-        let v = self.f64();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+impl Deref for Rng {
+    type Target = SplitMix64;
+    fn deref(&self) -> &SplitMix64 {
+        &self.0
+    }
+}
+
+impl DerefMut for Rng {
+    fn deref_mut(&mut self) -> &mut SplitMix64 {
+        &mut self.0
     }
 }

@@ -20,7 +20,7 @@ pub struct TextureSpec {
 }
 
 /// Feature scale of indoor textures: stripes, cells and marks of centimetres to decimetres at the
-/// tile sizes used here (measured: millimetre-scale patterns localize far worse, README).
+/// tile sizes used here (millimetre-scale patterns localize far worse: docs/experiments.md).
 const INDOOR_SCALE: u32 = 3;
 
 /// One place cameras move through (a room, or the whole courtyard).
@@ -176,8 +176,8 @@ const CENTRE_OBJECTS: [([f64; 3], [f64; 3]); 5] = [
 ];
 
 /// One set of face materials per centre object, every face its own new texture, one tile larger
-/// than the face: objects on a desk do not repeat each other's surfaces (measured: shared
-/// textures localize worse, README).
+/// than the face: objects on a desk do not repeat each other's surfaces (shared textures
+/// localize worse: docs/experiments.md).
 fn centre_faces(rng: &mut Rng, textures: &mut Vec<TextureSpec>) -> Vec<[Material; 6]> {
     use Pattern::*;
     let pool = [Wood, Noise, Blobs, Glyphs, Checker, Stripes];

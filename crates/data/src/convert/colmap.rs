@@ -53,29 +53,41 @@ pub fn param_count(model: &str) -> Option<usize> {
     })
 }
 
+const SUPPORTED: &str =
+    "PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV (undistort others with `colmap image_undistorter`)";
+
+/// Why a COLMAP camera cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CameraModelError {
+    /// A model glace does not read (named, with its binary id where it came from one).
+    #[error("camera model {0} is not supported; supported: {SUPPORTED}")]
+    Unsupported(String),
+    /// Parameters that cannot describe a camera.
+    #[error(transparent)]
+    Invalid(#[from] glace_geometry::GeometryError),
+}
+
 /// Model name of a binary model id (supported ones; others report their id).
-pub fn model_name(id: i32) -> Result<&'static str, String> {
+pub fn model_name(id: i32) -> Result<&'static str, CameraModelError> {
+    let unsupported = |name: &str| Err(CameraModelError::Unsupported(format!("{name} (model id {id})")));
     Ok(match id {
         0 => "SIMPLE_PINHOLE",
         1 => "PINHOLE",
         2 => "SIMPLE_RADIAL",
         3 => "RADIAL",
         4 => "OPENCV",
-        5 => return Err("OPENCV_FISHEYE (model id 5)".into()),
-        6 => return Err("FULL_OPENCV (model id 6)".into()),
-        7 => return Err("FOV (model id 7)".into()),
-        8 => return Err("SIMPLE_RADIAL_FISHEYE (model id 8)".into()),
-        9 => return Err("RADIAL_FISHEYE (model id 9)".into()),
-        10 => return Err("THIN_PRISM_FISHEYE (model id 10)".into()),
-        other => return Err(format!("unknown model id {other}")),
+        5 => return unsupported("OPENCV_FISHEYE"),
+        6 => return unsupported("FULL_OPENCV"),
+        7 => return unsupported("FOV"),
+        8 => return unsupported("SIMPLE_RADIAL_FISHEYE"),
+        9 => return unsupported("RADIAL_FISHEYE"),
+        10 => return unsupported("THIN_PRISM_FISHEYE"),
+        _ => return unsupported("unknown"),
     })
 }
 
-const SUPPORTED: &str =
-    "PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV (undistort others with `colmap image_undistorter`)";
-
 /// Intrinsics and distortion of a camera.
-pub fn camera_model(c: &ColmapCamera) -> Result<(Intrinsics, Option<Distortion>), String> {
+pub fn camera_model(c: &ColmapCamera) -> Result<(Intrinsics, Option<Distortion>), CameraModelError> {
     let p = &c.params;
     let (k, d) = match c.model.as_str() {
         "SIMPLE_PINHOLE" => ((p[0], p[0], p[1], p[2]), None),
@@ -83,10 +95,10 @@ pub fn camera_model(c: &ColmapCamera) -> Result<(Intrinsics, Option<Distortion>)
         "SIMPLE_RADIAL" => ((p[0], p[0], p[1], p[2]), Some([p[3], 0.0, 0.0, 0.0, 0.0])),
         "RADIAL" => ((p[0], p[0], p[1], p[2]), Some([p[3], p[4], 0.0, 0.0, 0.0])),
         "OPENCV" => ((p[0], p[1], p[2], p[3]), Some([p[4], p[5], p[6], p[7], 0.0])),
-        other => return Err(format!("camera model {other} is not supported; supported: {SUPPORTED}")),
+        other => return Err(CameraModelError::Unsupported(other.to_string())),
     };
-    let k = Intrinsics::new(k.0, k.1, k.2, k.3).map_err(|e| e.to_string())?;
-    let d = d.map(|d| Distortion::from_coeffs(&d)).transpose().map_err(|e| e.to_string())?.filter(|d| !d.is_zero());
+    let k = Intrinsics::new(k.0, k.1, k.2, k.3)?;
+    let d = d.map(|d| Distortion::from_coeffs(&d)).transpose()?.filter(|d| !d.is_zero());
     Ok((k, d))
 }
 
@@ -199,9 +211,7 @@ pub fn read_cameras_bin(path: &Path) -> Result<BTreeMap<u32, ColmapCamera>, Data
     for _ in 0..n {
         let id = b.i32()? as u32;
         let model_id = b.i32()?;
-        let model = model_name(model_id).map_err(|m| {
-            DataError::format(path, None, format!("camera {id}: {m} is not supported; supported: {SUPPORTED}"))
-        })?;
+        let model = model_name(model_id).map_err(|m| DataError::format(path, None, format!("camera {id}: {m}")))?;
         let width = b.u64()?;
         let height = b.u64()?;
         let params = (0..param_count(model).expect("supported model")).map(|_| b.f64()).collect::<Result<_, _>>()?;

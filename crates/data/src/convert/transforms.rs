@@ -16,13 +16,23 @@ fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
-fn intrinsics(top: &Value, frame: &Value, size: Option<(u32, u32)>) -> Result<Intrinsics, String> {
+/// Why a frame's camera cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum CameraError {
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] glace_geometry::GeometryError),
+}
+
+fn intrinsics(top: &Value, frame: &Value, size: Option<(u32, u32)>) -> Result<Intrinsics, CameraError> {
     let get = |k: &str| num(frame, k).or_else(|| num(top, k));
-    let w = get("w").or(size.map(|s| s.0 as f64)).ok_or("no image width (w)")?;
-    let h = get("h").or(size.map(|s| s.1 as f64)).ok_or("no image height (h)")?;
+    let missing = CameraError::Missing;
+    let w = get("w").or(size.map(|s| s.0 as f64)).ok_or(missing("no image width (w)"))?;
+    let h = get("h").or(size.map(|s| s.1 as f64)).ok_or(missing("no image height (h)"))?;
     let fx = match get("fl_x") {
         Some(f) => f,
-        None => 0.5 * w / (0.5 * get("camera_angle_x").ok_or("neither fl_x nor camera_angle_x")?).tan(),
+        None => 0.5 * w / (0.5 * get("camera_angle_x").ok_or(missing("neither fl_x nor camera_angle_x"))?).tan(),
     };
     let fy = match get("fl_y") {
         Some(f) => f,
@@ -31,7 +41,7 @@ fn intrinsics(top: &Value, frame: &Value, size: Option<(u32, u32)>) -> Result<In
             None => fx,
         },
     };
-    Intrinsics::new(fx, fy, get("cx").unwrap_or(w / 2.0), get("cy").unwrap_or(h / 2.0)).map_err(|e| e.to_string())
+    Ok(Intrinsics::new(fx, fy, get("cx").unwrap_or(w / 2.0), get("cy").unwrap_or(h / 2.0))?)
 }
 
 fn distortion(top: &Value, frame: &Value) -> Option<Distortion> {
@@ -85,7 +95,7 @@ pub fn plan(json_path: &Path, test_every: usize, test_offset: usize) -> Result<P
         }
         let pose = super::c2w_from_rows(json_path, None, gl).map_err(|e| bad(e.to_string()))?;
         let size = super::image_size(&src).ok();
-        let k = intrinsics(&top, f, size).map_err(bad)?;
+        let k = intrinsics(&top, f, size).map_err(|e| bad(e.to_string()))?;
         items.push((src, pose, k, distortion(&top, f)));
     }
     items.sort_by(|a, b| a.0.cmp(&b.0));

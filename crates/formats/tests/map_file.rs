@@ -1,8 +1,9 @@
 //! Our map file: round trip of an official head, checksum and format errors.
 
 use glace_data::testing::shared_path;
+use glace_formats::map_file;
+use glace_formats::pt::load_state_dict;
 use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
-use glace_nn::pt::load_state_dict;
 use glace_nn::{GlaceMap, Head, WeightsError};
 
 #[test]
@@ -21,8 +22,8 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
     let map = GlaceMap { info: info.clone(), head: head.clone(), global: None, global_scale: 1.0 };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("scene.glace");
-    map.save(&path).unwrap();
-    let back = GlaceMap::load(&path).unwrap();
+    map_file::write(&map, &path).unwrap();
+    let back = map_file::read(&path).unwrap();
     assert_eq!(back.info, info);
     // A 256-d global part and no recorded σ: the reference's diffusion (0.1) is assumed.
     assert!((back.global_scale - 0.530).abs() < 1e-3, "{}", back.global_scale);
@@ -38,11 +39,11 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
     let n = bytes.len();
     bytes[n - 100] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
-    let err = GlaceMap::load(&path).unwrap_err();
+    let err = map_file::read(&path).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
     std::fs::write(&path, &bytes[..n / 3]).unwrap();
-    assert!(matches!(GlaceMap::load(&path), Err(WeightsError::Format { .. })));
-    let err = GlaceMap::load(&pt).unwrap_err();
+    assert!(matches!(map_file::read(&path), Err(WeightsError::Format { .. })));
+    let err = map_file::read(&pt).unwrap_err();
     assert!(err.to_string().contains("not a glace map"), "{err}");
 }
 
@@ -61,19 +62,19 @@ fn older_map_format_is_refused_with_a_remap_hint() {
     let map = GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None, global_scale: 1.0 };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("old.glace");
-    map.save(&path).unwrap();
-    assert!(GlaceMap::load(&path).is_ok());
+    map_file::write(&map, &path).unwrap();
+    assert!(map_file::read(&path).is_ok());
 
     // Rewrite the version tag in the safetensors header (same length, so offsets stay valid).
     let mut bytes = std::fs::read(&path).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let current = format!("\"version\":\"{}\"", glace_nn::map::MAP_VERSION);
+    let current = format!("\"version\":\"{}\"", map_file::MAP_VERSION);
     let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
     let at = 8 + header.find(&current).expect("version tag in the header");
     bytes[at..at + current.len()].copy_from_slice(b"\"version\":\"2\"");
     std::fs::write(&path, &bytes).unwrap();
 
-    let err = GlaceMap::load(&path).unwrap_err().to_string();
+    let err = map_file::read(&path).unwrap_err().to_string();
     assert!(err.contains("old.glace"), "names the file: {err}");
     assert!(err.contains("version 2") && err.contains("map the scene again"), "{err}");
 }
