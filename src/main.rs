@@ -40,8 +40,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Compute global descriptors into the splits' features.npy (R2Former, as the reference's extract_features.py).
     Features(cmd::features::FeaturesArgs),
-    /// Export a map: the implicit map as a coloured point cloud (PLY), or an official GLACE .pt head.
+    /// Export: the implicit map as a point cloud (PLY), a localization run as a COLMAP model, or an official GLACE .pt head.
     Export(cmd::export::ExportArgs),
+    /// Serve maps over HTTP: POST an image and its K, get the camera pose back as JSON.
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -91,5 +93,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Export(args) => cmd::export::run(&args),
         Command::Features(args) => cmd::features::run(&args),
+        Command::Serve(args) => cmd::serve::run(&args),
     }
 }

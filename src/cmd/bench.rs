@@ -15,6 +15,9 @@ pub struct BenchArgs {
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchWhat {
+    /// The HTTP service under load: many clients sending real frames, malformed requests of every
+    /// class, throughput next to in-process localization of the same frames, latency, memory.
+    Serve(super::serve::BenchServeArgs),
     /// PnP-RANSAC on the reference's five DSAC* fixture cases (0–90 % outliers), next to its recorded times.
     Ransac {
         /// The fixture file.
@@ -99,6 +102,7 @@ struct SynthResult {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
+        BenchWhat::Serve(a) => super::serve::bench(a),
         BenchWhat::Ablation(a) => super::ablation::run(a),
         BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),

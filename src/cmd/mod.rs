@@ -10,6 +10,7 @@ pub mod features;
 pub mod info;
 pub mod localize;
 pub mod map;
+pub mod serve;
 pub mod synth;
 
 /// Exit code for an error: 2 when the user's input is at fault, 1 for anything else.

@@ -60,6 +60,11 @@ pub use image::RgbImage;
 /// The linear algebra of poses ([`CamToWorld`] wraps an `nalgebra::Isometry3<f64>`).
 pub use nalgebra;
 
+/// Hex sha256 of a file (how maps and weights are identified).
+pub fn file_sha256(path: impl AsRef<std::path::Path>) -> Result<String> {
+    Ok(glace_formats::weights::sha256_file(path.as_ref())?)
+}
+
 /// Decodes a PNG or JPEG file to 8-bit RGB (grey replicated, alpha dropped).
 pub fn read_image(path: impl AsRef<std::path::Path>) -> Result<RgbImage> {
     Ok(glace_data::imageio::load_rgb8(path.as_ref())?)
@@ -69,6 +74,9 @@ pub fn read_image(path: impl AsRef<std::path::Path>) -> Result<RgbImage> {
 /// Images over `max_pixels` are refused before their pixels are allocated.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     use image::ImageDecoder;
+    if let Some(why) = glace_data::imageio::jpeg_truncation(bytes) {
+        return Err(Error::usage("image", why));
+    }
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::usage("image", e.to_string()))?;

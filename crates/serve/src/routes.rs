@@ -1,0 +1,435 @@
+//! The endpoints:
+//!
+//! - `POST /v1/maps/{name}/localize`: the image as the raw body (`Content-Type: image/jpeg` or
+//!   `image/png`) with `fx`, `fy`, `cx`, `cy` (and optionally `k1 k2 p1 p2 [k3]`) as query
+//!   parameters, or `application/json` `{"image": <base64>, "K": [[…], […], […]], "distortion":
+//!   […]}` (or `fx`… fields). RANSAC options (`hypotheses`, `threshold`, `inlier_alpha`,
+//!   `max_pixel_error`, `max_tries`, `time_budget_ms`, `seed`) in the query or under `"ransac"`.
+//!   Answers the camera-to-world 4×4, the pose-file fields (world-to-camera quaternion and
+//!   translation), inliers, per-stage times and the map's identity.
+//! - `GET /v1/maps`: names and descriptions. `GET /v1/health`. `GET /metrics`: Prometheus text.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, Query as UrlQuery, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use glace::{Camera, Distortion, Intrinsics, RansacOptions};
+use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
+use crate::pool::{Outcome, Pool, Rejected};
+use crate::{ServeOptions, ServedMap};
+
+/// Largest decoded image, in pixels: a small compressed file must not claim gigapixels.
+const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
+type JobResult = glace::Result<glace::Localization>;
+
+/// What every handler shares.
+pub struct State {
+    maps: Vec<ServedMap>,
+    options: ServeOptions,
+    pub(crate) pool: Pool<JobResult>,
+    metrics: Metrics,
+}
+
+impl State {
+    pub(crate) fn new(maps: Vec<ServedMap>, options: ServeOptions) -> Arc<State> {
+        let pool = Pool::new(options.workers, options.queue);
+        Arc::new(State { maps, options, pool, metrics: Metrics::default() })
+    }
+}
+
+/// An answer: status and a JSON body (errors as `{"error": message}`).
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Self {
+        Answer { status: StatusCode::OK, body, retry_after: None }
+    }
+    fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Answer { status, body: json!({ "error": message.into() }), retry_after: None }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.to_string()).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// The service's routes over `state`.
+pub fn router(state: Arc<State>) -> Router {
+    let s = state.clone();
+    let localize = post(move |name: UrlPath<String>, query: UrlQuery<HashMap<String, String>>, request: Request| {
+        let state = s.clone();
+        async move {
+            let start = Instant::now();
+            let answer = localize(&state, &name.0, &query.0, request, start).await;
+            state.metrics.record(answer.status.as_u16(), Some(start.elapsed().as_secs_f64()));
+            answer
+        }
+    });
+    let s = state.clone();
+    let maps = get(move |headers: HeaderMap| {
+        let state = s.clone();
+        async move { recorded(&state, authorized(&state, &headers).map(|_| Answer::ok(maps_json(&state)))) }
+    });
+    let s = state.clone();
+    let health = get(move |headers: HeaderMap| {
+        let state = s.clone();
+        async move {
+            let body = json!({ "status": "ok", "maps": state.maps.len(), "workers": state.options.workers,
+                "queue_depth": state.pool.queued(), "in_flight": state.pool.running() });
+            recorded(&state, authorized(&state, &headers).map(|_| Answer::ok(body)))
+        }
+    });
+    let s = state.clone();
+    let metrics = get(move |headers: HeaderMap| {
+        let state = s.clone();
+        async move {
+            if let Err(a) = authorized(&state, &headers) {
+                return recorded(&state, Err(a)).into_response();
+            }
+            state.metrics.record(200, None);
+            let text = state.metrics.render(state.pool.queued(), state.pool.running());
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
+    });
+    let s = state;
+    Router::new()
+        .route("/v1/maps/{name}/localize", localize)
+        .route("/v1/maps", maps)
+        .route("/v1/health", health)
+        .route("/metrics", metrics)
+        .fallback(move || {
+            let state = s.clone();
+            async move {
+                recorded(&state, Err(Answer::error(StatusCode::NOT_FOUND, "no such endpoint (see GET /v1/maps)")))
+            }
+        })
+}
+
+fn recorded(state: &State, answer: Result<Answer, Answer>) -> Answer {
+    let a = answer.unwrap_or_else(|e| e);
+    state.metrics.record(a.status.as_u16(), None);
+    a
+}
+
+fn authorized(state: &State, headers: &HeaderMap) -> Result<(), Answer> {
+    let Some(token) = &state.options.token else { return Ok(()) };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in full whatever the first difference, so the time taken does not tell how much matched.
+    let same = given
+        .is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0, |d, (a, b)| d | (a ^ b)) == 0);
+    if same {
+        Ok(())
+    } else {
+        Err(Answer::error(StatusCode::UNAUTHORIZED, "missing or wrong 'Authorization: Bearer <token>'"))
+    }
+}
+
+fn maps_json(state: &State) -> Value {
+    let maps: Vec<Value> = state
+        .maps
+        .iter()
+        .map(|m| {
+            json!({ "name": m.name, "sha256": m.sha256, "file": m.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "description": m.localizer.map().summary_json()["info"], "head": m.localizer.map().head_config() })
+        })
+        .collect();
+    json!({ "maps": maps })
+}
+
+/// What a localization request asks for, parsed before any CPU work.
+struct Parsed {
+    image: Vec<u8>,
+    camera: Camera,
+    ransac: Option<RansacOptions>,
+}
+
+fn bad(message: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::BAD_REQUEST, message)
+}
+
+fn number(key: &str, v: &str) -> Result<f64, Answer> {
+    v.trim().parse::<f64>().map_err(|_| bad(format!("{key}: '{v}' is not a number")))
+}
+
+const RANSAC_KEYS: [&str; 7] =
+    ["hypotheses", "threshold", "inlier_alpha", "max_pixel_error", "max_tries", "time_budget_ms", "seed"];
+const DISTORTION_KEYS: [&str; 5] = ["k1", "k2", "p1", "p2", "k3"];
+
+fn camera_from(
+    get: &dyn Fn(&str) -> Option<Result<f64, Answer>>,
+    k: Option<&Value>,
+    dist: Option<&Value>,
+) -> Result<Camera, Answer> {
+    let intrinsics = match k {
+        Some(k) => {
+            let rows: Option<Vec<Vec<f64>>> = k.as_array().map(|r| {
+                r.iter()
+                    .map(|row| row.as_array().map(|c| c.iter().filter_map(Value::as_f64).collect()).unwrap_or_default())
+                    .collect()
+            });
+            let Some(rows) = rows.filter(|r| r.len() == 3 && r.iter().all(|row| row.len() == 3)) else {
+                return Err(bad("K: expected a 3×3 array of numbers"));
+            };
+            let m = [
+                [rows[0][0], rows[0][1], rows[0][2]],
+                [rows[1][0], rows[1][1], rows[1][2]],
+                [rows[2][0], rows[2][1], rows[2][2]],
+            ];
+            Intrinsics::from_matrix(&m).map_err(|e| bad(format!("K: {e}")))?
+        }
+        None => {
+            let mut v = [0.0; 4];
+            for (slot, key) in v.iter_mut().zip(["fx", "fy", "cx", "cy"]) {
+                *slot = get(key).ok_or_else(|| bad(format!("{key}: missing (give fx, fy, cx and cy, or K)")))??;
+            }
+            Intrinsics::new(v[0], v[1], v[2], v[3]).map_err(|e| bad(format!("K: {e}")))?
+        }
+    };
+    let coeffs: Option<Vec<f64>> = match dist {
+        Some(d) => Some(
+            d.as_array()
+                .filter(|a| a.iter().all(Value::is_number))
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .ok_or_else(|| bad("distortion: expected an array of numbers k1 k2 p1 p2 [k3]"))?,
+        ),
+        None => {
+            let given: Vec<Option<Result<f64, Answer>>> = DISTORTION_KEYS.iter().map(|k| get(k)).collect();
+            if given.iter().all(Option::is_none) {
+                None
+            } else {
+                let mut c = Vec::new();
+                for (key, v) in DISTORTION_KEYS.iter().zip(given) {
+                    match v {
+                        Some(v) => c.push(v?),
+                        None if *key == "k3" => {}
+                        None => {
+                            return Err(bad(format!(
+                                "{key}: missing (distortion needs k1, k2, p1, p2 and optionally k3)"
+                            )))
+                        }
+                    }
+                }
+                Some(c)
+            }
+        }
+    };
+    let distortion =
+        coeffs.map(|c| Distortion::from_coeffs(&c)).transpose().map_err(|e| bad(format!("distortion: {e}")))?;
+    Ok(Camera { intrinsics, distortion })
+}
+
+fn ransac_from(get: &dyn Fn(&str) -> Option<Result<f64, Answer>>) -> Result<Option<RansacOptions>, Answer> {
+    if RANSAC_KEYS.iter().all(|k| get(k).is_none()) {
+        return Ok(None);
+    }
+    let mut o = RansacOptions { time_budget: Some(Duration::from_millis(2000)), ..Default::default() };
+    let count = |key: &str, v: f64| {
+        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
+            Ok(v as u64)
+        } else {
+            Err(bad(format!("{key}: {v} is not a whole number ≥ 0")))
+        }
+    };
+    for key in RANSAC_KEYS {
+        let Some(v) = get(key) else { continue };
+        let v = v?;
+        match key {
+            "hypotheses" => o.hypotheses = count(key, v)? as usize,
+            "max_tries" => o.max_tries = count(key, v)? as usize,
+            "seed" => o.seed = count(key, v)?,
+            "time_budget_ms" => o.time_budget = Some(count(key, v)?).filter(|&ms| ms > 0).map(Duration::from_millis),
+            "threshold" => o.threshold = v,
+            "inlier_alpha" => o.inlier_alpha = v,
+            _ => o.max_pixel_error = v,
+        }
+    }
+    o.validate().map_err(|(field, message)| bad(format!("{field}: {message}")))?;
+    Ok(Some(o))
+}
+
+fn parse_raw(query: &HashMap<String, String>, body: Vec<u8>) -> Result<Parsed, Answer> {
+    for k in query.keys() {
+        let known = ["fx", "fy", "cx", "cy"].contains(&k.as_str())
+            || DISTORTION_KEYS.contains(&k.as_str())
+            || RANSAC_KEYS.contains(&k.as_str());
+        if !known {
+            return Err(bad(format!("{k}: unknown query parameter")));
+        }
+    }
+    let get = |k: &str| query.get(k).map(|v| number(k, v));
+    Ok(Parsed { camera: camera_from(&get, None, None)?, ransac: ransac_from(&get)?, image: body })
+}
+
+fn parse_json(body: &[u8]) -> Result<Parsed, Answer> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the JSON body cannot be read: {e}")))?;
+    let Some(obj) = v.as_object() else { return Err(bad("the JSON body must be an object")) };
+    for k in obj.keys() {
+        if !["image", "K", "fx", "fy", "cx", "cy", "distortion", "ransac"].contains(&k.as_str()) {
+            return Err(bad(format!("{k}: unknown field")));
+        }
+    }
+    let image =
+        obj.get("image").and_then(Value::as_str).ok_or_else(|| bad("image: missing (base64 of a JPEG or PNG)"))?;
+    let image = base64::engine::general_purpose::STANDARD
+        .decode(image.trim())
+        .map_err(|e| bad(format!("image: not base64 ({e})")))?;
+    let field = |o: &serde_json::Map<String, Value>, k: &str| {
+        o.get(k).map(|v| v.as_f64().ok_or_else(|| bad(format!("{k}: expected a number"))))
+    };
+    let get = |k: &str| field(obj, k);
+    let camera = camera_from(&get, obj.get("K"), obj.get("distortion"))?;
+    let ransac = match obj.get("ransac") {
+        None => None,
+        Some(Value::Object(r)) => {
+            if let Some(k) = r.keys().find(|k| !RANSAC_KEYS.contains(&k.as_str())) {
+                return Err(bad(format!("ransac.{k}: unknown option")));
+            }
+            ransac_from(&|k: &str| field(r, k))?
+        }
+        Some(_) => return Err(bad("ransac: expected an object")),
+    };
+    Ok(Parsed { image, camera, ransac })
+}
+
+async fn localize(
+    state: &Arc<State>,
+    name: &str,
+    query: &HashMap<String, String>,
+    request: Request,
+    start: Instant,
+) -> Answer {
+    if let Err(a) = authorized(state, request.headers()) {
+        return a;
+    }
+    let Some(map) = state.maps.iter().find(|m| m.name == name) else {
+        return Answer::error(StatusCode::NOT_FOUND, format!("no map named '{name}' (see GET /v1/maps)"));
+    };
+    let kind = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !["image/jpeg", "image/png", "application/json"].contains(&kind.as_str()) {
+        return Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type '{kind}': send image/jpeg, image/png or application/json"),
+        );
+    }
+    let limit = state.options.max_body;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    let deadline = start + state.options.deadline;
+    let body = match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(request.into_body(), limit)).await {
+        Err(_) => {
+            return Answer::error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive before the deadline")
+        }
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(limit),
+        Ok(Err(e)) => return bad(format!("the request body cannot be read: {e}")),
+        Ok(Ok(b)) => b,
+    };
+    let parsed = match kind.as_str() {
+        "application/json" => parse_json(&body),
+        _ => parse_raw(query, body.to_vec()),
+    };
+    let Parsed { image, camera, ransac } = match parsed {
+        Ok(p) => p,
+        Err(a) => return a,
+    };
+    let localizer = map.localizer.clone();
+    let queued_at = Instant::now();
+    let job = move || -> JobResult {
+        let t = Instant::now();
+        let rgb = glace::decode_image(&image, MAX_IMAGE_PIXELS)?;
+        let decode_s = t.elapsed().as_secs_f64();
+        let query = glace::Query { descriptor: None, coordinates: false, ransac: ransac.as_ref() };
+        let mut found = localizer.localize_with((&rgb).into(), &camera, &query)?;
+        found.times.decode_s += decode_s;
+        Ok(found)
+    };
+    let outcome = match state.pool.submit(deadline, job) {
+        Ok(rx) => rx,
+        Err(Rejected::Full) => {
+            let mut a = Answer::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "all workers are busy and the queue is full; retry later",
+            );
+            a.retry_after = Some(state.options.retry_after_s);
+            return a;
+        }
+        Err(Rejected::Closed) => return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down"),
+    };
+    let found = match tokio::time::timeout_at(deadline.into(), outcome).await {
+        Err(_) | Ok(Ok(Outcome::Expired)) => {
+            return Answer::error(StatusCode::GATEWAY_TIMEOUT, "the request's deadline passed before it was answered")
+        }
+        Ok(Err(_)) => return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the worker dropped the request"),
+        Ok(Ok(Outcome::Panicked(m))) => {
+            tracing::error!("a worker panicked: {m}");
+            return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {m}"));
+        }
+        Ok(Ok(Outcome::Done(r))) => r,
+    };
+    match found {
+        Ok(found) => Answer::ok(localization_json(map, &found, queued_at.duration_since(start), start.elapsed())),
+        Err(e) if e.is_input_error() => bad(glace::error_message(&e)),
+        Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, glace::error_message(&e)),
+    }
+}
+
+fn too_large(limit: usize) -> Answer {
+    Answer::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than the limit of {limit} bytes (--max-body)"),
+    )
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn localization_json(map: &ServedMap, found: &glace::Localization, parse: Duration, total: Duration) -> Value {
+    let ms = |s: f64| 1000.0 * s;
+    let t = &found.times;
+    let pose = found.cam_to_world.map(|p| {
+        let m = p.to_matrix();
+        (0..4).map(|r| (0..4).map(|c| m[(r, c)]).collect::<Vec<f64>>()).collect::<Vec<_>>()
+    });
+    let qt = found.world_to_cam.map(|p| p.quaternion_translation());
+    json!({
+        "map": { "name": map.name, "sha256": map.sha256 },
+        "success": found.success(),
+        "cam_to_world": pose,
+        "quaternion_wxyz": qt.map(|(q, _)| q),
+        "translation": qt.map(|(_, t)| t),
+        "inliers": found.inliers,
+        "failure": found.failure,
+        "times_ms": { "receive": ms(parse.as_secs_f64()), "decode": ms(t.decode_s), "encode": ms(t.encode_s),
+            "head": ms(t.head_s), "ransac": ms(t.ransac_s), "total": ms(total.as_secs_f64()) },
+    })
+}

@@ -1,0 +1,208 @@
+//! `glace serve` as a deployment runs it: the binary on loopback, one request per endpoint, a
+//! pose equal to `glace localize`'s, the token, the body limit, a truncated image, and a
+//! graceful shutdown with a request in flight.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use glace_serve::client::{blocking_request, Response};
+
+fn glace(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_glace")).args(args).output().expect("run glace")
+}
+
+/// Starts `glace serve`, returning the process and the address it printed.
+fn start(args: &[&str]) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glace"))
+        .arg("serve")
+        .args(args)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start glace serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("{line}"));
+    (child, addr.parse().unwrap())
+}
+
+fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    blocking_request(addr, method, path, headers, body, Duration::from_secs(60)).expect("an answer")
+}
+
+fn pose_file(path: &Path) -> Vec<(String, Vec<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c[0].to_string(), c[1..8].iter().map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn serve_answers_like_localize_and_refuses_what_it_must() {
+    if glace_formats::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED serve_answers_like_localize_and_refuses_what_it_must: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let scene = tmp.path().join("room");
+    let map = tmp.path().join("room.glace");
+    let args = ["synth", "room", &s(&scene), "--frames", "8", "--test-frames", "3", "--size", "160x120"];
+    assert!(glace(&[&args[..], &["--texture-size", "64"]].concat()).status.success());
+    let run = glace(&[
+        "map",
+        &s(&scene),
+        &s(&map),
+        "--buffer-size",
+        "8000",
+        "--samples-per-image",
+        "512",
+        "--iterations",
+        "60",
+        "--batch-size",
+        "512",
+        "--head-channels",
+        "64",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let poses = tmp.path().join("poses.txt");
+    assert!(glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses)]).status.success());
+    let expected = pose_file(&poses);
+
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let (mut child, addr) = start(&[
+        &s(&map),
+        "--token-file",
+        &s(&token),
+        "--max-body",
+        "200kB",
+        "--deadline-ms",
+        "20000",
+        "--workers",
+        "2",
+    ]);
+    let auth = ("Authorization", "Bearer s3cret");
+
+    // One request per endpoint; 401 without the token.
+    assert_eq!(call(addr, "GET", "/v1/health", &[], b"").status, 401);
+    assert_eq!(call(addr, "GET", "/v1/health", &[("Authorization", "Bearer wrong")], b"").status, 401);
+    let health = call(addr, "GET", "/v1/health", &[auth], b"");
+    assert_eq!((health.status, health.json().unwrap()["status"].as_str()), (200, Some("ok")));
+    let maps = call(addr, "GET", "/v1/maps", &[auth], b"").json().unwrap();
+    assert_eq!(maps["maps"][0]["name"], "room");
+    assert_eq!(maps["maps"][0]["description"]["local_encoder"]["kind"], "xfeat");
+
+    // The poses `glace localize` wrote, from raw bodies and from JSON with base64.
+    let k = "fx=131.25&fy=131.25&cx=80&cy=60";
+    for (name, want) in &expected {
+        let image = std::fs::read(scene.join("test/rgb").join(name)).unwrap();
+        let r =
+            call(addr, "POST", &format!("/v1/maps/room/localize?{k}"), &[auth, ("Content-Type", "image/png")], &image);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json().unwrap();
+        let nums = |key: &str| -> Vec<f64> {
+            v[key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect()).unwrap_or_default()
+        };
+        let got = [nums("quaternion_wxyz"), nums("translation")].concat();
+        if want.iter().all(|x| x.is_finite()) {
+            assert_eq!(&got, want, "{name}: served pose differs from glace localize's");
+            assert_eq!(v["cam_to_world"].as_array().unwrap().len(), 4);
+        } else {
+            assert_eq!(v["success"], false, "{name}");
+        }
+        assert_eq!(v["map"]["name"], "room");
+        use base64::Engine as _;
+        let body = serde_json::json!({
+            "image": base64::engine::general_purpose::STANDARD.encode(&image),
+            "K": [[131.25, 0, 80], [0, 131.25, 60], [0, 0, 1]],
+        });
+        let r = call(
+            addr,
+            "POST",
+            "/v1/maps/room/localize",
+            &[auth, ("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json().unwrap()["quaternion_wxyz"], v["quaternion_wxyz"]);
+    }
+
+    // 413 beyond --max-body, 400 for a truncated image, 415 for another type, 404 for another map.
+    let image = std::fs::read(scene.join("test/rgb").join(&expected[0].0)).unwrap();
+    let path = format!("/v1/maps/room/localize?{k}");
+    let big = vec![0u8; 300_000];
+    let r = call(addr, "POST", &path, &[auth, ("Content-Type", "image/png")], &big);
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    let r = call(addr, "POST", &path, &[auth, ("Content-Type", "image/png")], &image[..image.len() / 2]);
+    assert_eq!(r.status, 400);
+    assert!(r.json().unwrap()["error"].as_str().unwrap().starts_with("image: "), "{:?}", r.json());
+    assert_eq!(call(addr, "POST", &path, &[auth, ("Content-Type", "text/plain")], &image).status, 415);
+    assert_eq!(
+        call(
+            addr,
+            "POST",
+            "/v1/maps/other/localize?fx=1&fy=1&cx=0&cy=0",
+            &[auth, ("Content-Type", "image/png")],
+            &image
+        )
+        .status,
+        404
+    );
+    let r = call(
+        addr,
+        "POST",
+        "/v1/maps/room/localize?fx=nan&fy=1&cx=0&cy=0",
+        &[auth, ("Content-Type", "image/png")],
+        &image,
+    );
+    assert_eq!(r.status, 400);
+    let metrics = String::from_utf8(call(addr, "GET", "/metrics", &[auth], b"").body).unwrap();
+    assert!(
+        metrics.contains("glace_requests_total{status=\"200\"}") && metrics.contains("glace_queue_depth 0"),
+        "{metrics}"
+    );
+
+    // Graceful shutdown: a request in flight when SIGTERM arrives is answered; then the port closes.
+    let slow = format!("{path}&hypotheses=4000&time_budget_ms=0");
+    let in_flight = std::thread::spawn(move || {
+        blocking_request(addr, "POST", &slow, &[auth, ("Content-Type", "image/png")], &image, Duration::from_secs(120))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let answer = in_flight.join().unwrap().expect("the request in flight is answered");
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the port closed");
+}
+
+#[test]
+fn serve_refuses_bad_options_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.glace");
+    for (args, what) in [
+        (vec!["serve", missing.to_str().unwrap()], "missing.glace"),
+        (vec!["serve", "m.glace", "--workers", "0"], "--workers"),
+        (vec!["serve", "m.glace", "--max-body", "lots"], "--max-body"),
+        (vec!["serve", "m.glace", "--addr", "localhost"], "--addr"),
+        (vec!["serve", "m.glace", "--token-file", missing.to_str().unwrap()], "--token-file"),
+    ] {
+        let out = glace(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(what),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
