@@ -25,6 +25,8 @@
 //! y down, z forward) unless a name says world-to-camera; K is for the image as given; pixel k
 //! covers [k, k + 1).
 
+#![warn(missing_docs)]
+
 mod colmap;
 pub mod convert;
 mod encoders;

@@ -103,6 +103,68 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
     assert_eq!((c.rows, c.cols), (60, 80), "the 160×120 image is resized to 640×480 first");
     assert_eq!(c.coords_n3.len(), 60 * 80);
     assert!((c.pixels_n2[0][0] - 1.0).abs() < 1e-9 && (c.pixels_n2[0][1] - 1.0).abs() < 1e-9, "{:?}", c.pixels_n2[0]);
+
+    colmap_export_matches_the_run(&localizer, &test, tmp.path());
+}
+
+/// The COLMAP text model of a localization run: one camera, every localized image with its
+/// world-to-camera pose, and points that reproject within the threshold under their image's
+/// pose at the 2D position the image lists for them.
+fn colmap_export_matches_the_run(localizer: &Localizer, test: &[MappingFrame], dir: &std::path::Path) {
+    let frames: Vec<glace::Frame> = test
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let calibration = glace::Calibration::Matrix(f.camera.intrinsics);
+            glace::Frame::in_memory(f.name.clone(), i, f.image.clone(), f.cam_to_world, calibration)
+        })
+        .collect();
+    let scene = glace::Scene::in_memory("room", Vec::new(), frames, None);
+    let out = dir.join("colmap");
+    let mut seen = 0;
+    let s = glace::export_colmap(localizer, &scene, glace::SplitKind::Test, &out, 8.0, false, &mut |_, _| seen += 1)
+        .unwrap();
+    assert_eq!(seen, test.len());
+    eprintln!("COLMAP export: {s:?}");
+    assert!(s.images > 0 && s.points > 0, "{s:?}");
+    assert_eq!(s.cameras, 1);
+    assert_eq!(s.images + s.not_localized.len(), test.len());
+    let read = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(out.join(name))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    let cameras = read("cameras.txt");
+    assert_eq!(cameras, ["1 PINHOLE 160 120 131.25 131.25 80 60"]);
+    let images = read("images.txt");
+    assert_eq!(images.len(), 2 * s.images);
+    let points = read("points3D.txt");
+    assert_eq!(points.len(), s.points);
+    for p in &points {
+        let v: Vec<f64> = p.split(' ').map(|x| x.parse().unwrap()).collect();
+        let (image_id, idx) = (v[8] as usize, v[9] as usize);
+        assert!(v[7] < 8.0, "error {} over the threshold", v[7]);
+        let head: Vec<f64> = images[2 * (image_id - 1)].split(' ').take(8).map(|x| x.parse().unwrap()).collect();
+        let w2c = glace::WorldToCam::from_quaternion_translation(
+            [head[1], head[2], head[3], head[4]],
+            [head[5], head[6], head[7]],
+        )
+        .unwrap();
+        let obs: Vec<f64> =
+            images[2 * (image_id - 1) + 1].split(' ').skip(3 * idx).take(3).map(|x| x.parse().unwrap()).collect();
+        assert_eq!(obs[2] as usize, v[0] as usize, "the image lists the point it sees");
+        let cam = w2c.transform_point(&glace::nalgebra::Point3::new(v[1], v[2], v[3]));
+        let (u, w) = (131.25 * cam.x / cam.z + 80.0, 131.25 * cam.y / cam.z + 60.0);
+        assert!(((u - obs[0]).powi(2) + (w - obs[1]).powi(2)).sqrt() < 8.0 + 1e-3);
+    }
+    // Existing output is kept unless asked to replace it.
+    let again = glace::export_colmap(localizer, &scene, glace::SplitKind::Test, &out, 8.0, false, &mut |_, _| {});
+    assert!(matches!(again, Err(glace::Error::Usage { .. })));
+    glace::export_colmap(localizer, &scene, glace::SplitKind::Test, &out, 8.0, true, &mut |_, _| {}).unwrap();
+    assert_eq!(read("points3D.txt").len(), s.points, "replaced by the same model");
 }
 
 #[test]
