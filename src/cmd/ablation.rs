@@ -110,7 +110,7 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
         }
         let map = out.join(format!("{key}.glace"));
         let poses = out.join(format!("poses_{key}.txt"));
-        let mut cmd: Vec<String> = vec!["map".into(), s(scene_dir.clone()), s(map.clone())];
+        let mut cmd: Vec<String> = vec!["map".into(), s(scene_dir.clone()), s(map.clone()), "--force".into()];
         cmd.extend(flags.iter().map(|f| f.to_string()));
         cmd.extend([
             "--depth-max".into(),

@@ -212,6 +212,14 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             (Source::Transforms { input: input.clone(), test_every: *test_every, test_offset: *test_offset }, common)
         }
     };
+    let mut io = glace::outputs::Plan::new();
+    for (option, path) in source.inputs() {
+        io = io.input(option, &path);
+    }
+    if !common.dry_run {
+        io = io.output("<output>", &common.output, glace::outputs::Kind::Dir, common.force);
+    }
+    io.check().map_err(glace::Error::from)?;
     let plan = glace::convert::plan(&source)?;
     println!("{}", plan.summary());
     if common.dry_run {

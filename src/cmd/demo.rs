@@ -67,7 +67,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(n) = args.test_frames {
         synth.extend(["--test-frames".into(), n.to_string()]);
     }
-    let mut mapping = vec!["map".to_string(), s(scene.clone()), s(map.clone()), "--preset".into(), args.preset.clone()];
+    let mut mapping = vec![
+        "map".to_string(),
+        s(scene.clone()),
+        s(map.clone()),
+        "--force".into(),
+        "--preset".into(),
+        args.preset.clone(),
+    ];
     args.budget.append_to(&mut mapping);
     let localize = vec!["localize".to_string(), s(scene.clone()), s(map.clone()), "--out".into(), s(poses.clone())];
     let export = vec![
@@ -76,6 +83,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         s(scene.clone()),
         s(map.clone()),
         s(out.join("pointcloud.ply")),
+        "--force".into(),
     ];
     let mut eval =
         vec!["eval".to_string(), s(scene.clone()), s(poses.clone()), "--plot".into(), s(out.join("errors_cdf.png"))];

@@ -29,6 +29,25 @@ pub struct EvalArgs {
 
 /// Runs `glace eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let plots = (!args.no_plot).then(|| {
+        let p = args.plot.clone().unwrap_or_else(|| {
+            let stem =
+                args.poses.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "poses".into());
+            args.poses.with_file_name(format!("{stem}_cdf.png"))
+        });
+        let traj = p.with_file_name(
+            p.file_name().map(|n| n.to_string_lossy().replace("_cdf.png", "_trajectory.png")).unwrap_or_default(),
+        );
+        let traj = if traj == p { p.with_extension("trajectory.png") } else { traj };
+        (p, traj)
+    });
+    let mut plan = glace::outputs::Plan::new().input("<scene>", &args.scene).input("<poses>", &args.poses);
+    if let Some((p, t)) = &plots {
+        use glace::outputs::Kind;
+        // Plots are reports of this run: an existing one is replaced.
+        plan = plan.output("--plot", p, Kind::File, true).output("--plot (trajectory)", t, Kind::File, true);
+    }
+    plan.check().map_err(glace::Error::from)?;
     let options = SceneOptions { probe_images: false, ..Default::default() };
     let scene = Scene::open(&args.scene, &options)?;
     let test = scene.split(SplitKind::Test)?;
@@ -45,23 +64,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let errors = evaluate(&gt, &records, &args.poses)?;
     let summary = summarize(&errors);
 
-    let plot = if args.no_plot {
-        None
-    } else {
-        let p = args.plot.clone().unwrap_or_else(|| {
-            let stem =
-                args.poses.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "poses".into());
-            args.poses.with_file_name(format!("{stem}_cdf.png"))
-        });
+    let plot = if let Some((p, traj)) = plots {
         let rot: Vec<f64> = errors.iter().map(|e| e.rot_deg).collect();
         let trans: Vec<f64> = errors.iter().map(|e| e.trans_m * 100.0).collect();
         let title = format!("{} — {} frames", scene.root.display(), errors.len());
         error_cdf_png(&p, &title, &[Series { label: "glace", rot_deg: &rot, trans_cm: &trans }], 5.0, 20.0)?;
         // Top-down view of camera centres, ground truth against estimates.
-        let traj = p.with_file_name(
-            p.file_name().map(|n| n.to_string_lossy().replace("_cdf.png", "_trajectory.png")).unwrap_or_default(),
-        );
-        let traj = if traj == p { p.with_extension("trajectory.png") } else { traj };
         let estimates: std::collections::HashMap<&str, Option<[f64; 2]>> = records
             .iter()
             .map(|r| {
@@ -85,6 +93,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             gt.iter().map(|(n, _)| estimates.get(n.as_str()).copied().flatten()).collect();
         trajectory_png(&traj, &format!("{} — camera centres, top view", scene.root.display()), &gt_xy, &est_xy)?;
         Some((p, traj))
+    } else {
+        None
     };
 
     if args.json {

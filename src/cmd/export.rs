@@ -30,6 +30,9 @@ pub enum ExportWhat {
         /// Use the test split instead of the training split.
         #[arg(long)]
         test: bool,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         networks: super::localize::NetworkArgs,
     },
@@ -64,13 +67,18 @@ pub enum ExportWhat {
         map: PathBuf,
         /// Output .pt file.
         out: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// Runs `glace export`.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     match &args.what {
-        ExportWhat::Pointcloud { scene, map, out, max_error, test, networks } => {
+        ExportWhat::Pointcloud { scene, map, out, max_error, test, force, networks } => {
+            let plan = glace::outputs::Plan::new().input("<scene>", scene).input("<map>", map);
+            plan.output("<out>", out, glace::outputs::Kind::File, *force).check().map_err(glace::Error::from)?;
             let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
             let split = if *test { SplitKind::Test } else { SplitKind::Train };
             let frames = scene.split(split)?.frames.len();
@@ -82,6 +90,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ExportWhat::Colmap { scene, map, out, max_error, train, force, networks, ransac } => {
+            let plan = glace::outputs::Plan::new().input("<scene>", scene).input("<map>", map);
+            plan.output("<out>", out, glace::outputs::Kind::Dir, *force).check().map_err(glace::Error::from)?;
             let ransac = ransac.options()?;
             let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
             let split = if *train { SplitKind::Train } else { SplitKind::Test };
@@ -108,7 +118,9 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ExportWhat::OfficialPt { map, out } => {
+        ExportWhat::OfficialPt { map, out, force } => {
+            let plan = glace::outputs::Plan::new().input("<map>", map);
+            plan.output("<out>", out, glace::outputs::Kind::File, *force).check().map_err(glace::Error::from)?;
             use glace_nn::map::GlobalSource;
             let opened = glace::Map::open(map)?;
             let m = opened.glace_map();

@@ -34,17 +34,17 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
             "only r2former:<checkpoint> descriptors are written to features.npy (builtin ones live in the map)"
         ));
     };
-    let net = glace_formats::load_r2former(checkpoint)?;
     let scene = Scene::open(
         &args.scene,
         &SceneOptions { probe_images: false, read_features: false, skip_invalid_poses: true, ..Default::default() },
     )?;
+    // features.npy is written into the scene it describes; the checkpoint must not be one of them.
+    let mut plan = glace::outputs::Plan::new().input("--global", checkpoint);
     for split in scene.splits() {
-        let out = split.dir.join(FEATURES_FILE);
-        if out.exists() && !args.force {
-            bail!(glace_data::DataError::format(&out, None, "exists; pass --force to replace it"));
-        }
+        plan = plan.output("<scene>", &split.dir.join(FEATURES_FILE), glace::outputs::Kind::File, args.force);
     }
+    plan.check().map_err(glace::Error::from)?;
+    let net = glace_formats::load_r2former(checkpoint)?;
     for split in scene.splits() {
         // One row per rgb file in sorted order, skipped frames included, as the reference.
         let images = split.image_paths()?;

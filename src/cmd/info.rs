@@ -17,6 +17,10 @@ pub struct InfoArgs {
     /// Tolerance on max |RᵀR − I| of pose rotations (rotations are re-orthonormalised).
     #[arg(long, default_value_t = glace_geometry::pose::ORTHONORMAL_TOLERANCE)]
     pub rotation_tolerance: f64,
+    /// Decode every image in full (finds truncated or corrupt files); by default only their
+    /// headers are read.
+    #[arg(long)]
+    pub decode_images: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -79,11 +83,30 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         read_features: true,
     };
     let scene = Scene::open(&args.path, &options)?;
+    let mut decoded = 0;
+    if args.decode_images {
+        let total: usize = scene.splits().map(|s| s.frames.len()).sum();
+        let bar = super::progress_bar(total as u64, "decoding");
+        for f in scene.splits().flat_map(|s| &s.frames) {
+            f.load_rgb()?;
+            decoded += 1;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
     let summary = SceneSummary::of(&scene);
+    let images = if args.decode_images {
+        format!("all {decoded} decoded")
+    } else {
+        "headers read, not decoded (--decode-images decodes every image)".to_string()
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary).context("serialising the summary")?);
+        let mut v = serde_json::to_value(&summary).context("serialising the summary")?;
+        v["images_checked"] = serde_json::json!(if args.decode_images { "decoded" } else { "headers" });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{summary}");
+        println!("  images checked  {images}");
     }
     Ok(())
 }

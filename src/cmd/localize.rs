@@ -144,17 +144,29 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let ransac = args.ransac.options()?;
     let scene = Scene::open(&args.scene, &SceneOptions { probe_images: false, ..Default::default() })?;
     scene.split(SplitKind::Test)?;
-    let localizer = args.networks.open(&args.map, args.clean_global, ransac)?;
     let scene_name = scene.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scene".into());
     let out = args.out.clone().unwrap_or_else(|| args.map.with_file_name(format!("poses_{scene_name}.txt")));
     let report_path = args.report.clone().unwrap_or_else(|| out.with_extension("json"));
+    let mut plan = glace::outputs::Plan::new().input("<scene>", &args.scene).input("<map>", &args.map);
+    // The map's training log sits beside it under the derived name a report could take.
+    let map_log = args.map.with_extension("json");
+    if map_log.is_file() && map_log != args.map {
+        plan = plan.input("<map>'s log", &map_log);
+    }
+    use glace::outputs::Kind;
+    // The pose file and report are this run's results: an existing one is replaced.
+    plan.output("--out", &out, Kind::File, true)
+        .output("--report", &report_path, Kind::File, true)
+        .check()
+        .map_err(glace::Error::from)?;
+    let localizer = args.networks.open(&args.map, args.clean_global, ransac)?;
     let bar = super::progress_bar(scene.split(SplitKind::Test)?.frames.len() as u64, "localizing");
     let run = localize_scene(&localizer, &scene, SplitKind::Test, false, &mut |_, _, _, _| bar.inc(1))?;
     bar.finish_and_clear();
     glace::write_pose_file(&out, &run.pose_records())?;
     let mut report = run.report_json();
     report["pose_file"] = serde_json::json!(out.display().to_string());
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+    glace::outputs::write_file(&report_path, serde_json::to_string_pretty(&report)?.as_bytes())
         .with_context(|| format!("writing {}", report_path.display()))?;
     let (s, ms) = (&run.summary, run.stage_ms());
     if args.json {

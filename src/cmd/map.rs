@@ -134,6 +134,9 @@ pub struct MapArgs {
     /// Where to write the JSON log [default: <map_file>.json].
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Replace an existing map (and log).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Parses `--lr-max`: a positive, finite rate (NaN or a negative rate would train a useless map
@@ -212,6 +215,19 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     o.validate().map_err(|(option, message)| glace::Error::usage(option, message))?;
     let encoder: glace::LocalEncoderChoice =
         args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
+    let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
+    let mut plan = glace::outputs::Plan::new().input("<scene>", &args.scene);
+    if let glace::LocalEncoderChoice::Ace(p) = &encoder {
+        plan = plan.input("--encoder", p);
+    }
+    if let GlobalChoice::R2Former(p) = &o.global {
+        plan = plan.input("--global", p);
+    }
+    use glace::outputs::Kind;
+    plan.output("<map_file>", &args.map_file, Kind::File, args.force)
+        .output("--log", &log, Kind::File, args.force)
+        .check()
+        .map_err(glace::Error::from)?;
     let scene =
         Scene::open(&args.scene, &SceneOptions { skip_invalid_poses: args.skip_invalid_poses, ..Default::default() })?;
     let mut bars = Bars { bar: None };
@@ -220,7 +236,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         b.finish_and_clear();
     }
     let mapped = glace::Mapped { map, report };
-    let log = mapped.save(&args.map_file, args.log.as_deref())?;
+    let log = mapped.save(&args.map_file, Some(&log))?;
     let report = &mapped.report;
     println!(
         "mapped {} frames in {:.0} s (global {:.0} s, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",

@@ -99,6 +99,12 @@ pub fn config(args: &SynthArgs) -> SynthConfig {
 
 /// Runs `glace synth`.
 pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
+    use glace::outputs::{Kind, Plan};
+    let mut plan = Plan::new().output("<out_dir>", &args.out_dir, Kind::Dir, args.force);
+    if let Some(sheet) = &args.contact_sheet {
+        plan = plan.output("--contact-sheet", sheet, Kind::File, args.force);
+    }
+    plan.check().map_err(glace::Error::from)?;
     let cfg = config(args);
     let t0 = Instant::now();
     let scene = build(&cfg)?;
@@ -122,7 +128,9 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     );
     if let Some(sheet_path) = &args.contact_sheet {
         let img = contact_sheet(&thumbs, 6);
-        img.save(sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        glace::outputs::write_file(sheet_path, &png).with_context(|| format!("writing {}", sheet_path.display()))?;
         println!("contact sheet {}", sheet_path.display());
     }
     Ok(())

@@ -89,7 +89,8 @@ impl Calibration {
     }
 }
 
-/// Reads a calibration file: one focal length, or a 3×3 K (fx = K00, fy = K11, cx = K02, cy = K12).
+/// Reads a calibration file: one focal length, or a 3×3 K (fx = K00, fy = K11, cx = K02, cy = K12)
+/// without skew and with a last row of `0 0 1`.
 pub fn read_calibration(path: &Path) -> Result<Calibration, DataError> {
     let rows = read_numbers(path)?;
     let values: Vec<f64> = rows.into_iter().flatten().collect();
@@ -100,7 +101,14 @@ pub fn read_calibration(path: &Path) -> Result<Calibration, DataError> {
             Intrinsics::new(f, f, 0.0, 0.0).map_err(invalid)?;
             Ok(Calibration::Focal(f))
         }
-        9 => Intrinsics::new(values[0], values[4], values[2], values[5]).map(Calibration::Matrix).map_err(invalid),
+        9 => {
+            let k = [
+                [values[0], values[1], values[2]],
+                [values[3], values[4], values[5]],
+                [values[6], values[7], values[8]],
+            ];
+            Intrinsics::from_matrix(&k).map(Calibration::Matrix).map_err(invalid)
+        }
         count => Err(DataError::CalibrationShape { path: path.to_path_buf(), count }),
     }
 }

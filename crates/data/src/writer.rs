@@ -12,14 +12,11 @@ use crate::scene::SplitKind;
 use crate::text::Calibration;
 use crate::DataError;
 
-/// Writes `bytes` to `path` under a temporary sibling name first, then renames it into place, so
-/// that a failure never leaves a truncated file where a complete one is expected.
+/// Writes `bytes` to `path` under a temporary sibling name first, then swaps it into place
+/// ([`glace_outputs::write_file`]), so that a failure never leaves a truncated file where a
+/// complete one is expected.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+    glace_outputs::write_file(path, bytes)
 }
 
 /// Formats a 4×4 camera-to-world pose as four lines of four numbers (12 decimals, as the shared data).
@@ -61,10 +58,10 @@ impl SceneWriter {
         } else if target.exists() {
             return Err(DataError::TargetNotEmpty { path: target.to_path_buf() });
         }
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scene".into());
         let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-        let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        glace_outputs::remove_stale(target);
+        let tmp = glace_outputs::temp_sibling(target);
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
         }
@@ -118,13 +115,12 @@ impl SceneWriter {
                 fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
             }
         }
-        if self.target.exists() {
-            if !self.force {
-                return Err(DataError::TargetNotEmpty { path: self.target.clone() });
-            }
-            fs::remove_dir_all(&self.target).map_err(|e| DataError::io(&self.target, e))?;
+        let occupied = fs::read_dir(&self.target).map(|mut d| d.next().is_some()).unwrap_or(self.target.exists());
+        if occupied && !self.force {
+            return Err(DataError::TargetNotEmpty { path: self.target.clone() });
         }
-        fs::rename(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
+        // The old scene is renamed aside and removed only once the new one is in place.
+        glace_outputs::replace(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
         self.done = true;
         Ok(self.target.clone())
     }

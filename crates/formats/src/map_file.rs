@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 /// Format name in the metadata.
 pub const MAP_FORMAT: &str = "glace-map";
 /// Format version; bump on incompatible changes (2: the built-in global encoder gained a colour
-/// histogram; 3: XFeat features reach the head scaled by √64).
-pub const MAP_VERSION: u32 = 3;
+/// histogram; 3: XFeat features reach the head scaled by √64; 4: the checksum covers the
+/// description too). Version 3 maps are still read.
+pub const MAP_VERSION: u32 = 4;
 
 struct Owned {
     dtype: Dtype,
@@ -35,7 +36,9 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn checksum(tensors: &[(String, Owned)]) -> String {
+/// sha256 over the tensors (sorted by name) and, from version 4, the description: every
+/// metadata entry but the checksum itself, sorted by key.
+fn checksum(tensors: &[(String, Owned)], metadata: Option<&HashMap<String, String>>) -> String {
     let mut sorted: Vec<&(String, Owned)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut h = Sha256::new();
@@ -43,6 +46,16 @@ fn checksum(tensors: &[(String, Owned)]) -> String {
         h.update(name.as_bytes());
         h.update(format!("{:?}{:?}", t.dtype, t.shape).as_bytes());
         h.update(&t.bytes);
+    }
+    if let Some(md) = metadata {
+        let mut entries: Vec<(&String, &String)> = md.iter().filter(|(k, _)| *k != "checksum").collect();
+        entries.sort();
+        for (k, v) in entries {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -115,10 +128,11 @@ pub fn to_bytes(map: &GlaceMap) -> Result<Vec<u8>, WeightsError> {
         "info".to_string(),
         serde_json::to_string(&map.info).map_err(|e| WeightsError::format("<map>", e.to_string()))?,
     );
-    meta.insert("checksum".to_string(), checksum(&tensors));
     if let Some(g) = &map.global {
         meta.insert("global_colour_dim".to_string(), g.colour_dim.to_string());
     }
+    let sum = checksum(&tensors, Some(&meta));
+    meta.insert("checksum".to_string(), sum);
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, t)| (n.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).expect("consistent sizes")))
@@ -126,12 +140,68 @@ pub fn to_bytes(map: &GlaceMap) -> Result<Vec<u8>, WeightsError> {
     safetensors::serialize(views, Some(meta)).map_err(|e| WeightsError::format("<map>", e.to_string()))
 }
 
-/// Writes the map file atomically (temporary name, then rename).
+/// A map file's bytes with its checksum recomputed over whatever it holds now: what someone who
+/// edits a map on purpose produces. For tests and fuzzing of the checks behind the checksum.
+pub fn reseal(bytes: &[u8]) -> Option<Vec<u8>> {
+    let st = SafeTensors::deserialize(bytes).ok()?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
+    let mut md = meta.metadata().clone().unwrap_or_default();
+    let owned: Vec<(String, Owned)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, Owned { dtype: v.dtype(), shape: v.shape().to_vec(), bytes: v.data().to_vec() }))
+        .collect();
+    let version: u32 = md.get("version").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let sum = checksum(&owned, (version >= 4).then_some(&md));
+    md.insert("checksum".into(), sum);
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .filter_map(|(n, t)| Some((n.clone(), TensorView::new(t.dtype, t.shape.clone(), &t.bytes).ok()?)))
+        .collect();
+    safetensors::serialize(views, Some(md)).ok()
+}
+
+/// Range checks of the numbers in a map's description that localization relies on.
+fn check_description(info: &MapInfo) -> Result<(), String> {
+    let id = &info.local_encoder;
+    let expected_dim = match id.kind.as_str() {
+        "xfeat" => glace_nn::XFeat::DIM,
+        "ace" => glace_nn::AceEncoder::DIM,
+        other => return Err(format!("unknown local encoder '{other}'")),
+    };
+    if id.dim != expected_dim {
+        return Err(format!(
+            "the {} encoder gives {expected_dim}-d features, the description says {}",
+            id.kind, id.dim
+        ));
+    }
+    if id.weights_sha256.len() != 64 || !id.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("local encoder sha256 '{}' is not 64 hex digits", id.weights_sha256));
+    }
+    let options = &info.training["options"];
+    if let Some(h) = options.get("image_height") {
+        match h.as_u64() {
+            Some(h) if (16..=4096).contains(&h) => {}
+            _ => return Err(format!("training image height {h} (expected 16 to 4096)")),
+        }
+    }
+    if let Some(n) = options.get("noise_std") {
+        match n.as_f64() {
+            Some(n) if n.is_finite() && n >= 0.0 => {}
+            _ => return Err(format!("feature-diffusion σ {n} (expected a finite number ≥ 0)")),
+        }
+    }
+    let c = &info.head;
+    if c.clusters == 0 || c.channels == 0 || c.block_channels == 0 || c.c_in == 0 {
+        return Err(format!("head architecture {c:?} has an empty layer"));
+    }
+    Ok(())
+}
+
+/// Writes the map file atomically (temporary name, then swapped in: [`glace_outputs::write_file`]).
 pub fn write(map: &GlaceMap, path: &Path) -> Result<(), WeightsError> {
     let bytes = to_bytes(map)?;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| WeightsError::Io { path: tmp.clone(), source: e })?;
-    std::fs::rename(&tmp, path).map_err(|e| WeightsError::Io { path: path.to_path_buf(), source: e })
+    glace_outputs::write_file(path, &bytes).map_err(|e| WeightsError::Io { path: path.to_path_buf(), source: e })
 }
 
 /// Reads and verifies a map file.
@@ -148,11 +218,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
     let md = meta.metadata().clone().unwrap_or_default();
     if md.get("format").map(String::as_str) != Some(MAP_FORMAT) {
         return Err(bad(
-            "not a glace map (no 'glace-map' format tag); official GLACE .pt maps are read with --map-format pt".into(),
+            "not a glace map (no 'glace-map' format tag); official GLACE heads are read from .pt or .pth files".into(),
         ));
     }
     let version: u32 = md.get("version").and_then(|v| v.parse().ok()).unwrap_or(0);
-    if version != MAP_VERSION {
+    if version != MAP_VERSION && version != 3 {
         return Err(bad(format!(
             "map format version {version}, this glace reads version {MAP_VERSION}: map the scene again with this glace"
         )));
@@ -164,22 +234,28 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
     for (name, view) in st.tensors() {
         owned.push((name, Owned { dtype: view.dtype(), shape: view.shape().to_vec(), bytes: view.data().to_vec() }));
     }
-    let sum = checksum(&owned);
+    let sum = checksum(&owned, (version >= 4).then_some(&md));
     if md.get("checksum") != Some(&sum) {
-        return Err(bad("checksum mismatch: the map is corrupt".into()));
+        return Err(bad("checksum mismatch: the map (its tensors or its description) is corrupt".into()));
     }
-    let as_f32 = |t: &Owned| -> Vec<f32> {
-        match t.dtype {
+    check_description(&info).map_err(|m| bad(format!("map description: {m}")))?;
+    let as_f32 = |name: &str, t: &Owned| -> Result<Vec<f32>, WeightsError> {
+        let v: Vec<f32> = match t.dtype {
             Dtype::F16 => t.bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            _ => t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => t.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            other => return Err(bad(format!("tensor '{name}' is {other:?}; maps hold F16 and F32"))),
+        };
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(bad(format!("tensor '{name}' holds NaN or infinite values")));
         }
+        Ok(v)
     };
     let mut sd: Vec<(String, Tensor)> = Vec::new();
     let mut centres = None;
     let mut h_beta = None;
     let mut global: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, t) in &owned {
-        let data = as_f32(t);
+        let data = as_f32(name, t)?;
         if name == "heads.centres" {
             centres = Some(data);
         } else if name == "heads.h_beta" {
@@ -216,10 +292,37 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
                     "built-in global encoder has inconsistent shapes (codebook {cs:?}, projection {ps:?}, colour {colour_dim})"
                 )));
             }
+            if cs[1] != info.local_encoder.dim || cb.len() != cs[0] * cs[1] || proj.len() != ps[0] * ps[1] {
+                return Err(bad(format!(
+                    "built-in global encoder: codebook {cs:?} for {}-d local features, projection {ps:?} with {} values",
+                    info.local_encoder.dim,
+                    proj.len()
+                )));
+            }
             Some(VladPca { codebook: cb, words: cs[0], dim: cs[1], colour_dim, mean, projection: proj, out_dim: ps[0] })
         }
         _ => None,
     };
+    // The head takes [global | local]: its input width must be what the encoders give it.
+    let local = info.local_encoder.dim;
+    let global_dim = match (&info.global, &global) {
+        (GlobalSource::None, _) => Some(0),
+        (GlobalSource::Builtin, Some(g)) => Some(g.out_dim),
+        _ => None, // features.npy or R2Former: checked against each descriptor at localization
+    };
+    let fits = match global_dim {
+        Some(g) => head.config.c_in == g + local,
+        None => head.config.c_in > local,
+    };
+    if !fits {
+        return Err(bad(format!(
+            "the head takes {} inputs, but the {} local features ({local}) and the global descriptor ({}) give {}",
+            head.config.c_in,
+            info.local_encoder.kind,
+            global_dim.map_or("from outside".to_string(), |g| g.to_string()),
+            global_dim.map_or("more".to_string(), |g| (g + local).to_string()),
+        )));
+    }
     let global_scale = info.expected_global_scale();
     Ok(GlaceMap { info, head, global, global_scale })
 }

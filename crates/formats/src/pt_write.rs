@@ -88,7 +88,8 @@ pub fn save_fp16_state_dict(path: &Path, tensors: &[SaveTensor]) -> Result<(), W
     p.op(b'u');
     p.op(b'.');
 
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    glace_outputs::remove_stale(path);
+    let tmp = glace_outputs::temp_sibling(path);
     let io = |e: std::io::Error| WeightsError::Io { path: path.to_path_buf(), source: e };
     let zerr = |e: zip::result::ZipError| WeightsError::format(path, format!("writing the archive: {e}"));
     let file = std::fs::File::create(&tmp).map_err(io)?;
@@ -107,5 +108,5 @@ pub fn save_fp16_state_dict(path: &Path, tensors: &[SaveTensor]) -> Result<(), W
     record(&mut zip, "version", b"3\n")?;
     record(&mut zip, ".data/serialization_id", format!("{:020}", tensors.len()).as_bytes())?;
     zip.finish().map_err(zerr)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    glace_outputs::replace(&tmp, path).map_err(io)
 }

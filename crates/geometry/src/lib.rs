@@ -26,6 +26,9 @@ pub enum GeometryError {
     /// The rotation part is a reflection (determinant < 0).
     #[error("rotation has determinant {det:.4}, a reflection, not a rotation")]
     Reflection { det: f64 },
+    /// A camera position too far from the origin for the networks' f32 scene coordinates.
+    #[error("translation {norm:.3e} is beyond the {limit:.0e} a scene's coordinates may reach: re-centre the scene")]
+    FarTranslation { norm: f64, limit: f64 },
     /// Intrinsics that cannot describe a camera.
     #[error("invalid intrinsics: {0}")]
     BadIntrinsics(String),

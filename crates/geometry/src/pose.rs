@@ -6,6 +6,10 @@ use nalgebra::{Isometry3, Matrix3, Matrix4, Point3, Rotation3, Translation3, Uni
 
 use crate::GeometryError;
 
+/// Largest distance of a camera from the scene's origin: scene coordinates are f32 in the
+/// networks, whose precision at 10⁶ units is already a few centimetres.
+pub const MAX_TRANSLATION: f64 = 1e6;
+
 /// Default tolerance on max |RᵀR − I| for rotations read from files (7-Scenes poses are only
 /// orthonormal to ~1.5e-4).
 pub const ORTHONORMAL_TOLERANCE: f64 = 1e-3;
@@ -43,6 +47,9 @@ pub fn rigid_from_matrix(m: &Matrix4<f64>, tolerance: f64) -> Result<Isometry3<f
     }
     let rotation = nearest_rotation(&r);
     let t = Vector3::new(m[(0, 3)], m[(1, 3)], m[(2, 3)]);
+    if t.norm() > MAX_TRANSLATION {
+        return Err(GeometryError::FarTranslation { norm: t.norm(), limit: MAX_TRANSLATION });
+    }
     Ok(Isometry3::from_parts(Translation3::from(t), UnitQuaternion::from_rotation_matrix(&rotation)))
 }
 

@@ -158,9 +158,8 @@ pub fn write_model(out: &Path, images: &[ModelImage], force: bool) -> Result<(us
     if out.exists() && !force {
         return Err(Error::usage("--force", format!("{} exists: pass --force to replace it", out.display())));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "colmap".into());
-    let tmp = parent.join(format!(".{name}.glace-partial-{}", std::process::id()));
+    glace_outputs::remove_stale(out);
+    let tmp = glace_outputs::temp_sibling(out);
     let write =
         |p: &Path, text: &str| std::fs::write(p, text).map_err(|e| Error::Write { path: p.to_path_buf(), source: e });
     std::fs::create_dir(&tmp).map_err(|e| Error::Write { path: tmp.clone(), source: e })?;
@@ -168,7 +167,9 @@ pub fn write_model(out: &Path, images: &[ModelImage], force: bool) -> Result<(us
     let done = write(&tmp.join("cameras.txt"), &cams)
         .and_then(|_| write(&tmp.join("images.txt"), &imgs))
         .and_then(|_| write(&tmp.join("points3D.txt"), &pts))
-        .and_then(|_| crate::outputs::swap_in(&tmp, out));
+        .and_then(|_| {
+            glace_outputs::replace(&tmp, out).map_err(|e| Error::Write { path: out.to_path_buf(), source: e })
+        });
     if done.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }

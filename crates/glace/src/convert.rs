@@ -98,6 +98,39 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// What the conversion reads, by option: the input and any folder or list it names. A
+    /// COLMAP model's images folder is included when found next to the model.
+    pub fn inputs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut v = Vec::new();
+        match self {
+            Source::SevenScenes { input, poses, .. } => {
+                v.push(("<input>", input.clone()));
+                if let PoseVariant::Pgt(d) = poses {
+                    v.push(("--pgt-dir", d.clone()));
+                }
+            }
+            Source::TwelveScenes { input, pgt_dir, .. } => {
+                v.push(("<input>", input.clone()));
+                v.extend(pgt_dir.iter().map(|d| ("--pgt-dir", d.clone())));
+            }
+            Source::Cambridge { input, .. }
+            | Source::Aachen { input, .. }
+            | Source::Rooms { input }
+            | Source::Tum { input, .. }
+            | Source::Transforms { input, .. } => v.push(("<input>", input.clone())),
+            Source::Colmap { input, images, split } => {
+                v.push(("<input>", input.clone()));
+                v.extend(images.clone().or_else(|| find_images(input)).map(|d| ("--images", d)));
+                if let ColmapSplit::List(l) = split {
+                    v.push(("--test-list", l.clone()));
+                }
+            }
+        }
+        v
+    }
+}
+
 fn find_images(model: &Path) -> Option<PathBuf> {
     model.ancestors().skip(1).take(3).map(|a| a.join("images")).find(|p| p.is_dir())
 }

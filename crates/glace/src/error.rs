@@ -93,6 +93,12 @@ impl From<LocalizeError> for Error {
     }
 }
 
+impl From<glace_outputs::Refused> for Error {
+    fn from(e: glace_outputs::Refused) -> Self {
+        Error::Usage { option: e.option, message: e.message }
+    }
+}
+
 impl From<glace_mapping::pipeline::MapError> for Error {
     fn from(e: glace_mapping::pipeline::MapError) -> Self {
         use glace_mapping::pipeline::MapError;
@@ -101,6 +107,7 @@ impl From<glace_mapping::pipeline::MapError> for Error {
             MapError::Cancelled => Error::Cancelled,
             MapError::Option { option, message } => Error::usage(option, message),
             MapError::Invalid(m) => Error::Input(m),
+            e @ MapError::Diverged { .. } => Error::Input(e.to_string()),
         }
     }
 }

@@ -34,7 +34,6 @@ mod error;
 mod localizer;
 mod map;
 mod mapping;
-mod outputs;
 mod pointcloud;
 mod run;
 
@@ -52,6 +51,9 @@ pub use mapping::{
 };
 pub use pointcloud::{export_pointcloud, ColouredPoint};
 pub use run::{localize_scene, FrameOutcome, SceneRun, StageMs};
+
+/// How outputs are checked against inputs and written ([`outputs::Plan`], [`outputs::write_file`]).
+pub use glace_outputs as outputs;
 
 pub use glace_data::{Calibration, Frame, Scene, SceneOptions, SceneSummary, Split, SplitKind};
 pub use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, PoseError, WorldToCam};

@@ -43,9 +43,7 @@ impl Mapped {
         }
         self.map.save(map)?;
         let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::Internal(e.to_string()))?;
-        let tmp = log.with_extension(format!("json.partial-{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(|e| Error::Write { path: tmp.clone(), source: e })?;
-        crate::outputs::swap_in(&tmp, &log)?;
+        glace_outputs::write_file(&log, text.as_bytes()).map_err(|e| Error::Write { path: log.clone(), source: e })?;
         Ok(log)
     }
 }

@@ -52,8 +52,9 @@ pub fn frame_points(
 
 /// Writes a binary little-endian PLY (x y z float, red green blue uchar) atomically.
 pub fn write_ply(path: &Path, points: &[ColouredPoint]) -> std::io::Result<()> {
-    let tmp = path.with_extension("ply.partial");
-    {
+    glace_outputs::remove_stale(path);
+    let tmp = glace_outputs::temp_sibling(path);
+    let written = (|| -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         write!(
             f,
@@ -66,7 +67,11 @@ pub fn write_ply(path: &Path, points: &[ColouredPoint]) -> std::io::Result<()> {
             }
             f.write_all(&p.rgb)?;
         }
-        f.flush()?;
+        f.flush()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written?;
+    glace_outputs::replace(&tmp, path)
 }

@@ -269,6 +269,17 @@ pub enum MapError {
     /// The options cannot work with this scene.
     #[error("{0}")]
     Invalid(String),
+    /// The loss or the weights stopped being finite; no map is made.
+    #[error(
+        "training diverged at iteration {iteration} (loss {loss}); likely causes: a pose far outside the scene, \
+         encoder weights that give NaN, or an option such as --lr-max or --soft-clamp; no map was written"
+    )]
+    Diverged {
+        /// 0-based iteration where it was seen.
+        iteration: usize,
+        /// The loss there.
+        loss: f64,
+    },
     /// [`Progress::cancelled`] asked to stop.
     #[error("mapping cancelled")]
     Cancelled,
@@ -437,7 +448,12 @@ pub fn map_scene(
     progress.phase("training", opts.iterations);
     let t2 = Instant::now();
     let mut recent: Vec<f64> = Vec::new();
+    let mut diverged = None;
     let history = train(&mut head, &buffer, &globals, global_dim, &tcfg, &mut rng, &mut |s: &IterStats| {
+        if !s.loss.is_finite() {
+            diverged = Some((s.iteration, s.loss));
+            return false;
+        }
         recent.push(s.loss);
         if recent.len() > 100 {
             recent.remove(0);
@@ -448,6 +464,11 @@ pub fn map_scene(
     });
     if progress.cancelled() {
         return Err(MapError::Cancelled);
+    }
+    let weights_finite = head.layers_mut().iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite()));
+    if diverged.is_some() || !weights_finite {
+        let (iteration, loss) = diverged.unwrap_or((opts.iterations, f64::NAN));
+        return Err(MapError::Diverged { iteration, loss });
     }
     let train_s = t2.elapsed().as_secs_f64();
     let tail = &history[history.len().saturating_sub(100)..];

@@ -228,15 +228,21 @@ impl Head {
             missing: vec!["res3_conv1.weight".into()],
             unexpected: Vec::new(),
         })?;
-        let (channels, c_in) = (first.shape[0], *first.shape.get(1).unwrap_or(&0));
-        let block_channels = get("res3_conv2.weight").map(|t| t.shape[0]).unwrap_or(channels);
+        let (channels, c_in) = (*first.shape.first().unwrap_or(&0), *first.shape.get(1).unwrap_or(&0));
+        let block_channels = get("res3_conv2.weight").and_then(|t| t.shape.first().copied()).unwrap_or(channels);
+        if channels == 0 || c_in == 0 || block_channels == 0 {
+            return Err(WeightsError::format(
+                path,
+                format!("res3_conv1/2 have shapes without width ({channels}, {c_in}, {block_channels})"),
+            ));
+        }
         let blocks = tensors
             .iter()
             .filter(|(k, _)| {
                 k.ends_with("c0.weight") && k[..k.len() - 9].chars().all(|c| c.is_ascii_digit()) && k.len() > 9
             })
             .count();
-        let homogeneous = get("fc3.weight").map(|t| t.shape[0] == 4).unwrap_or(true);
+        let homogeneous = get("fc3.weight").map(|t| t.shape.first() == Some(&4)).unwrap_or(true);
         let clusters = get("centers").map(|t| t.shape.get(1).copied().unwrap_or(1)).unwrap_or(1);
         let config = HeadConfig { c_in, channels, block_channels, blocks, clusters, homogeneous };
         let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
@@ -281,7 +287,7 @@ impl Head {
             let t = get(k).expect("checked above");
             // 1×1 conv weights may also come as plain matrices.
             let ok = t.shape == *shape || (shape.len() == 4 && t.shape == shape[..2]);
-            if !ok {
+            if !ok || t.data.len() != shape.iter().product::<usize>() {
                 return Err(WeightsError::Shape {
                     path: path.to_path_buf(),
                     key: k.clone(),
@@ -296,7 +302,9 @@ impl Head {
             Linear { weight: w.data.clone(), bias: b.data.clone(), inputs: w.shape[1], outputs: w.shape[0] }
         };
         let centres: Vec<[f32; 3]> = match (clusters, get("centers"), get("mean")) {
-            (k, Some(c), _) if k > 1 => c.data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            (k, Some(c), _) if k > 1 && c.data.len() % 3 == 0 => {
+                c.data.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect()
+            }
             (_, _, Some(m)) if m.data.len() == 3 => vec![[m.data[0], m.data[1], m.data[2]]],
             _ => {
                 return Err(WeightsError::format(path, "the head has neither 'mean' (3 values) nor 'centers' (1×K×3)"))

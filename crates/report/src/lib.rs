@@ -183,12 +183,12 @@ where
         .map_err(|e| err(path, e))
 }
 
-/// Encodes an RGB buffer as PNG under a temporary name, then renames it into place.
+/// Encodes an RGB buffer as PNG under a temporary name, then swaps it into place.
 fn write_png(path: &Path, w: u32, h: u32, rgb: Vec<u8>) -> Result<(), PlotError> {
     let img = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| err(path, "buffer size"))?;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| err(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e))
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| err(path, e))?;
+    glace_outputs::write_file(path, &png).map_err(|e| err(path, e))
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ struct Bin<'a> {
 
 impl Bin<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DataError> {
-        let end = self.pos + N;
+        let end = self.pos.saturating_add(N);
         let bytes = self.data.get(self.pos..end).ok_or_else(|| {
             DataError::format(self.path, None, format!("truncated at byte {} (file has {})", self.pos, self.data.len()))
         })?;
@@ -232,11 +232,11 @@ pub fn read_images_bin(path: &Path) -> Result<Vec<ColmapImage>, DataError> {
         let camera_id = b.i32()? as u32;
         let name = b.cstr()?;
         let points = b.u64()?;
-        let skip = points.checked_mul(24).ok_or_else(|| DataError::format(path, None, "corrupt point count"))? as usize;
-        if b.pos + skip > b.data.len() {
+        let skip = points.checked_mul(24).and_then(|s| usize::try_from(s).ok());
+        if skip.is_none_or(|s| s > b.data.len() - b.pos) {
             return Err(DataError::format(path, None, format!("truncated in the 2D points of image '{name}'")));
         }
-        b.pos += skip;
+        b.pos += skip.expect("checked above");
         images.push(ColmapImage { q, t, camera_id, name });
     }
     Ok(images)

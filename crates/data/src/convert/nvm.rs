@@ -34,7 +34,8 @@ pub fn read_cameras(path: &Path) -> Result<Vec<NvmCamera>, DataError> {
     let count: usize = lines.get(i).and_then(|l| l.trim().parse().ok()).ok_or_else(|| {
         DataError::format(path, Some(i + 1), "expected the number of cameras after the NVM_V3 header")
     })?;
-    let mut cams = Vec::with_capacity(count);
+    // Each camera takes a line: a count beyond the file's lines is caught below, before memory is.
+    let mut cams = Vec::with_capacity(count.min(lines.len()));
     for k in 0..count {
         let ln = i + 1 + k;
         let line =
