@@ -27,22 +27,29 @@ enum Command {
     /// Validate a scene and print its summary (frames, image sizes, focal lengths, camera extent).
     Info(cmd::info::InfoArgs),
     /// Train a scene-specific GLACE head from a scene's training images (mapping).
+    #[command(allow_negative_numbers = true)]
     Map(cmd::map::MapArgs),
     /// Localize a scene's test images with a map (PnP-RANSAC) and write a pose file.
+    #[command(allow_negative_numbers = true)]
     Localize(cmd::localize::LocalizeArgs),
     /// Score a pose file against a scene's test ground truth (medians, thresholds, CDF plot).
+    #[command(allow_negative_numbers = true)]
     Eval(cmd::eval::EvalArgs),
     /// Convert a public dataset or a capture (COLMAP, TUM, transforms.json) to the scene layout.
+    #[command(allow_negative_numbers = true)]
     Convert(cmd::convert::ConvertArgs),
     /// Render a synthetic posed scene (desk, room, integrated rooms, outdoor) in the scene layout.
+    #[command(allow_negative_numbers = true)]
     Synth(cmd::synth::SynthArgs),
     /// Benchmarks printed side by side: RANSAC, training step, encoders, R2Former, rendering, the ablation.
     Bench(cmd::bench::BenchArgs),
     /// Compute global descriptors into the splits' features.npy (R2Former, as the reference's extract_features.py).
     Features(cmd::features::FeaturesArgs),
     /// Export: the implicit map as a point cloud (PLY), a localization run as a COLMAP model, or an official GLACE .pt head.
+    #[command(allow_negative_numbers = true)]
     Export(cmd::export::ExportArgs),
     /// Serve maps over HTTP: POST an image and its K, get the camera pose back as JSON.
+    #[command(allow_negative_numbers = true)]
     Serve(cmd::serve::ServeArgs),
 }
 

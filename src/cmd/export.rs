@@ -25,7 +25,7 @@ pub enum ExportWhat {
         /// Output .ply file.
         out: PathBuf,
         /// Reprojection threshold in pixels.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = super::positive_number)]
         max_error: f64,
         /// Use the test split instead of the training split.
         #[arg(long)]
@@ -47,7 +47,7 @@ pub enum ExportWhat {
         /// Output model folder (created; replaced only with --force).
         out: PathBuf,
         /// Reprojection threshold in pixels for the points.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = super::positive_number)]
         max_error: f64,
         /// Use the training split instead of the test split.
         #[arg(long)]

@@ -27,6 +27,9 @@ impl NetworkArgs {
     /// Opens the map and builds its localizer.
     pub fn open(&self, map_path: &Path, clean_global: bool, ransac: RansacOptions) -> anyhow::Result<Localizer> {
         use glace::GlobalSource;
+        if let Some(h) = self.image_height.filter(|h| !(16..=4096).contains(h)) {
+            return Err(glace::Error::usage("--image-height", format!("{h}: expected 16 to 4096 pixels")).into());
+        }
         let map = Map::open(map_path)?;
         let ace_encoder = match self.encoder.parse::<glace::LocalEncoderChoice>() {
             Ok(glace::LocalEncoderChoice::XFeat) => None,

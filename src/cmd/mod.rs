@@ -13,6 +13,15 @@ pub mod map;
 pub mod serve;
 pub mod synth;
 
+/// Parses a positive, finite number (NaN, infinities, zero and negatives mean nothing for a
+/// threshold or a size), refused at argument parsing with the option's name.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}': expected a positive number")),
+    }
+}
+
 /// Exit code for an error: 2 when the user's input is at fault, 1 for anything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let bad_input = err.chain().any(|e| {

@@ -277,9 +277,19 @@ fn list_files(dir: &Path) -> Result<Vec<String>, DataError> {
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = std::fs::metadata(entry.path()).map(|m| m.is_file()).unwrap_or(false);
-        if !name.starts_with('.') && is_file {
-            names.push(name);
+        if name.starts_with('.') {
+            continue;
+        }
+        match std::fs::metadata(entry.path()) {
+            Ok(m) if m.is_file() => names.push(name),
+            Ok(_) => {}
+            // A link to nothing is a file the user meant to be there: say so, not "missing".
+            Err(e) => {
+                return Err(DataError::io(
+                    entry.path(),
+                    std::io::Error::new(e.kind(), format!("{e} (a broken symbolic link?)")),
+                ))
+            }
         }
     }
     names.sort();

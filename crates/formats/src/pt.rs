@@ -105,9 +105,12 @@ fn decode(dtype: &str, bytes: &[u8]) -> Vec<f32> {
 /// Deepest nesting of values a pickle may build (state dicts nest a few levels; a file that
 /// nests thousands deep would exhaust the stack when its values are dropped).
 const MAX_DEPTH: u16 = 200;
-/// Values (counting each tensor element) a pickle may copy through its memo or `DUP`: copies
-/// can double a value with each opcode, so they are budgeted.
-const COPY_BUDGET: usize = 1 << 28;
+/// What a pickle may copy through its memo or `DUP`, in units of 4 bytes (a tensor element is 1,
+/// any other value [`NODE_WEIGHT`]): copies can double a value with each opcode, so they are
+/// budgeted, to about 512 MB.
+const COPY_BUDGET: usize = 1 << 27;
+/// The weight of a value other than a tensor element: about the memory it takes.
+const NODE_WEIGHT: usize = 16;
 /// Largest storage read from an archive, in bytes (a compressed entry may claim more).
 const MAX_STORAGE_BYTES: u64 = 16 << 30;
 
@@ -127,7 +130,7 @@ fn weight(v: &Value, limit: usize) -> usize {
     let mut total = 0usize;
     let mut todo = vec![v];
     while let Some(v) = todo.pop() {
-        total += 1;
+        total += NODE_WEIGHT;
         match v {
             Value::List(x) | Value::Tuple(x) => todo.extend(x.iter()),
             Value::Dict(x) => x.iter().for_each(|(k, v)| todo.extend([k, v])),
@@ -277,6 +280,16 @@ impl Machine<'_> {
                 "tensor of shape {shape:?} (strides {strides:?}, offset {offset}) reads past the {} values of storage {key}",
                 storage.len()
             )));
+        }
+        // Zero strides repeat storage values: materialising more than is stored is paid for.
+        if n > storage.len() {
+            if n > self.copy_budget {
+                return Err(self.err(format!(
+                    "tensor of shape {shape:?} repeats its {} stored values beyond any checkpoint",
+                    storage.len()
+                )));
+            }
+            self.copy_budget -= n;
         }
         let mut data = Vec::with_capacity(n);
         let mut idx = vec![0usize; shape.len()];

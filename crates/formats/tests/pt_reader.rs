@@ -61,3 +61,40 @@ fn truncated_and_foreign_files_fail_clearly() {
     let err = load_state_dict(&p, Some("model_state_dict"), "").unwrap_err();
     assert!(err.to_string().contains("model_state_dict"));
 }
+
+/// Pickles that would have made the reader allocate without bound, read past its data, or nest
+/// deeper than the stack allows: each is refused with an error.
+#[test]
+fn hostile_pickles_are_refused() {
+    let path = std::path::Path::new("hostile.pkl");
+    let mut zeros = |_: &str, _: &'static str| Ok(std::rc::Rc::new(vec![0f32; 64]));
+    let refused =
+        |pkl: &[u8], zeros: &mut dyn FnMut(&str, &'static str) -> Result<std::rc::Rc<Vec<f32>>, WeightsError>| {
+            glace_formats::pt::unpickle(pkl, path, zeros).expect_err("refused").to_string()
+        };
+    // BINBYTES8 of 2^64 − 1 bytes.
+    let mut p = vec![0x80, 2, 0x8e];
+    p.extend(u64::MAX.to_le_bytes());
+    assert!(refused(&p, &mut zeros).contains("bytes asked for"));
+    // A tensor of 10^11 elements over a 64-value storage.
+    let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n".to_vec();
+    p.extend(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x40tQK\x00\x8a\x05\x00\xe8\x76\x48\x17\x85K\x01\x85\x89tR.");
+    let e = refused(&p, &mut zeros);
+    assert!(e.contains("reads past"), "{e}");
+    // Found by the fuzzer: 2^33 elements that all read value 0 (stride 0) of the storage.
+    let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n".to_vec();
+    p.extend(b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x40tQK\x00\x8a\x05\x00\x00\x00\x00\x02\x85K\x00\x85\x89tR.");
+    assert!(refused(&p, &mut zeros).contains("repeats"));
+    // Ten thousand nested tuples.
+    let mut p = vec![0x80, 2, b'N'];
+    p.extend(std::iter::repeat_n(0x85u8, 10_000));
+    p.push(b'.');
+    assert!(refused(&p, &mut zeros).contains("nested"));
+    // A value that doubles itself through DUP and TUPLE2, 80 times (2^80 nodes).
+    let mut p = vec![0x80, 2, b']', b'K', 1, b'a'];
+    for _ in 0..80 {
+        p.extend([b'2', 0x86]);
+    }
+    p.push(b'.');
+    assert!(refused(&p, &mut zeros).contains("copies"));
+}

@@ -94,15 +94,19 @@ pub fn load_maps(paths: &[PathBuf], options: &LocalizerOptions) -> glace::Result
     if paths.is_empty() {
         return Err(glace::Error::usage("<map>", "name at least one map file"));
     }
-    let mut maps: Vec<ServedMap> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for path in paths {
         let name = map_name(path)?;
-        if maps.iter().any(|m| m.name == name) {
+        if names.contains(&name) {
             return Err(glace::Error::usage(
                 "<map>",
                 format!("{}: another map is already named '{name}' (maps are named by file stem)", path.display()),
             ));
         }
+        names.push(name);
+    }
+    let mut maps: Vec<ServedMap> = Vec::new();
+    for (path, name) in paths.iter().zip(names) {
         let map = Map::open(path)?;
         let localizer = Localizer::new(&map, options.clone())?;
         if localizer.needs_descriptor() {

@@ -114,6 +114,9 @@ impl SynthConfig {
         if !(self.focal.is_finite() && self.focal > 0.0) {
             return bad(format!("focal length {} must be positive", self.focal));
         }
+        if !(self.noise_sigma.is_finite() && self.noise_sigma >= 0.0) {
+            return bad(format!("--noise {}: the sensor noise must be a finite σ ≥ 0", self.noise_sigma));
+        }
         if self.frames == 0 {
             return bad("at least one training frame is needed".into());
         }
