@@ -187,8 +187,13 @@ fn convert_7scenes_dry_run_then_write() {
     assert_eq!(frames(&info_json(&out)), [("train".into(), 6), ("test".into(), 6)]);
     let again = glace(&["convert", "7scenes", raw.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(again.status.code(), Some(2));
-    let missing =
-        glace(&["convert", "cambridge", tmp.path().to_str().unwrap(), tmp.path().join("x").to_str().unwrap()]);
+    std::fs::create_dir(tmp.path().join("raw")).unwrap();
+    let missing = glace(&[
+        "convert",
+        "cambridge",
+        tmp.path().join("raw").to_str().unwrap(),
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("reconstruction.nvm"));
 }

@@ -97,6 +97,7 @@ def map_scene(
     skip_invalid_poses: bool = False,
     progress: Union[bool, Callable[[str, Any, Any], None]] = True,
     log: Optional[PathLike] = None,
+    force: bool = False,
     **options: Any,
 ) -> dict:
     """Trains a map for the scene's training split and writes it to ``map_path`` (and its JSON
@@ -107,7 +108,8 @@ def map_scene(
     (``iterations=5000``, ``buffer_size=...``, ``head_channels=...``; see ``glace map --help``).
     ``global_source`` is ``builtin``, ``features``, ``none`` or ``r2former:<checkpoint>``.
     ``progress`` shows a bar on stderr (True), nothing (False), or calls ``progress(event, a, b)``.
-    Ctrl-C stops mapping with ``KeyboardInterrupt``.
+    Ctrl-C stops mapping with ``KeyboardInterrupt``. An existing map or log is replaced only
+    with ``force=True``; outputs that would overwrite an input are refused.
     """
     bar: Optional[_Bar] = None
     if progress is True:
@@ -128,6 +130,7 @@ def map_scene(
             skip_invalid_poses,
             callback,
             None if log is None else os.fspath(log),
+            force,
         )
     finally:
         if bar is not None:

@@ -108,5 +108,6 @@ def map_scene(
     skip_invalid_poses: bool,
     progress: Optional[Callable[[str, Any, Any], None]],
     log: Optional[str],
+    force: bool,
 ) -> dict: ...
 def convert(format: str, input: str, output: str, options: str, force: bool, copy: bool, dry_run: bool) -> str: ...

@@ -421,7 +421,7 @@ impl glace::Progress for PyProgress {
 /// unless `log` names another file). `options` is a JSON object of mapping options over the
 /// preset. Returns the log as a dict.
 #[pyfunction]
-#[pyo3(signature = (scene_dir, map_path, preset, encoder, global_source, options, skip_invalid_poses, progress, log))]
+#[pyo3(signature = (scene_dir, map_path, preset, encoder, global_source, options, skip_invalid_poses, progress, log, force))]
 #[allow(clippy::too_many_arguments)]
 fn map_scene<'py>(
     py: Python<'py>,
@@ -434,6 +434,7 @@ fn map_scene<'py>(
     skip_invalid_poses: bool,
     progress: Option<Py<PyAny>>,
     log: Option<PathBuf>,
+    force: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let changes: serde_json::Value =
         serde_json::from_str(options).map_err(|e| input_error(py, "options", e.to_string()))?;
@@ -442,11 +443,19 @@ fn map_scene<'py>(
         o.global = g.parse().map_err(|e: String| input_error(py, "global_source", e))?;
     }
     let encoder: glace::LocalEncoderChoice = encoder.parse().map_err(|e: String| input_error(py, "encoder", e))?;
+    use glace::outputs::{Kind, Plan};
+    let log = log.unwrap_or_else(|| map_path.with_extension("json"));
+    Plan::new()
+        .input("scene_dir", &scene_dir)
+        .output("map_path", &map_path, Kind::File, force)
+        .output("log", &log, Kind::File, force)
+        .check()
+        .map_err(|e| raise(py, e.into()))?;
     let mut observer = PyProgress { callback: progress, last: Instant::now(), stop: false, error: None };
     let result = py.detach(|| -> glace::Result<serde_json::Value> {
         let scene = glace::Scene::open(&scene_dir, &glace::SceneOptions { skip_invalid_poses, ..Default::default() })?;
         let mapped = glace::map_scene(&scene, &o, &encoder, &mut observer)?;
-        mapped.save(&map_path, log.as_deref())?;
+        mapped.save(&map_path, Some(&log))?;
         serde_json::to_value(&mapped.report).map_err(|e| glace::Error::Internal(e.to_string()))
     });
     if let Some(e) = observer.error.take() {
@@ -538,6 +547,14 @@ fn convert(
         }
         other => return Err(input_error(py, "format", format!("unknown format '{other}'"))),
     };
+    let mut io = glace::outputs::Plan::new();
+    for (option, path) in source.inputs() {
+        io = io.input(option, &path);
+    }
+    if !dry_run {
+        io = io.output("output", &output, glace::outputs::Kind::Dir, force);
+    }
+    io.check().map_err(|e| raise(py, e.into()))?;
     py.detach(|| -> glace::Result<String> {
         let plan = glace::convert::plan(&source)?;
         let summary = plan.summary();

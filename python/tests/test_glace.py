@@ -147,12 +147,21 @@ def test_errors_carry_the_command_line_message(tmp_path):
     with pytest.raises(glace.InputError) as e:
         glace.Map.open(missing)
     assert run.stderr.strip() == f"error: {e.value}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
     with pytest.raises(glace.InputError, match="iterations: 0: must be at least 1"):
-        glace.map_scene(tmp_path, tmp_path / "m.glace", iterations=0, progress=False)
+        glace.map_scene(empty, tmp_path / "m.glace", iterations=0, progress=False)
     with pytest.raises(glace.InputError, match="unknown mapping option"):
-        glace.map_scene(tmp_path, tmp_path / "m.glace", no_such_option=1, progress=False)
+        glace.map_scene(empty, tmp_path / "m.glace", no_such_option=1, progress=False)
     with pytest.raises(glace.InputError, match="not a scene"):
+        glace.map_scene(empty, tmp_path / "m.glace", progress=False)
+    with pytest.raises(glace.InputError, match="inside the input folder"):
         glace.map_scene(tmp_path, tmp_path / "m.glace", progress=False)
+    existing = tmp_path / "exists.glace"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(glace.InputError, match="--force|force"):
+        glace.map_scene(TUM, existing, progress=False)
+    assert existing.read_bytes() == b"keep me"
     assert not (tmp_path / "m.glace").exists()
 
 
@@ -167,4 +176,4 @@ def test_convert_dry_run_and_write(tmp_path):
     with pytest.raises(glace.InputError, match="--force"):
         glace.convert_7scenes(raw, tmp_path / "stairs")
     with pytest.raises(glace.InputError, match="test-every"):
-        glace.convert_colmap(tmp_path, tmp_path / "x", images=tmp_path, test_every=0)
+        glace.convert_colmap(tmp_path / "stairs", tmp_path.parent / "x", images=tmp_path, test_every=0)
