@@ -102,6 +102,9 @@ fn decode(dtype: &str, bytes: &[u8]) -> Vec<f32> {
     }
 }
 
+/// The storages of a checkpoint: `(key, dtype)` → values, shared by the tensors that view them.
+pub type Storages<'a> = dyn FnMut(&str, &'static str) -> Result<std::rc::Rc<Vec<f32>>, WeightsError> + 'a;
+
 /// Deepest nesting of values a pickle may build (state dicts nest a few levels; a file that
 /// nests thousands deep would exhaust the stack when its values are dropped).
 const MAX_DEPTH: u16 = 200;
@@ -122,7 +125,7 @@ struct Machine<'a> {
     stack: Vec<(Value, u16)>,
     memo: HashMap<u32, (Value, u16)>,
     copy_budget: usize,
-    storages: &'a mut dyn FnMut(&str, &'static str) -> Result<std::rc::Rc<Vec<f32>>, WeightsError>,
+    storages: &'a mut Storages<'a>,
 }
 
 /// Nodes and tensor elements in a value, stopping once `limit` is passed.
@@ -585,7 +588,7 @@ fn load_from<R: Read + std::io::Seek>(reader: R, path: &Path) -> Result<Value, W
 pub fn unpickle(
     pkl: &[u8],
     path: &Path,
-    storages: &mut dyn FnMut(&str, &'static str) -> Result<std::rc::Rc<Vec<f32>>, WeightsError>,
+    storages: &mut Storages<'_>,
 ) -> Result<Value, WeightsError> {
     Machine { path, data: pkl, pos: 0, stack: Vec::new(), memo: HashMap::new(), copy_budget: COPY_BUDGET, storages }
         .run()

@@ -146,8 +146,9 @@ fn targets(dir: &Path) -> Vec<Target> {
                 let d = d.to_path_buf();
                 Box::new(move |b: &[u8]| {
                     let p = write_in(&d, "model.txt", b);
+                    // Every camera read is also turned into intrinsics, as the converter does.
                     let c = glace_data::convert::colmap::read_cameras_txt(&p).map(|cams| {
-                        cams.values().all(|c| glace_data::convert::colmap::camera_model(c).is_ok() || true)
+                        cams.values().filter(|c| glace_data::convert::colmap::camera_model(c).is_ok()).count()
                     });
                     glace_data::convert::colmap::read_images_txt(&p).is_ok() || c.is_ok()
                 })

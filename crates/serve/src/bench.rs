@@ -89,6 +89,12 @@ pub struct FaultResult {
     pub ok: bool,
 }
 
+impl FaultResult {
+    fn new(class: &'static str, expected: u16) -> Self {
+        FaultResult { class, expected, got: BTreeMap::new(), message: String::new(), ok: true }
+    }
+}
+
 /// What the test measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
@@ -360,24 +366,14 @@ async fn faults(addr: SocketAddr, map: &str, frame: &QueryFrame, options: &Serve
     ];
     for (class, expected, p, headers, body) in simple {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut f = FaultResult { class, expected, got: BTreeMap::new(), message: String::new(), ok: true };
+        let mut f = FaultResult::new(class, expected);
         for _ in 0..3 {
-            let (status, message) = match client::request(addr, "POST", &p, &h, &body).await {
-                Ok(r) => (
-                    r.status.to_string(),
-                    r.json().map(|v| v["error"].as_str().unwrap_or("").to_string()).unwrap_or_default(),
-                ),
-                Err(e) => (format!("no answer ({e})"), String::new()),
-            };
-            f.ok &= status == expected.to_string() && !message.is_empty();
-            *f.got.entry(status).or_default() += 1;
-            f.message = message;
+            record(&mut f, client::request(addr, "POST", &p, &h, &body).await);
         }
         results.push(f);
     }
     // A body larger than the limit, announced by Content-Length: refused before it is read.
-    let mut f =
-        FaultResult { class: "oversized body", expected: 413, got: BTreeMap::new(), message: String::new(), ok: true };
+    let mut f = FaultResult::new("oversized body", 413);
     for _ in 0..3 {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: glace\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {}\r\n{}\r\n",
@@ -389,13 +385,7 @@ async fn faults(addr: SocketAddr, map: &str, frame: &QueryFrame, options: &Serve
     }
     results.push(f);
     // A body that stalls past the deadline.
-    let mut f = FaultResult {
-        class: "slow body past the deadline",
-        expected: 408,
-        got: BTreeMap::new(),
-        message: String::new(),
-        ok: true,
-    };
+    let mut f = FaultResult::new("slow body past the deadline", 408);
     let mut bytes = request_bytes(
         "POST",
         &path,
@@ -413,13 +403,7 @@ async fn faults(addr: SocketAddr, map: &str, frame: &QueryFrame, options: &Serve
     record(&mut f, r);
     results.push(f);
     // Clients that hang up mid-request: no answer is expected; the service must carry on.
-    let mut f = FaultResult {
-        class: "client hangs up mid-request",
-        expected: 0,
-        got: BTreeMap::new(),
-        message: String::new(),
-        ok: true,
-    };
+    let mut f = FaultResult::new("client hangs up mid-request", 0);
     for _ in 0..5 {
         if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
             let _ = s.write_all(&bytes[..bytes.len() / 2]).await;
