@@ -193,7 +193,7 @@ fn cases() -> Vec<Case> {
     }
     // Localization and RANSAC options.
     for (opt, vals) in [
-        ("--hypotheses", &["0"][..]),
+        ("--hypotheses", &["0", "1000000000"][..]),
         ("--max-tries", &["0"]),
         ("--threshold", &["NaN", "0", "-1", "inf"]),
         ("--inlier-alpha", &["NaN", "0"]),

@@ -71,6 +71,13 @@ impl RansacConfig {
         if self.hypotheses == 0 {
             return Err(("hypotheses", "0: at least one hypothesis is needed".into()));
         }
+        // Hypotheses are held at once; beyond this they only take memory (Aachen's is 3200).
+        if self.hypotheses > 100_000 {
+            return Err(("hypotheses", format!("{}: at most 100000", self.hypotheses)));
+        }
+        if self.refinement_rounds > 10_000 {
+            return Err(("refinement_rounds", format!("{}: at most 10000", self.refinement_rounds)));
+        }
         if self.max_tries == 0 {
             return Err(("max_tries", "0: at least one draw per hypothesis is needed".into()));
         }
