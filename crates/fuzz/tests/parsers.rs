@@ -1,6 +1,6 @@
 //! Every parser of user files under the mutation fuzzer: a fixed number of inputs in `cargo
 //! test`; `GLACE_FUZZ_SECONDS=600 cargo test --release -p glace-fuzz -- --ignored` runs each
-//! target that long (two at a time).
+//! target that long (two at a time; `GLACE_FUZZ_TARGETS=npy,images` picks targets).
 
 use std::path::Path;
 use std::time::Duration;
@@ -272,9 +272,14 @@ fn targets(dir: &Path) -> Vec<Target> {
     ]
 }
 
-fn fuzz_all(iterations: u64, time: Duration, parallel: usize) {
+fn fuzz_all(iterations: u64, time: Duration, parallel: usize, only: Option<&str>) {
     let seed_dir = tempfile::tempdir().unwrap();
-    let all = targets(seed_dir.path());
+    let mut all = targets(seed_dir.path());
+    if let Some(only) = only {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        all.retain(|t| wanted.contains(&t.name));
+        assert!(!all.is_empty(), "GLACE_FUZZ_TARGETS={only} names no target");
+    }
     let chunks: Vec<Vec<&Target>> = {
         let mut c: Vec<Vec<&Target>> = (0..parallel).map(|_| Vec::new()).collect();
         for (i, t) in all.iter().enumerate() {
@@ -316,12 +321,13 @@ fn fuzz_all(iterations: u64, time: Duration, parallel: usize) {
 fn parsers_survive_mutated_inputs() {
     // Panics inside the parsers are caught and reported by the harness; keep the log quiet.
     std::panic::set_hook(Box::new(|_| {}));
-    fuzz_all(20_000, Duration::from_secs(120), 2);
+    fuzz_all(20_000, Duration::from_secs(120), 2, None);
 }
 
 #[test]
-#[ignore = "long: GLACE_FUZZ_SECONDS per target (default 600)"]
+#[ignore = "long: GLACE_FUZZ_SECONDS per target (default 600), GLACE_FUZZ_TARGETS=a,b to pick targets"]
 fn parsers_survive_mutated_inputs_long() {
     let secs: u64 = std::env::var("GLACE_FUZZ_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
-    fuzz_all(u64::MAX, Duration::from_secs(secs), 2);
+    let only = std::env::var("GLACE_FUZZ_TARGETS").ok();
+    fuzz_all(u64::MAX, Duration::from_secs(secs), 2, only.as_deref());
 }
