@@ -41,7 +41,7 @@ enum Command {
     /// Render a synthetic posed scene (desk, room, integrated rooms, outdoor) in the scene layout.
     #[command(allow_negative_numbers = true)]
     Synth(cmd::synth::SynthArgs),
-    /// Benchmarks printed side by side: RANSAC, training step, encoders, R2Former, rendering, the ablation.
+    /// Benchmarks printed side by side: real captures, RANSAC, training step, encoders, R2Former, rendering, the ablation, the service.
     Bench(cmd::bench::BenchArgs),
     /// Compute global descriptors into the splits' features.npy (R2Former, as the reference's extract_features.py).
     Features(cmd::features::FeaturesArgs),

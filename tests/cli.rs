@@ -307,6 +307,13 @@ fn real_tum_desk_maps_and_localizes() {
     let run =
         glace(&["map", &s(&scene), &s(&map), "--buffer-size", "50000", "--iterations", "800", "--batch-size", "1024"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // A stated budget is the budget used, not the scene-sized one.
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(map.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(
+        (log["budget"]["iterations"].as_u64(), log["budget"]["buffer_size"].as_u64()),
+        (Some(800), Some(50_000))
+    );
+    assert_eq!(log["options"]["scene_budget"], serde_json::json!(false));
     let poses = tmp.path().join("poses.txt");
     let run = glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses), "--json"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

@@ -106,6 +106,8 @@ def map_scene(
     ``preset`` is ``cpu`` (default) or one of the reference's (``7scenes``, ``12scenes``,
     ``cambridge``, ``rooms``, ``aachen``); ``options`` override its fields by name
     (``iterations=5000``, ``buffer_size=...``, ``head_channels=...``; see ``glace map --help``).
+    A stated ``iterations`` or ``buffer_size`` is used as given; otherwise the ``cpu`` preset
+    sizes both by the number of training frames.
     ``global_source`` is ``builtin``, ``features``, ``none`` or ``r2former:<checkpoint>``.
     ``progress`` shows a bar on stderr (True), nothing (False), or calls ``progress(event, a, b)``.
     Ctrl-C stops mapping with ``KeyboardInterrupt``. An existing map or log is replaced only

@@ -15,6 +15,10 @@ pub struct BenchArgs {
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchWhat {
+    /// Real captures: every ACE-layout scene under ../shared/data mapped and localized with the
+    /// defaults; mapping time, accuracy, fit of training and test frames, next to the SIFT +
+    /// COLMAP baseline of baselines.json. Long (minutes per scene).
+    Real(super::real::BenchRealArgs),
     /// The HTTP service under load: many clients sending real frames, malformed requests of every
     /// class, throughput next to in-process localization of the same frames, latency, memory.
     Serve(super::serve::BenchServeArgs),
@@ -103,6 +107,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
         BenchWhat::Serve(a) => super::serve::bench(a),
+        BenchWhat::Real(a) => super::real::run(a),
         BenchWhat::Ablation(a) => super::ablation::run(a),
         BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),

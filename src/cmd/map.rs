@@ -61,7 +61,8 @@ pub struct MapArgs {
     pub scene: PathBuf,
     /// Output map file.
     pub map_file: PathBuf,
-    /// Preset: cpu (default: 256-wide head, 1M buffer, batch 1024, 20000 iterations, soft clamp 300),
+    /// Preset: cpu (default: 256-wide head, batch 1024, soft clamp 300, buffer and iterations sized
+    /// by the scene up to 1M and 20000),
     /// or the reference's 7scenes, 12scenes, cambridge, rooms, aachen (768-wide head, 16M buffer, …).
     #[arg(long, default_value = "cpu")]
     pub preset: String,
@@ -93,7 +94,8 @@ pub struct MapArgs {
     /// Block width ratio (reference 1.0).
     #[arg(long)]
     pub mlp_ratio: Option<f64>,
-    /// Training buffer entries (reference 16,000,000).
+    /// Training buffer entries, used as given (reference 16,000,000; the cpu preset sizes it by
+    /// the scene: 4 visits of each training frame, at most 1,000,000).
     #[arg(long)]
     pub buffer_size: Option<usize>,
     /// Cells sampled per image visit (reference 1024).
@@ -102,7 +104,8 @@ pub struct MapArgs {
     /// Batch size (reference 40960; the 7/12-Scenes scripts use 5120).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Training iterations (reference 30000).
+    /// Training iterations, used as given (reference 30000; the cpu preset sizes them by the
+    /// scene: 48 × 1024 samples per training frame, at least 1000 and at most 20000 iterations).
     #[arg(long)]
     pub iterations: Option<usize>,
     /// One-cycle peak learning rate (reference 0.005).
@@ -125,6 +128,9 @@ pub struct MapArgs {
     /// Disable scale/rotation/brightness/contrast augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// Largest in-plane rotation of the augmentation in degrees, either way (reference 15).
+    #[arg(long)]
+    pub rotation: Option<f64>,
     /// Seed (reference 42).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -208,6 +214,13 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     );
     if let Some(v) = args.noise {
         o.noise_std = v;
+    }
+    // A budget the user states is the budget used.
+    if args.iterations.is_some() || args.buffer_size.is_some() {
+        o.scene_budget = false;
+    }
+    if let Some(v) = args.rotation {
+        o.rotation_deg = v;
     }
     if args.no_augment {
         o.augment = false;

@@ -10,6 +10,7 @@ pub mod features;
 pub mod info;
 pub mod localize;
 pub mod map;
+pub mod real;
 pub mod serve;
 pub mod synth;
 

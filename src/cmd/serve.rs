@@ -206,7 +206,7 @@ pub fn bench(args: &BenchServeArgs) -> anyhow::Result<()> {
             let path = tmp.path().join("bench.glace");
             eprintln!("mapping {} with a short budget (800 iterations, 50000 samples)…", scene.display());
             let mut o = glace::preset("cpu")?;
-            (o.iterations, o.buffer_size) = (800, 50_000);
+            (o.iterations, o.buffer_size, o.scene_budget) = (800, 50_000, false);
             let s = glace::Scene::open(&scene, &glace::SceneOptions::default())?;
             glace::map_scene(&s, &o, &glace::LocalEncoderChoice::XFeat, &mut glace::Silent)?.map.save(&path)?;
             path

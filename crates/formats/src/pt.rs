@@ -585,11 +585,7 @@ fn load_from<R: Read + std::io::Seek>(reader: R, path: &Path) -> Result<Value, W
 
 /// Runs the pickle machine over `pkl` alone; `storages(key, dtype)` gives the values of the
 /// storages it names. `path` names it in errors.
-pub fn unpickle(
-    pkl: &[u8],
-    path: &Path,
-    storages: &mut Storages<'_>,
-) -> Result<Value, WeightsError> {
+pub fn unpickle(pkl: &[u8], path: &Path, storages: &mut Storages<'_>) -> Result<Value, WeightsError> {
     Machine { path, data: pkl, pos: 0, stack: Vec::new(), memo: HashMap::new(), copy_budget: COPY_BUDGET, storages }
         .run()
 }

@@ -158,6 +158,27 @@ pub struct SceneCoordinates {
     pub colours_n3: Vec<[u8; 3]>,
 }
 
+impl SceneCoordinates {
+    /// Per cell (row-major), the distance in the given image's pixels between the cell's centre
+    /// and its world point projected with `cam_to_world` through `camera`; infinite where the
+    /// point falls behind the camera. Under the ground-truth pose this tells how well the map
+    /// fits a frame, apart from what RANSAC makes of it.
+    pub fn reprojection_errors(&self, cam_to_world: &CamToWorld, camera: &Camera) -> Vec<f64> {
+        let w2c = cam_to_world.inverse();
+        self.coords_n3
+            .iter()
+            .zip(&self.pixels_n2)
+            .map(|(p, uv)| {
+                let world = nalgebra::Point3::new(p[0] as f64, p[1] as f64, p[2] as f64);
+                match camera.project(&w2c.transform_point(&world)) {
+                    Some(q) => ((q.x - uv[0]).powi(2) + (q.y - uv[1]).powi(2)).sqrt(),
+                    None => f64::INFINITY,
+                }
+            })
+            .collect()
+    }
+}
+
 /// The outcome of one query.
 #[derive(Clone, Debug)]
 pub struct Localization {

@@ -56,6 +56,12 @@ pub fn options_from_json(preset_name: &str, changes: &serde_json::Value) -> Resu
     let Some(changes) = changes.as_object() else {
         return Err(Error::usage("options", "expected named options"));
     };
+    // A budget the caller states is the budget used (as on the command line).
+    if (changes.contains_key("iterations") || changes.contains_key("buffer_size"))
+        && !changes.contains_key("scene_budget")
+    {
+        value["scene_budget"] = serde_json::Value::Bool(false);
+    }
     for (k, v) in changes {
         if k == "preset" || value.get(k).is_none() {
             return Err(Error::usage(k.as_str(), "unknown mapping option"));
@@ -132,7 +138,7 @@ pub fn preset(name: &str) -> Result<MapOptions> {
 /// use glace::{map_scene, preset, LocalEncoderChoice, Scene, SceneOptions, Silent};
 /// let scene = Scene::open("scenes/desk", &SceneOptions::default())?;
 /// let mut options = preset("cpu")?;
-/// options.iterations = 5000;
+/// (options.iterations, options.scene_budget) = (5000, false);
 /// let mapped = map_scene(&scene, &options, &LocalEncoderChoice::XFeat, &mut Silent)?;
 /// mapped.map.save("maps/desk.glace")?;
 /// # Ok::<(), glace::Error>(())

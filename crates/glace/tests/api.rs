@@ -210,3 +210,13 @@ fn bad_arguments_are_input_errors_that_name_what_is_wrong() {
     let e = glace::decode_image(b"\x89PNG\r\n\x1a\n truncated", 1 << 20).unwrap_err();
     assert!(e.is_input_error(), "{e}");
 }
+
+#[test]
+fn a_stated_budget_turns_the_scene_budget_off() {
+    let o = glace::options_from_json("cpu", &serde_json::json!({"iterations": 700})).unwrap();
+    assert_eq!((o.iterations, o.scene_budget), (700, false));
+    let o = glace::options_from_json("cpu", &serde_json::json!({"head_channels": 128})).unwrap();
+    assert!(o.scene_budget, "other options keep the scene-sized budget");
+    let o = glace::options_from_json("cpu", &serde_json::json!({"iterations": 700, "scene_budget": true})).unwrap();
+    assert!(o.scene_budget, "asked for explicitly: the stated iterations become the bound");
+}

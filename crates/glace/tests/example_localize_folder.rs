@@ -18,7 +18,7 @@ fn localize_folder_example_on_tum_desk() {
     }
     let scene = Scene::open(&dir, &SceneOptions::default()).unwrap();
     let mut options = preset("cpu").unwrap();
-    (options.iterations, options.buffer_size) = (800, 50_000);
+    (options.iterations, options.buffer_size, options.scene_budget) = (800, 50_000, false);
     let mapped = map_scene(&scene, &options, &LocalEncoderChoice::XFeat, &mut Silent).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let map = tmp.path().join("tum.glace");

@@ -70,20 +70,29 @@ pub struct MapOptions {
     pub head_blocks: usize,
     /// Block width ratio.
     pub mlp_ratio: f64,
-    /// Buffer entries.
+    /// Buffer entries (the most, while `scene_budget` is on).
     pub buffer_size: usize,
     /// Cells per image visit.
     pub samples_per_image: usize,
     /// Batch size.
     pub batch_size: usize,
-    /// Iterations.
+    /// Iterations (the most, while `scene_budget` is on).
     pub iterations: usize,
+    /// Size the budget by the scene ([`MapOptions::budget_for`]): buffer and iterations grow with
+    /// the number of training frames up to `buffer_size` and `iterations`. Off, both are used as
+    /// given. Maps logged before this option existed read as off.
+    #[serde(default)]
+    pub scene_budget: bool,
     /// Peak learning rate.
     pub lr_max: f64,
     /// Shorter image side.
     pub image_height: u32,
     /// Augmentation on/off.
     pub augment: bool,
+    /// Largest in-plane rotation of the augmentation, degrees either way (reference
+    /// `--aug_rotation` 15). Logs written before this option existed read as 15.
+    #[serde(default = "reference_rotation_deg")]
+    pub rotation_deg: f64,
     /// Depth of the pseudo target for invalid predictions (reference 10 m).
     pub depth_target: f64,
     /// Predictions deeper than this (metres) are invalid and pulled to the pseudo target
@@ -114,9 +123,11 @@ impl MapOptions {
             samples_per_image: 1024,
             batch_size: 40960,
             iterations: 30000,
+            scene_budget: false,
             lr_max: 5e-3,
             image_height: 480,
             augment: true,
+            rotation_deg: 15.0,
             depth_target: 10.0,
             depth_max: 1000.0,
             soft_clamp: 50.0,
@@ -132,6 +143,7 @@ impl MapOptions {
                 buffer_size: 1_000_000,
                 batch_size: 1024,
                 iterations: 20_000,
+                scene_budget: true,
                 soft_clamp: 300.0,
                 ..reference
             },
@@ -151,7 +163,57 @@ impl MapOptions {
     }
 }
 
+fn reference_rotation_deg() -> f64 {
+    15.0
+}
+
+/// The buffer and iterations a mapping run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    /// Buffer entries.
+    pub buffer_size: usize,
+    /// Training iterations.
+    pub iterations: usize,
+}
+
+/// Augmented visits of each training image that fill a scene-sized buffer.
+pub const BUFFER_VISITS_PER_FRAME: usize = 4;
+/// Samples trained per training frame under a scene-sized budget (in batches of
+/// `batch_size`, so iterations = frames × this ÷ batch size).
+pub const SAMPLES_PER_FRAME: usize = 48 * 1024;
+/// The fewest samples a scene-sized budget trains, whatever the scene's size.
+pub const MIN_SAMPLES: usize = 1000 * 1024;
+
 impl MapOptions {
+    /// The budget for a scene of `frames` training frames. With `scene_budget` on, the buffer
+    /// holds [`BUFFER_VISITS_PER_FRAME`] visits of every frame and training runs
+    /// [`SAMPLES_PER_FRAME`] samples per frame (at least [`MIN_SAMPLES`]), each bounded by the
+    /// options' `buffer_size` and `iterations`: the fixed budget made small scenes train (and
+    /// revisit each image hundreds of times to fill the buffer) as long as 600-frame ones, for
+    /// no accuracy (docs/experiments.md). Off, the options' values as given.
+    ///
+    /// ```
+    /// let o = glace_mapping::pipeline::MapOptions::preset("cpu").unwrap();
+    /// let small = o.budget_for(15);
+    /// assert_eq!(small.buffer_size, 15 * 4 * 1024);
+    /// assert!(small.iterations < o.iterations);
+    /// assert_eq!(o.budget_for(100_000).iterations, o.iterations);
+    /// ```
+    pub fn budget_for(&self, frames: usize) -> Budget {
+        if !self.scene_budget {
+            return Budget { buffer_size: self.buffer_size, iterations: self.iterations };
+        }
+        let batch = self.batch_size.max(1);
+        let samples = frames.saturating_mul(SAMPLES_PER_FRAME).max(MIN_SAMPLES);
+        Budget {
+            buffer_size: frames
+                .saturating_mul(BUFFER_VISITS_PER_FRAME)
+                .saturating_mul(self.samples_per_image)
+                .clamp(1, self.buffer_size),
+            iterations: samples.div_ceil(batch).clamp(1, self.iterations),
+        }
+    }
+
     /// Checks every option before any work starts: zero, negative or non-finite values that
     /// mean nothing are refused, as are contradictory depths. The error names the option as the
     /// command line spells it.
@@ -185,6 +247,9 @@ impl MapOptions {
         if !(self.soft_clamp.is_finite() && self.soft_clamp >= 0.0) {
             return Err(("--soft-clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
         }
+        if !(self.rotation_deg.is_finite() && (0.0..=180.0).contains(&self.rotation_deg)) {
+            return Err(("--rotation", format!("{}: expected 0 to 180 degrees", self.rotation_deg)));
+        }
         if !(16..=4096).contains(&self.image_height) {
             return Err(("--image-height", format!("{}: expected 16 to 4096 pixels", self.image_height)));
         }
@@ -212,6 +277,8 @@ pub struct MapReport {
     pub options: MapOptions,
     /// Training frames.
     pub frames: usize,
+    /// The buffer and iterations used (the options' own unless `scene_budget` sized them).
+    pub budget: Budget,
     /// Seconds computing global descriptors.
     pub global_s: f64,
     /// Seconds filling the buffer.
@@ -310,6 +377,15 @@ pub fn map_scene(
         return Err(MapError::Invalid(format!("{}: no valid training frames", train_split.dir.display())));
     }
     let mut rng = Rng::new(opts.seed);
+    let budget = opts.budget_for(frames.len());
+    if opts.scene_budget {
+        tracing::info!(
+            "budget for {} training frames: {} buffer entries, {} iterations",
+            frames.len(),
+            budget.buffer_size,
+            budget.iterations
+        );
+    }
 
     // Global descriptors, one row per rgb file (skipped frames keep zero rows).
     let t0 = Instant::now();
@@ -405,12 +481,12 @@ pub fn map_scene(
     // Buffer.
     let t1 = Instant::now();
     let bcfg = BufferConfig {
-        size: opts.buffer_size,
+        size: budget.buffer_size,
         samples_per_image: opts.samples_per_image,
         image_height: opts.image_height,
-        augment: AugmentConfig { enabled: opts.augment, ..Default::default() },
+        augment: AugmentConfig { enabled: opts.augment, rotation_deg: opts.rotation_deg, ..Default::default() },
     };
-    progress.phase("filling buffer", opts.buffer_size);
+    progress.phase("filling buffer", budget.buffer_size);
     let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| {
         progress.step(filled, &format!("{imgs} images"));
         !progress.cancelled()
@@ -435,7 +511,7 @@ pub fn map_scene(
     let mut head = Head::init(config, centres, opts.seed);
     let tcfg = TrainConfig {
         batch_size: opts.batch_size,
-        iterations: opts.iterations,
+        iterations: budget.iterations,
         lr_max: opts.lr_max,
         noise_std: if global_dim > 0 { opts.noise_std } else { 0.0 },
         loss: LossConfig {
@@ -445,7 +521,7 @@ pub fn map_scene(
             ..LossConfig::default()
         },
     };
-    progress.phase("training", opts.iterations);
+    progress.phase("training", budget.iterations);
     let t2 = Instant::now();
     let mut recent: Vec<f64> = Vec::new();
     let mut diverged = None;
@@ -467,7 +543,7 @@ pub fn map_scene(
     }
     let weights_finite = head.layers_mut().iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite()));
     if diverged.is_some() || !weights_finite {
-        let (iteration, loss) = diverged.unwrap_or((opts.iterations, f64::NAN));
+        let (iteration, loss) = diverged.unwrap_or((budget.iterations, f64::NAN));
         return Err(MapError::Diverged { iteration, loss });
     }
     let train_s = t2.elapsed().as_secs_f64();
@@ -475,6 +551,7 @@ pub fn map_scene(
     let report = MapReport {
         options: opts.clone(),
         frames: frames.len(),
+        budget,
         global_s,
         buffer_s,
         train_s,
@@ -483,7 +560,7 @@ pub fn map_scene(
         buffer_bytes: buffer.bytes(),
         final_loss: tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64,
         final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
-        samples_per_s: (opts.iterations * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
+        samples_per_s: (history.len() * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
     };
     let info = MapInfo {
         head: head.config,
@@ -501,10 +578,57 @@ pub fn map_scene(
             "scene": scene.root.display().to_string(),
             "frames": frames.len(),
             "options": opts,
+            "budget": budget,
             "final_loss": report.final_loss,
             "seconds": global_s + buffer_s + train_s,
         }),
     };
     let global_scale = info.expected_global_scale();
     Ok((GlaceMap { info, head, global: global_enc, global_scale }, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scene_budget_grows_with_frames_within_the_presets_bounds() {
+        let o = MapOptions::preset("cpu").unwrap();
+        assert!(o.scene_budget);
+        let sizes = [1, 12, 15, 95, 300, 600, 5000];
+        let budgets: Vec<Budget> = sizes.iter().map(|&n| o.budget_for(n)).collect();
+        for (w, n) in budgets.windows(2).zip(sizes.windows(2)) {
+            assert!(w[0].iterations <= w[1].iterations && w[0].buffer_size <= w[1].buffer_size, "{n:?}: {w:?}");
+        }
+        // Few frames: the floor; each frame visited BUFFER_VISITS_PER_FRAME times.
+        assert_eq!(budgets[0].iterations, MIN_SAMPLES / o.batch_size);
+        assert_eq!(budgets[2].buffer_size, 15 * BUFFER_VISITS_PER_FRAME * o.samples_per_image);
+        assert_eq!(budgets[3].iterations, (95 * SAMPLES_PER_FRAME).div_ceil(o.batch_size));
+        // Large scenes: the preset's budget, never more; the 600-frame desk demo keeps it.
+        assert_eq!(budgets[6], Budget { buffer_size: o.buffer_size, iterations: o.iterations });
+        assert_eq!(budgets[5], Budget { buffer_size: 1_000_000, iterations: 20_000 });
+        // Twice the batch, half the iterations for the same samples.
+        let wide = MapOptions { batch_size: 2 * o.batch_size, ..o.clone() };
+        assert_eq!(wide.budget_for(95).iterations, budgets[3].iterations.div_ceil(2));
+    }
+
+    #[test]
+    fn a_fixed_budget_is_used_as_given() {
+        let mut o = MapOptions::preset("cpu").unwrap();
+        (o.iterations, o.buffer_size, o.scene_budget) = (123, 4567, false);
+        assert_eq!(o.budget_for(15), Budget { buffer_size: 4567, iterations: 123 });
+        for name in ["7scenes", "12scenes", "cambridge", "rooms", "aachen"] {
+            let r = MapOptions::preset(name).unwrap();
+            assert!(!r.scene_budget, "{name}: the reference presets keep the reference's budget");
+            assert_eq!(r.budget_for(15), Budget { buffer_size: r.buffer_size, iterations: r.iterations });
+        }
+    }
+
+    #[test]
+    fn logs_written_before_the_scene_budget_read_as_fixed() {
+        let mut v = serde_json::to_value(MapOptions::preset("cpu").unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("scene_budget");
+        let o: MapOptions = serde_json::from_value(v).unwrap();
+        assert!(!o.scene_budget);
+    }
 }
