@@ -94,7 +94,7 @@ fn fit(run: &SceneRun, scene: &Scene, image_height: u32) -> anyhow::Result<Fit> 
         let (w, h) = c.image_size;
         let camera = glace::Camera { intrinsics: frame.calibration.intrinsics(w, h), distortion: scene.distortion };
         let scale = image_height as f64 / w.min(h) as f64;
-        errors.extend(c.reprojection_errors(&frame.cam_to_world, &camera).into_iter().map(|e| e * scale));
+        errors.extend(c.reprojection_errors(&frame.cam_to_world.inverse(), &camera).into_iter().map(|e| e * scale));
     }
     let n = errors.len().max(1) as f64;
     let share = |t: f64| 100.0 * errors.iter().filter(|&&e| e < t).count() as f64 / n;

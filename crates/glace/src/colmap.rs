@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use glace_data::{Scene, SplitKind};
 use glace_geometry::{Camera, WorldToCam};
-use nalgebra::Point3;
 
 use crate::localizer::Localization;
 use crate::{localize_scene, Error, Localizer, Result};
@@ -64,15 +63,17 @@ pub struct ColmapSummary {
 /// localized or no coordinates were returned.
 pub fn model_image(name: &str, camera: &Camera, found: &Localization, max_error: f64) -> Option<ModelImage> {
     let (w2c, coords) = (found.world_to_cam?, found.coordinates.as_ref()?);
-    let mut points = Vec::new();
-    for ((px, xyz), rgb) in coords.pixels_n2.iter().zip(&coords.coords_n3).zip(&coords.colours_n3) {
-        let p = w2c.transform_point(&Point3::new(xyz[0] as f64, xyz[1] as f64, xyz[2] as f64));
-        let Some(uv) = camera.project(&p) else { continue };
-        let error = ((uv.x - px[0]).powi(2) + (uv.y - px[1]).powi(2)).sqrt();
-        if error < max_error {
-            points.push(ObservedPoint { pixel: *px, xyz: *xyz, rgb: *rgb, error });
-        }
-    }
+    // Cells behind the camera have an infinite error and are left out with the rest.
+    let errors = coords.reprojection_errors(&w2c, camera);
+    let points = coords
+        .pixels_n2
+        .iter()
+        .zip(&coords.coords_n3)
+        .zip(&coords.colours_n3)
+        .zip(errors)
+        .filter(|(_, error)| *error < max_error)
+        .map(|(((px, xyz), rgb), error)| ObservedPoint { pixel: *px, xyz: *xyz, rgb: *rgb, error })
+        .collect();
     Some(ModelImage { name: name.to_string(), size: coords.image_size, camera: *camera, world_to_cam: w2c, points })
 }
 

@@ -160,17 +160,16 @@ pub struct SceneCoordinates {
 
 impl SceneCoordinates {
     /// Per cell (row-major), the distance in the given image's pixels between the cell's centre
-    /// and its world point projected with `cam_to_world` through `camera`; infinite where the
-    /// point falls behind the camera. Under the ground-truth pose this tells how well the map
-    /// fits a frame, apart from what RANSAC makes of it.
-    pub fn reprojection_errors(&self, cam_to_world: &CamToWorld, camera: &Camera) -> Vec<f64> {
-        let w2c = cam_to_world.inverse();
+    /// and its world point projected with `world_to_cam` through `camera`; infinite where the
+    /// point falls behind the camera. Under the estimated pose it picks the inliers; under the
+    /// ground truth it tells how well the map fits a frame, apart from what RANSAC makes of it.
+    pub fn reprojection_errors(&self, world_to_cam: &WorldToCam, camera: &Camera) -> Vec<f64> {
         self.coords_n3
             .iter()
             .zip(&self.pixels_n2)
             .map(|(p, uv)| {
                 let world = nalgebra::Point3::new(p[0] as f64, p[1] as f64, p[2] as f64);
-                match camera.project(&w2c.transform_point(&world)) {
+                match camera.project(&world_to_cam.transform_point(&world)) {
                     Some(q) => ((q.x - uv[0]).powi(2) + (q.y - uv[1]).powi(2)).sqrt(),
                     None => f64::INFINITY,
                 }
