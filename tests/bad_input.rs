@@ -286,6 +286,8 @@ fn cases() -> Vec<Case> {
         ("export colmap into the scene", "export colmap scene map.glace scene/colmap", vec!["scene"]),
         ("export colmap over the scene", "export colmap scene map.glace scene --force", vec!["scene"]),
         ("export official-pt onto the map", "export official-pt map.glace map.glace", vec!["map.glace"]),
+        ("bench real keeping maps in the scenes", "bench real --scenes . --keep scene", vec!["--keep", "scene"]),
+        ("bench real keeping maps in a missing folder", "bench real --scenes . --keep nowhere", vec!["nowhere"]),
         (
             "convert colmap into its own project",
             "convert colmap proj/sparse/0 proj --images proj/images --force",
@@ -588,9 +590,23 @@ fn cases() -> Vec<Case> {
         ("features scene --global builtin", "--global"),
         ("features scene --global r2former:nowhere.pth", "nowhere.pth"),
         ("bench ransac --fixture nowhere.npz", "nowhere.npz"),
+        ("bench real --scenes nowhere", "nowhere"),
+        ("bench real --scenes . --only nosuch", "nosuch"),
+        ("bench real --scenes . --options {bad", "--options"),
+        ("bench real --scenes . --options {\"iterations\":0}", "--iterations"),
+        ("bench real --scenes . --baselines nowhere.json", "nowhere.json"),
     ] {
         v.push(case(args, args, &[expect]));
     }
+    // A map kept from an earlier run is not overwritten without --force.
+    v.push(with(
+        case("bench real over a kept map", "bench real --scenes scenes --keep .", &["scene.glace", "--force"]),
+        |t: &Path| {
+            std::fs::create_dir_all(t.join("scenes")).unwrap();
+            std::os::unix::fs::symlink(t.join("scene"), t.join("scenes/scene")).unwrap();
+            std::fs::write(t.join("scene.glace"), "an earlier map").unwrap();
+        },
+    ));
     v
 }
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use glace::{localize_scene, Localizer, LocalizerOptions, Scene, SceneOptions, SceneRun, SplitKind};
 use serde::Serialize;
 
@@ -28,9 +27,13 @@ pub struct BenchRealArgs {
     /// '{"iterations": 20000, "buffer_size": 1000000}' (a stated budget is used as given).
     #[arg(long, default_value = "{}")]
     pub options: String,
-    /// Keep each scene's map as <DIR>/<scene>.glace (and its log).
+    /// Keep each scene's map as <DIR>/<scene>.glace (and its log <scene>.json) in this existing
+    /// folder, outside the scenes.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// Replace maps and logs already in the --keep folder.
+    #[arg(long)]
+    pub force: bool,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -145,9 +148,21 @@ pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
         }
         None => serde_json::Value::Null,
     };
-    if let Some(dir) = &args.keep {
-        std::fs::create_dir_all(dir).with_context(|| format!("--keep {}", dir.display()))?;
+    // Kept maps must not land in the scenes or overwrite earlier ones: checked before any mapping.
+    let kept = |name: &str| args.keep.as_ref().map(|dir| dir.join(format!("{name}.glace")));
+    let mut plan = glace::outputs::Plan::new().input("--scenes", &root);
+    if let Some(p) = &baselines_path {
+        plan = plan.input("--baselines", p);
     }
+    for map in scenes.iter().filter_map(|d| d.file_name()).filter_map(|n| kept(&n.to_string_lossy())) {
+        plan = plan.output("--keep", &map, glace::outputs::Kind::File, args.force).output(
+            "--keep",
+            &map.with_extension("json"),
+            glace::outputs::Kind::File,
+            args.force,
+        );
+    }
+    plan.check().map_err(glace::Error::from)?;
 
     let mut results = Vec::new();
     for dir in &scenes {
@@ -157,8 +172,8 @@ pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let mapped = glace::map_scene(&scene, &options, &glace::LocalEncoderChoice::XFeat, &mut glace::Silent)?;
         let mapping_s = t.elapsed().as_secs_f64();
-        if let Some(keep) = &args.keep {
-            mapped.save(&keep.join(format!("{name}.glace")), None)?;
+        if let Some(map) = kept(&name) {
+            mapped.save(&map, None)?;
         }
         let image_height = mapped.report.options.image_height;
         let localizer = Localizer::new(&mapped.map, LocalizerOptions::default())?;
