@@ -142,14 +142,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
                 ));
             }
             let sd = m.head.reference_state_dict();
-            let tensors: Vec<glace_formats::pt_write::SaveTensor> = sd
-                .iter()
-                .map(|(name, shape, data)| glace_formats::pt_write::SaveTensor {
-                    name: name.clone(),
-                    shape: shape.clone(),
-                    data,
-                })
-                .collect();
+            let tensors = glace_formats::pt_write::SaveTensor::from_state_dict(&sd);
             glace_formats::pt_write::save_fp16_state_dict(out, &tensors)?;
             let params: usize = sd
                 .iter()

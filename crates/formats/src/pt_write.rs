@@ -19,6 +19,17 @@ pub struct SaveTensor<'a> {
     pub data: &'a [f32],
 }
 
+impl<'a> SaveTensor<'a> {
+    /// The tensors of a state dict as `Head::reference_state_dict` lists them (name, shape,
+    /// values), borrowed for saving.
+    pub fn from_state_dict(state_dict: &'a [(String, Vec<usize>, Vec<f32>)]) -> Vec<SaveTensor<'a>> {
+        state_dict
+            .iter()
+            .map(|(name, shape, data)| SaveTensor { name: name.clone(), shape: shape.clone(), data })
+            .collect()
+    }
+}
+
 struct Pickle(Vec<u8>);
 
 impl Pickle {

@@ -80,14 +80,7 @@ fn map_seed() -> Vec<u8> {
 fn pt_seed(dir: &Path) -> Vec<u8> {
     let head = tiny_head();
     let sd = head.reference_state_dict();
-    let tensors: Vec<glace_formats::pt_write::SaveTensor> = sd
-        .iter()
-        .map(|(name, shape, data)| glace_formats::pt_write::SaveTensor {
-            name: name.clone(),
-            shape: shape.clone(),
-            data,
-        })
-        .collect();
+    let tensors = glace_formats::pt_write::SaveTensor::from_state_dict(&sd);
     let p = dir.join("seed.pt");
     glace_formats::pt_write::save_fp16_state_dict(&p, &tensors).unwrap();
     std::fs::read(p).unwrap()
