@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::conv::{Conv2d, FeatureMap};
+use crate::linalg::Matmul;
 use crate::tensor::Tensor;
 use crate::WeightsError;
 
@@ -77,21 +78,26 @@ impl AceEncoder {
 
     /// Encodes a normalised grayscale image (row-major H×W) to an Hf×Wf×512 feature map.
     pub fn forward(&self, image_hw: &[f32], height: usize, width: usize) -> FeatureMap {
+        self.forward_with(Matmul::Fp32, image_hw, height, width)
+    }
+
+    /// [`AceEncoder::forward`] with the convolutions' products computed as `mm` says.
+    pub fn forward_with(&self, mm: Matmul, image_hw: &[f32], height: usize, width: usize) -> FeatureMap {
         assert_eq!(image_hw.len(), height * width, "image size");
         let mut x = FeatureMap { height, width, channels: 1, data: image_hw.to_vec() };
         for c in &self.convs {
-            x = c.forward(&x, true);
+            x = c.forward_with(mm, &x, true);
         }
-        let a = self.res1[0].forward(&x, true);
-        let a = self.res1[1].forward(&a, true);
-        let a = self.res1[2].forward(&a, true);
+        let a = self.res1[0].forward_with(mm, &x, true);
+        let a = self.res1[1].forward_with(mm, &a, true);
+        let a = self.res1[2].forward_with(mm, &a, true);
         for (r, v) in x.data.iter_mut().zip(&a.data) {
             *r += v;
         }
-        let b = self.res2[0].forward(&x, true);
-        let b = self.res2[1].forward(&b, true);
-        let b = self.res2[2].forward(&b, true);
-        let mut out = self.res2_skip.forward(&x, false);
+        let b = self.res2[0].forward_with(mm, &x, true);
+        let b = self.res2[1].forward_with(mm, &b, true);
+        let b = self.res2[2].forward_with(mm, &b, true);
+        let mut out = self.res2_skip.forward_with(mm, &x, false);
         for (r, v) in out.data.iter_mut().zip(&b.data) {
             *r += v;
         }

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::linalg::matmul_wt;
+use crate::linalg::{matmul_wt_with, Matmul};
 use crate::tensor::Tensor;
 
 /// A convolution with bias, square kernel, zero padding.
@@ -62,12 +62,20 @@ impl Conv2d {
 
     /// Convolution, optionally followed by ReLU.
     pub fn forward(&self, x: &FeatureMap, relu: bool) -> FeatureMap {
+        self.forward_with(Matmul::Fp32, x, relu)
+    }
+
+    /// [`Conv2d::forward`] with the im2col product computed as `mm` says (bias, ReLU in fp32).
+    pub fn forward_with(&self, mm: Matmul, x: &FeatureMap, relu: bool) -> FeatureMap {
+        // The bf16 kernels work on panels of 32 outputs and 32-deep slices: a layer narrower than
+        // that (XFeat's first ones) would pay for the padding, so it stays fp32.
+        let mm = if self.outputs < 32 || self.kernel * self.kernel * self.inputs < 32 { Matmul::Fp32 } else { mm };
         assert_eq!(x.channels, self.inputs, "conv input channels");
         let (ho, wo) = (self.output_size(x.height), self.output_size(x.width));
         let cols = self.kernel * self.kernel * self.inputs;
         let mut out = vec![0f32; ho * wo * self.outputs];
         if self.kernel == 1 && self.stride == 1 && self.pad == 0 {
-            matmul_wt(&x.data, ho * wo, cols, &self.weight, self.outputs, &mut out);
+            matmul_wt_with(mm, &x.data, ho * wo, cols, &self.weight, self.outputs, &mut out);
         } else {
             // Bound the im2col buffer to about 4 M values per block of output rows.
             let rows_per_block = (4 << 20) / (wo * cols).max(1);
@@ -95,7 +103,7 @@ impl Conv2d {
                         }
                     }
                 }
-                matmul_wt(&col, rows * wo, cols, &self.weight, self.outputs, out_blk);
+                matmul_wt_with(mm, &col, rows * wo, cols, &self.weight, self.outputs, out_blk);
             });
         }
         out.par_chunks_mut(self.outputs * 64).for_each(|chunk| {

@@ -2,6 +2,7 @@
 //! the image the caller passed.
 
 use crate::conv::FeatureMap;
+use crate::linalg::Matmul;
 use crate::map::EncoderIdentity;
 use crate::{AceEncoder, XFeat};
 
@@ -51,13 +52,18 @@ impl LocalEncoder {
     }
     /// Encodes an image given as interleaved RGB and as the normalised gray the reference feeds ACE.
     pub fn encode(&self, rgb_hw3: &[u8], gray_hw: &[f32], width: usize, height: usize) -> Encoded {
+        self.encode_with(Matmul::Fp32, rgb_hw3, gray_hw, width, height)
+    }
+
+    /// [`LocalEncoder::encode`] with the convolutions' products computed as `mm` says.
+    pub fn encode_with(&self, mm: Matmul, rgb_hw3: &[u8], gray_hw: &[f32], width: usize, height: usize) -> Encoded {
         match self {
             LocalEncoder::XFeat(net, _) => {
-                let (features, (sh, sw)) = net.encode(rgb_hw3, height, width);
+                let (features, (sh, sw)) = net.encode_with(mm, rgb_hw3, height, width);
                 Encoded { features, cell_scale: (sw, sh) }
             }
             LocalEncoder::Ace(net, _) => {
-                Encoded { features: net.forward(gray_hw, height, width), cell_scale: (1.0, 1.0) }
+                Encoded { features: net.forward_with(mm, gray_hw, height, width), cell_scale: (1.0, 1.0) }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! fetches weights. Never depends on mapping, localization or the CLI.
 
 pub mod ace_encoder;
+pub mod bf16;
 pub mod conv;
 pub mod encoder;
 pub mod error;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::linalg::{gemm_strided, Linear};
+use crate::linalg::{gemm_strided, Linear, Matmul};
 use crate::tensor::Tensor;
 use crate::xfeat::resize_bilinear;
 use crate::{FeatureMap, WeightsError};
@@ -107,7 +107,7 @@ fn attention(qkv: &[f32], n: usize) -> Vec<f32> {
             let v = &qkv[2 * EMBED + h * HEAD_DIM..];
             // scores[n×n] = q[n×64] · kᵀ[64×n]
             let mut scores = vec![0f32; n * n];
-            gemm_strided(n, n, HEAD_DIM, &mut scores, false, q, row, 1, k, 1, row);
+            gemm_strided(Matmul::Fp32, (n, n, HEAD_DIM), &mut scores, false, q, (row, 1), k, (1, row));
             for r in scores.chunks_exact_mut(n) {
                 let max = r.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) * scale;
                 let mut sum = 0.0;
@@ -119,7 +119,7 @@ fn attention(qkv: &[f32], n: usize) -> Vec<f32> {
                 r.iter_mut().for_each(|s| *s *= inv);
             }
             let mut out = vec![0f32; n * HEAD_DIM];
-            gemm_strided(n, HEAD_DIM, n, &mut out, false, &scores, n, 1, v, row, 1);
+            gemm_strided(Matmul::Fp32, (n, HEAD_DIM, n), &mut out, false, &scores, (n, 1), v, (row, 1));
             out
         })
         .collect();

@@ -11,6 +11,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::conv::{Conv2d, FeatureMap};
+use crate::linalg::Matmul;
 use crate::tensor::Tensor;
 use crate::WeightsError;
 
@@ -130,8 +131,8 @@ fn plain(sd: &[(String, Tensor)], path: &Path, name: &str) -> Result<Conv2d, Wei
     }
 }
 
-fn run(layers: &[Conv2d], x: &FeatureMap) -> FeatureMap {
-    layers.iter().fold(x.clone(), |acc, l| l.forward(&acc, true))
+fn run(mm: Matmul, layers: &[Conv2d], x: &FeatureMap) -> FeatureMap {
+    layers.iter().fold(x.clone(), |acc, l| l.forward_with(mm, &acc, true))
 }
 
 fn add(a: &mut FeatureMap, b: &FeatureMap) {
@@ -199,8 +200,13 @@ impl XFeat {
 
     /// Runs the network on a preprocessed input.
     pub fn forward(&self, input: &XFeatInput) -> XFeatOutput {
+        self.forward_with(Matmul::Fp32, input)
+    }
+
+    /// [`XFeat::forward`] with the convolutions' products computed as `mm` says.
+    pub fn forward_with(&self, mm: Matmul, input: &XFeatInput) -> XFeatOutput {
         let x = &input.normalized;
-        let x1 = run(&self.block1, x);
+        let x1 = run(mm, &self.block1, x);
         // AvgPool2d(4, stride 4) then a 1×1 conv.
         let (ph, pw) = (x.height / 4, x.width / 4);
         let mut pooled = vec![0f32; ph * pw];
@@ -215,17 +221,18 @@ impl XFeat {
                 pooled[y * pw + xx] = s / 16.0;
             }
         }
-        let mut x2_in = self.skip1.forward(&FeatureMap { height: ph, width: pw, channels: 1, data: pooled }, false);
+        let mut x2_in =
+            self.skip1.forward_with(mm, &FeatureMap { height: ph, width: pw, channels: 1, data: pooled }, false);
         add(&mut x2_in, &x1);
-        let x2 = run(&self.block2, &x2_in);
-        let x3 = run(&self.block3, &x2);
-        let x4 = run(&self.block4, &x3);
-        let x5 = run(&self.block5, &x4);
+        let x2 = run(mm, &self.block2, &x2_in);
+        let x3 = run(mm, &self.block3, &x2);
+        let x4 = run(mm, &self.block4, &x3);
+        let x5 = run(mm, &self.block5, &x4);
         let mut fused = x3.clone();
         add(&mut fused, &resize_bilinear(&x4, x3.height, x3.width));
         add(&mut fused, &resize_bilinear(&x5, x3.height, x3.width));
-        let descriptors = self.fusion_out.forward(&run(&self.fusion, &fused), false);
-        let mut reliability = self.heatmap_out.forward(&run(&self.heatmap, &descriptors), false);
+        let descriptors = self.fusion_out.forward_with(mm, &run(mm, &self.fusion, &fused), false);
+        let mut reliability = self.heatmap_out.forward_with(mm, &run(mm, &self.heatmap, &descriptors), false);
         for v in &mut reliability.data {
             *v = 1.0 / (1.0 + (-*v).exp());
         }
@@ -242,15 +249,20 @@ impl XFeat {
             }
         }
         let kp_in = FeatureMap { height: uh, width: uw, channels: 64, data: unfolded };
-        let keypoint_logits = self.keypoint_out.forward(&run(&self.keypoint, &kp_in), false);
+        let keypoint_logits = self.keypoint_out.forward_with(mm, &run(mm, &self.keypoint, &kp_in), false);
         XFeatOutput { descriptors, keypoint_logits, reliability }
     }
 
     /// Dense local features for glace: descriptors L2-normalised per cell (eps 1e-12), times
     /// [`Self::FEATURE_SCALE`].
     pub fn encode(&self, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
+        self.encode_with(Matmul::Fp32, rgb, height, width)
+    }
+
+    /// [`XFeat::encode`] with the convolutions' products computed as `mm` says.
+    pub fn encode_with(&self, mm: Matmul, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
         let input = Self::preprocess(rgb, height, width);
-        let mut d = self.forward(&input).descriptors;
+        let mut d = self.forward_with(mm, &input).descriptors;
         l2_normalize_rows(&mut d.data, d.channels);
         d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
         (d, input.scale_hw)

@@ -1,0 +1,477 @@
+//! bf16 matrix products: operands rounded to bf16 (round to nearest even), products accumulated
+//! and written in fp32, as the reference's mixed-precision autocast does on a GPU.
+//!
+//! Two kernels, chosen at run time and never assumed: AVX512-BF16 (`vdpbf16ps`) and AMX
+//! (`tdpbf16ps` through `asm!`, after CPUID, XCR0 and the kernel's permission request). Both read
+//! the same packed operands: the left matrix row-major in bf16 with rows padded to 16 and the
+//! depth to 32, the right one in panels of 32 columns with pairs of depth interleaved (the VNNI
+//! layout both instructions consume).
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+/// A bf16 matrix kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bf16Kernel {
+    /// AVX512-BF16 dot products (`vdpbf16ps`).
+    Avx512,
+    /// AMX tiles (`tdpbf16ps`).
+    Amx,
+}
+
+impl Bf16Kernel {
+    /// Short name for logs and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Kernel::Avx512 => "avx512-bf16",
+            Bf16Kernel::Amx => "amx-bf16",
+        }
+    }
+
+    /// Whether this CPU (and its operating system) can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Bf16Kernel::Avx512 => avx512_bf16_available(),
+            Bf16Kernel::Amx => amx_available(),
+        }
+    }
+}
+
+/// Whether the CPU has AVX512-BF16 (and AVX512F).
+pub fn avx512_bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether AMX-BF16 can be used: CPUID says the CPU has AMX-TILE and AMX-BF16, XCR0 says the
+/// operating system saves the tile state, and Linux granted this process the tile data
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM)`). Checked once; a failed self-test also turns it off.
+pub fn amx_available() -> bool {
+    static AMX: OnceLock<bool> = OnceLock::new();
+    *AMX.get_or_init(|| {
+        let ok = amx::request();
+        ok && amx::self_test()
+    })
+}
+
+/// The CPU's vendor string from CPUID leaf 0 (`GenuineIntel`, `AuthenticAMD`, …).
+pub fn cpu_vendor() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (safe to call from Rust 1.94 on).
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        let bytes: Vec<u8> = [r.ebx, r.edx, r.ecx].iter().flat_map(|v| v.to_le_bytes()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        String::new()
+    }
+}
+
+/// The kernel that makes bf16 faster than fp32 on this CPU, if any: AMX where it works; on AMD,
+/// AVX512-BF16 (two bf16 products per fp32 lane at the fp32 rate there). On Intel CPUs without
+/// AMX `vdpbf16ps` runs at half the fp32 rate, so there is no fast path.
+pub fn fast_kernel() -> Option<Bf16Kernel> {
+    if amx_available() {
+        Some(Bf16Kernel::Amx)
+    } else if avx512_bf16_available() && cpu_vendor() == "AuthenticAMD" {
+        Some(Bf16Kernel::Avx512)
+    } else {
+        None
+    }
+}
+
+/// The best kernel this CPU has, fast or not (for an explicit bf16 request).
+pub fn best_kernel() -> Option<Bf16Kernel> {
+    if amx_available() {
+        Some(Bf16Kernel::Amx)
+    } else if avx512_bf16_available() {
+        Some(Bf16Kernel::Avx512)
+    } else {
+        None
+    }
+}
+
+/// fp32 → bf16, round to nearest even; NaN stays NaN.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 → fp32 (exact).
+#[inline]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Rows of the packed left operand are padded to this (an AMX tile's rows; two AVX512 micro-tiles).
+const ROW_PAD: usize = 16;
+/// Depth is padded to this (an AMX tile row: 32 bf16 = 64 bytes).
+const K_PAD: usize = 32;
+/// Columns per panel of the packed right operand (two zmm of fp32 accumulators per row).
+const NR: usize = 32;
+
+/// The left operand `A[m×k]`, row-major bf16, `rows` × `kp` with zero padding.
+struct PackedA {
+    data: Vec<u16>,
+    kp: usize,
+}
+
+/// The right operand `B[k×n]` in panels of [`NR`] columns: `panel, pair of depth, column, 2`.
+struct PackedB {
+    data: Vec<u16>,
+    kp: usize,
+    panels: usize,
+}
+
+fn pack_a(a: Strided, m: usize, k: usize) -> PackedA {
+    let (a, rs, cs) = (a.data, a.rs, a.cs);
+    let kp = k.next_multiple_of(K_PAD);
+    let rows = m.next_multiple_of(ROW_PAD);
+    let mut data = vec![0u16; rows * kp];
+    data.par_chunks_mut(kp * ROW_PAD).enumerate().for_each(|(blk, chunk)| {
+        for (r, dst) in chunk.chunks_exact_mut(kp).enumerate() {
+            let i = blk * ROW_PAD + r;
+            if i >= m {
+                break;
+            }
+            if cs == 1 {
+                for (d, s) in dst[..k].iter_mut().zip(&a[i * rs..i * rs + k]) {
+                    *d = to_bf16(*s);
+                }
+            } else {
+                for (t, d) in dst[..k].iter_mut().enumerate() {
+                    *d = to_bf16(a[i * rs + t * cs]);
+                }
+            }
+        }
+    });
+    PackedA { data, kp }
+}
+
+fn pack_b(b: Strided, k: usize, n: usize) -> PackedB {
+    let (b, rs, cs) = (b.data, b.rs, b.cs);
+    let kp = k.next_multiple_of(K_PAD);
+    let panels = n.div_ceil(NR);
+    let panel_len = kp * NR;
+    let mut data = vec![0u16; panels * panel_len];
+    data.par_chunks_mut(panel_len).enumerate().for_each(|(q, panel)| {
+        for j in 0..NR.min(n - q * NR) {
+            let col = q * NR + j;
+            for t in 0..k {
+                panel[(t / 2) * 2 * NR + 2 * j + (t & 1)] = to_bf16(b[t * rs + col * cs]);
+            }
+        }
+    });
+    PackedB { data, kp, panels }
+}
+
+/// Raw output pointer shared by tasks that write disjoint blocks.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes a disjoint set of rows × panels of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// A strided matrix operand: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+/// `out[m×n] (+)= A[m×k] · B[k×n]` with bf16 operands (rounded from the fp32 inputs) and fp32
+/// accumulation. Panics when `kernel` is not [`Bf16Kernel::available`] here.
+pub fn gemm(
+    kernel: Bf16Kernel,
+    (m, n, k): (usize, usize, usize),
+    out: &mut [f32],
+    accumulate: bool,
+    a: Strided,
+    b: Strided,
+) {
+    assert!(kernel.available(), "the {} kernel is not available on this CPU", kernel.name());
+    gemm_unchecked(kernel, (m, n, k), out, accumulate, a, b);
+}
+
+/// [`gemm`] without the availability check (for the AMX self-test that decides availability).
+fn gemm_unchecked(
+    kernel: Bf16Kernel,
+    (m, n, k): (usize, usize, usize),
+    out: &mut [f32],
+    accumulate: bool,
+    a: Strided,
+    b: Strided,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= m * n, "bf16 gemm: output size");
+    if !accumulate {
+        out[..m * n].fill(0.0);
+    }
+    if k == 0 {
+        return;
+    }
+    assert!(((m - 1) * a.rs + (k - 1) * a.cs) < a.data.len(), "bf16 gemm: lhs bounds");
+    assert!(((k - 1) * b.rs + (n - 1) * b.cs) < b.data.len(), "bf16 gemm: rhs bounds");
+    let pa = pack_a(a, m, k);
+    let pb = pack_b(b, k, n);
+    debug_assert_eq!(pa.kp, pb.kp);
+    // Tasks: blocks of 64 rows × 8 panels (256 columns).
+    const MC: usize = 64;
+    const PC: usize = 8;
+    let row_blocks = m.div_ceil(MC);
+    let col_blocks = pb.panels.div_ceil(PC);
+    let ptr = OutPtr(out.as_mut_ptr());
+    let run = |task: usize| {
+        let (rb, cb) = (task / col_blocks, task % col_blocks);
+        let rows = rb * MC..((rb + 1) * MC).min(m);
+        let panels = cb * PC..((cb + 1) * PC).min(pb.panels);
+        // SAFETY: the packed operands are padded to whole tiles (rows to 16, depth to 32, columns
+        // to 32); `block` writes only rows < m and columns < n of this task's block.
+        unsafe {
+            match kernel {
+                Bf16Kernel::Avx512 => avx512::block(&pa, &pb, rows, panels, n, ptr),
+                Bf16Kernel::Amx => amx::block(&pa, &pb, rows, panels, n, ptr),
+            }
+        }
+    };
+    let tasks = row_blocks * col_blocks;
+    if 2 * m * n * k > 1 << 22 && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+}
+
+/// The product the kernels compute, in f64 over the bf16-rounded operands (for tests).
+pub fn gemm_reference((m, n, k): (usize, usize, usize), out: &mut [f32], accumulate: bool, a: Strided, b: Strided) {
+    let r = |x: f32| from_bf16(to_bf16(x)) as f64;
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|t| r(a.data[i * a.rs + t * a.cs]) * r(b.data[t * b.rs + j * b.cs])).sum();
+            let o = &mut out[i * n + j];
+            *o = if accumulate { *o + s as f32 } else { s as f32 };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    use super::{OutPtr, PackedA, PackedB, NR};
+
+    /// Rows per micro-tile: 8 rows × 32 columns = 16 accumulators.
+    const MR: usize = 8;
+    /// Depth pairs per pass over a panel (keeps the panel's slice in L1/L2).
+    const KC: usize = 256;
+
+    /// # Safety
+    /// AVX512-BF16 must be available; operands padded as packed; `rows`, `panels` within them.
+    pub(super) unsafe fn block(
+        pa: &PackedA,
+        pb: &PackedB,
+        rows: Range<usize>,
+        panels: Range<usize>,
+        n: usize,
+        out: OutPtr,
+    ) {
+        unsafe { block_impl(pa, pb, rows, panels, n, out) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn block_impl(pa: &PackedA, pb: &PackedB, rows: Range<usize>, panels: Range<usize>, n: usize, out: OutPtr) {
+        let pairs = pa.kp / 2;
+        let mut p0 = 0;
+        while p0 < pairs {
+            let pc = KC.min(pairs - p0);
+            for q in panels.clone() {
+                let bp = unsafe { pb.data.as_ptr().add(q * pb.kp * NR + p0 * 2 * NR) };
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let ap = unsafe { pa.data.as_ptr().add(r0 * pa.kp + 2 * p0) };
+                    let valid_rows = MR.min(rows.end - r0);
+                    let valid_cols = NR.min(n - q * NR);
+                    // SAFETY: A holds rows r0..r0+8 (padded to 16) and pairs p0..p0+pc; the panel
+                    // holds pairs p0..p0+pc × 32 columns; stores are masked to the valid part.
+                    unsafe { micro(pc, ap, pa.kp, bp, out.0.add(r0 * n + q * NR), n, valid_rows, valid_cols) };
+                    r0 += MR;
+                }
+            }
+            p0 += pc;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn micro(
+        pairs: usize,
+        a: *const u16,
+        lda: usize,
+        b: *const u16,
+        c: *mut f32,
+        ldc: usize,
+        valid_rows: usize,
+        valid_cols: usize,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); 2 * MR];
+        for p in 0..pairs {
+            // SAFETY (whole block): in bounds by the caller's padding.
+            unsafe {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR) as *const _));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR + NR) as *const _));
+                for r in 0..MR {
+                    let pair = (a.add(r * lda + 2 * p) as *const i32).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                    acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
+                    acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
+                }
+            }
+        }
+        let m0: __mmask16 = if valid_cols >= 16 { 0xFFFF } else { ((1u32 << valid_cols) - 1) as u16 };
+        let m1: __mmask16 = if valid_cols >= 32 {
+            0xFFFF
+        } else if valid_cols > 16 {
+            ((1u32 << (valid_cols - 16)) - 1) as u16
+        } else {
+            0
+        };
+        for r in 0..valid_rows {
+            // SAFETY: row r < valid rows of the output, columns masked to the valid ones.
+            unsafe {
+                let row = c.add(r * ldc);
+                let old0 = _mm512_maskz_loadu_ps(m0, row);
+                _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(old0, acc[2 * r]));
+                if m1 != 0 {
+                    let old1 = _mm512_maskz_loadu_ps(m1, row.add(16));
+                    _mm512_mask_storeu_ps(row.add(16), m1, _mm512_add_ps(old1, acc[2 * r + 1]));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    use super::{OutPtr, PackedA, PackedB};
+    pub(super) unsafe fn block(
+        _: &PackedA,
+        _: &PackedB,
+        _: std::ops::Range<usize>,
+        _: std::ops::Range<usize>,
+        _: usize,
+        _: OutPtr,
+    ) {
+        unreachable!("AVX512-BF16 is never available off x86_64")
+    }
+}
+
+#[path = "bf16_amx.rs"]
+mod amx;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        let mut r = glace_rng::SplitMix64::from_state(seed);
+        (0..len).map(|_| (r.f64() * 2.0 - 1.0) as f32).collect()
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3F80);
+        assert_eq!(from_bf16(to_bf16(1.0 + 1.0 / 256.0)), 1.0); // a tie rounds to even
+        assert_eq!(from_bf16(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
+        assert_eq!(from_bf16(to_bf16(-0.0)).to_bits(), (-0.0f32).to_bits());
+    }
+
+    /// Every available kernel against the f64 product of the rounded operands, on the three
+    /// shapes of a training step (plain, transposed left, transposed right), edges included.
+    #[test]
+    fn kernels_match_the_rounded_reference() {
+        let kernels: Vec<Bf16Kernel> =
+            [Bf16Kernel::Avx512, Bf16Kernel::Amx].into_iter().filter(|k| k.available()).collect();
+        for k in [Bf16Kernel::Avx512, Bf16Kernel::Amx] {
+            if !k.available() {
+                println!("SKIPPED {}: this CPU lacks it (vendor {})", k.name(), cpu_vendor());
+            }
+        }
+        let shapes = [(1, 1, 1), (7, 5, 3), (16, 32, 32), (17, 33, 31), (37, 70, 65), (130, 97, 300), (64, 257, 513)];
+        for kernel in kernels {
+            for (s, &(m, n, k)) in shapes.iter().enumerate() {
+                let a = random(m * k, 2 * s as u64);
+                let b = random(k * n, 2 * s as u64 + 1);
+                // (row stride, column stride) of A and B: plain, Aᵀ stored, Bᵀ stored.
+                let layouts = [((k, 1), (n, 1)), ((1, m), (n, 1)), ((k, 1), (1, k))];
+                for (l, &((ars, acs), (brs, bcs))) in layouts.iter().enumerate() {
+                    for accumulate in [false, true] {
+                        let init = random(m * n, 99);
+                        let mut got = init.clone();
+                        let mut want = init.clone();
+                        let (sa, sb) = (Strided { data: &a, rs: ars, cs: acs }, Strided { data: &b, rs: brs, cs: bcs });
+                        gemm(kernel, (m, n, k), &mut got, accumulate, sa, sb);
+                        gemm_reference((m, n, k), &mut want, accumulate, sa, sb);
+                        let tol = 1e-5 * (k as f32).sqrt() * 4.0 + 1e-6;
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!(
+                                (g - w).abs() <= tol * (1.0 + w.abs()),
+                                "{} {m}×{n}×{k} layout {l} acc {accumulate} at {i}: {g} vs {w}",
+                                kernel.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Against the fp32 product: the error is the rounding of the operands (relative ~2⁻⁸).
+    #[test]
+    fn kernels_are_close_to_fp32() {
+        let Some(kernel) = best_kernel() else {
+            println!("SKIPPED bf16 against fp32: no bf16 kernel on this CPU (vendor {})", cpu_vendor());
+            return;
+        };
+        let (m, n, k) = (200, 150, 768);
+        let a = random(m * k, 5);
+        let b = random(n * k, 6);
+        let mut got = vec![0f32; m * n];
+        let mut want = vec![0f32; m * n];
+        gemm(
+            kernel,
+            (m, n, k),
+            &mut got,
+            false,
+            Strided { data: &a, rs: k, cs: 1 },
+            Strided { data: &b, rs: 1, cs: k },
+        );
+        crate::linalg::matmul_wt(&a, m, k, &b, n, &mut want);
+        let scale = (want.iter().map(|v| v * v).sum::<f32>() / want.len() as f32).sqrt();
+        let err = (got.iter().zip(&want).map(|(g, w)| (g - w) * (g - w)).sum::<f32>() / want.len() as f32).sqrt();
+        assert!(err / scale < 8e-3, "relative rms error {}", err / scale);
+    }
+}
