@@ -183,6 +183,7 @@ fn cases() -> Vec<Case> {
         ("--depth-max", &["5", "NaN"]),
         ("--soft-clamp", &["NaN", "-1", "inf"]),
         ("--rotation", &["NaN", "-5", "190"]),
+        ("--precision", &["fp16", "", "BF16"]),
         ("--iterations", &["-1", "lots"]),
         ("--preset", &["gpu", ""]),
         ("--encoder", &["bogus", "ace:"]),
@@ -202,6 +203,7 @@ fn cases() -> Vec<Case> {
         ("--image-height", &["0", "9999"]),
         ("--encoder", &["bogus"]),
         ("--global", &["bogus"]),
+        ("--precision", &["fp16"]),
     ] {
         for val in vals {
             v.push(case(&format!("localize {opt} {val}"), &format!("localize scene map.glace {opt}={val}"), &[opt]));
@@ -221,6 +223,7 @@ fn cases() -> Vec<Case> {
     }
     // Synthetic scenes and converters.
     for (args, expect) in [
+        ("demo d --precision half", "--precision"),
         ("synth room s --noise NaN", "--noise"),
         ("synth room s --noise -1", "--noise"),
         ("synth room s --size 0x0", "0x0"),

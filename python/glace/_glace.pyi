@@ -63,7 +63,10 @@ class Localizer:
         clean_global: bool = False,
         ace_encoder: Optional[_Path] = None,
         r2former: Optional[_Path] = None,
-    ) -> None: ...
+        precision: str = "auto",
+    ) -> None:
+        """``precision``: ``"auto"`` (bf16 where this CPU has a path faster than fp32, else
+        fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products."""
     def localize(
         self,
         image: npt.NDArray[np.uint8],

@@ -209,7 +209,7 @@ impl Localizer {
     #[new]
     #[pyo3(signature = (map, *, hypotheses=64, threshold=10.0, inlier_alpha=100.0, max_pixel_error=100.0,
         max_tries=1_000_000, refinement_rounds=100, time_budget_ms=2000, seed=1305, image_height=None,
-        clean_global=false, ace_encoder=None, r2former=None))]
+        clean_global=false, ace_encoder=None, r2former=None, precision="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -226,7 +226,10 @@ impl Localizer {
         clean_global: bool,
         ace_encoder: Option<PathBuf>,
         r2former: Option<PathBuf>,
+        precision: &str,
     ) -> PyResult<Localizer> {
+        let precision = glace::Precision::parse(precision)
+            .ok_or_else(|| input_error(py, "precision", format!("'{precision}': expected auto, fp32 or bf16")))?;
         let options = glace::LocalizerOptions {
             ransac: glace::RansacOptions {
                 hypotheses,
@@ -243,6 +246,7 @@ impl Localizer {
             ace_encoder,
             r2former,
             external_descriptors: false,
+            precision,
         };
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;

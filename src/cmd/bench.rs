@@ -194,6 +194,44 @@ fn bench_ransac(fixture: &std::path::Path, runs: usize, json: bool) -> anyhow::R
     Ok(())
 }
 
+/// The matrix-product choices a side-by-side benchmark compares on this CPU: fp32 and every
+/// bf16 kernel the CPU has.
+fn matmul_choices() -> Vec<glace_nn::linalg::Matmul> {
+    use glace_nn::bf16::Bf16Kernel;
+    use glace_nn::linalg::Matmul;
+    let mut v = vec![Matmul::Fp32];
+    for k in [Bf16Kernel::Avx512, Bf16Kernel::Amx] {
+        if k.available() {
+            v.push(Matmul::Bf16(k));
+        }
+    }
+    v
+}
+
+/// What this CPU has and what `--precision auto` picks, for benchmark headers.
+fn precision_header() -> String {
+    use glace_nn::linalg::Precision;
+    let auto = Precision::Auto.resolve().map(|m| m.name()).unwrap_or_else(|e| e);
+    format!(
+        "CPU {} ({}), AVX512-BF16 {}, AMX-BF16 {}; --precision auto picks {auto}",
+        cpu_model(),
+        glace_nn::bf16::cpu_vendor(),
+        if glace_nn::bf16::avx512_bf16_available() { "yes" } else { "no" },
+        if glace_nn::bf16::amx_available() { "yes" } else { "no" },
+    )
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: bool) -> anyhow::Result<()> {
     use glace_mapping::buffer::{Buffer, ViewGeometry};
     use glace_mapping::loss::LossConfig;
@@ -201,7 +239,6 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     use glace_mapping::train::{train, TrainConfig};
     use glace_nn::{Head, HeadConfig};
     let threads = rayon::current_num_threads();
-    let peak = gemm_peak_gflops();
     // A buffer of random features and consistent geometry.
     let mut rng = Rng::new(1);
     let local = c_in.saturating_sub(256).max(1);
@@ -220,57 +257,69 @@ fn bench_train(batch: usize, channels: usize, c_in: usize, steps: usize, json: b
     }
     let globals = vec![(0..global).map(|i| if i == 0 { 1.0 } else { 0.0 }).collect::<Vec<f32>>()];
     let config = HeadConfig { c_in, channels, block_channels: channels, blocks: 1, clusters: 1, homogeneous: true };
-    let mut head = Head::init(config, vec![[0.0, 0.0, 2.0]], 0);
-    let cfg = TrainConfig {
-        batch_size: batch,
-        iterations: steps + 1,
-        lr_max: 5e-3,
-        noise_std: 0.1,
-        loss: LossConfig::default(),
-    };
-    let mut times = Vec::new();
-    let mut last = Instant::now();
-    train(&mut head, &buf, &globals, global, &cfg, &mut rng, &mut |_| {
-        times.push(last.elapsed().as_secs_f64());
-        last = Instant::now();
-        true
-    });
-    let step_s = times[1..].iter().sum::<f64>() / (times.len() - 1) as f64;
+    let init = Head::init(config, vec![[0.0, 0.0, 2.0]], 0);
     // Weight FLOPs per sample: forward 2·Σ in·out, backward twice that.
-    let mut macs = 0usize;
-    for l in head.layers_mut() {
-        macs += l.inputs * l.outputs;
-    }
-    let gflops = 6.0 * macs as f64 * batch as f64 / step_s / 1e9;
-    let v = serde_json::json!({
-        "batch": batch, "channels": channels, "c_in": c_in, "threads": threads,
-        "step_ms": step_s * 1000.0, "samples_per_s": batch as f64 / step_s,
-        "train_gflops": gflops, "peak_gemm_gflops": peak, "ratio_to_peak": gflops / peak,
-    });
-    if json {
-        println!("{v}");
-    } else {
+    let macs: usize = init.clone().layers_mut().iter().map(|l| l.inputs * l.outputs).sum();
+    if !json {
         println!("head training step: batch {batch}, width {channels}, input {c_in}, {threads} threads");
-        println!("  {:.0} ms per step, {:.0} samples/s, {:.0} GFLOP/s", step_s * 1000.0, batch as f64 / step_s, gflops);
-        println!(
-            "  GEMM peak in this run {:.0} GFLOP/s; training step at {:.0} % of peak",
-            peak,
-            100.0 * gflops / peak
-        );
+        println!("  {}", precision_header());
+    }
+    let mut fp32_ms = None;
+    for mm in matmul_choices() {
+        let peak = gemm_peak_gflops(mm);
+        let mut head = init.clone();
+        let cfg = TrainConfig {
+            batch_size: batch,
+            iterations: steps + 1,
+            lr_max: 5e-3,
+            noise_std: 0.1,
+            loss: LossConfig::default(),
+            matmul: mm,
+        };
+        let mut times = Vec::new();
+        let mut last = Instant::now();
+        let mut r = Rng::new(2);
+        train(&mut head, &buf, &globals, global, &cfg, &mut r, &mut |_| {
+            times.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+            true
+        });
+        let step_s = times[1..].iter().sum::<f64>() / (times.len() - 1) as f64;
+        let gflops = 6.0 * macs as f64 * batch as f64 / step_s / 1e9;
+        let base = *fp32_ms.get_or_insert(step_s * 1000.0);
+        let v = serde_json::json!({
+            "precision": mm.name(), "batch": batch, "channels": channels, "c_in": c_in, "threads": threads,
+            "step_ms": step_s * 1000.0, "samples_per_s": batch as f64 / step_s, "speedup_vs_fp32": base / (step_s * 1000.0),
+            "train_gflops": gflops, "peak_gemm_gflops": peak, "ratio_to_peak": gflops / peak,
+        });
+        if json {
+            println!("{v}");
+        } else {
+            println!(
+                "  {:<20} {:>7.0} ms per step, {:>7.0} samples/s, {:>5.0} GFLOP/s = {:>3.0} % of its GEMM peak ({:.0} GFLOP/s), {:.2}x fp32",
+                mm.name(),
+                step_s * 1000.0,
+                batch as f64 / step_s,
+                gflops,
+                100.0 * gflops / peak,
+                peak,
+                base / (step_s * 1000.0)
+            );
+        }
     }
     Ok(())
 }
 
-/// Peak GFLOP/s: a large square GEMM with the same library and threads.
-fn gemm_peak_gflops() -> f64 {
+/// Peak GFLOP/s of one way of computing products: a large square GEMM on the same threads.
+fn gemm_peak_gflops(mm: glace_nn::linalg::Matmul) -> f64 {
     let n = 2048;
     let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
     let mut c = vec![0f32; n * n];
-    glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+    glace_nn::linalg::matmul_wt_with(mm, &a, n, n, &a, n, &mut c);
     let t = Instant::now();
     let reps = 3;
     for _ in 0..reps {
-        glace_nn::linalg::matmul_wt(&a, n, n, &a, n, &mut c);
+        glace_nn::linalg::matmul_wt_with(mm, &a, n, n, &a, n, &mut c);
     }
     2.0 * (n * n * n * reps) as f64 / t.elapsed().as_secs_f64() / 1e9
 }
@@ -287,7 +336,7 @@ fn bench_r2former(depth: usize, images: usize, json: bool) -> anyhow::Result<()>
     }
     let per_image = t.elapsed().as_secs_f64() / images.max(1) as f64;
     let gflops = net.flops() / per_image / 1e9;
-    let peak = gemm_peak_gflops();
+    let peak = gemm_peak_gflops(glace_nn::linalg::Matmul::Fp32);
     let threads = rayon::current_num_threads();
     if json {
         let v = serde_json::json!({"depth": depth, "params": net.params(), "threads": threads, "ms_per_image": 1000.0 * per_image, "images_per_s": 1.0 / per_image, "gflops": gflops, "gemm_peak_gflops": peak, "ratio_to_peak": gflops / peak});
@@ -312,49 +361,85 @@ fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> a
     let (w, h) = (640usize, 480usize);
     let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
     let gray: Vec<f32> = rgb.chunks_exact(3).map(|p| (p[0] as f32 / 255.0 - 0.4) / 0.25).collect();
-    let mut rows = Vec::new();
     let mut encoders = vec![("xfeat", super::map::load_encoder("xfeat")?)];
     if let Some(p) = ace {
         encoders.push(("ace", glace_formats::load_ace(p)?));
     }
-    for (name, enc) in &encoders {
-        enc.encode(&rgb, &gray, w, h);
-        let t = Instant::now();
-        for _ in 0..images {
-            enc.encode(&rgb, &gray, w, h);
-        }
-        rows.push((name.to_string(), images as f64 / t.elapsed().as_secs_f64()));
+    let threads = rayon::current_num_threads();
+    if !json {
+        println!("encoders at 640x480 and head forward at localization, {threads} threads");
+        println!("  {}", precision_header());
     }
-    let config = glace_nn::HeadConfig {
-        c_in: 768,
-        channels: 768,
-        block_channels: 768,
-        blocks: 1,
-        clusters: 1,
-        homogeneous: true,
+    // Agreement with fp32: the worst and the mean cosine between a cell's features in fp32 and
+    // in the other precision.
+    let cosines = |a: &[f32], b: &[f32], dim: usize| -> (f64, f64) {
+        let c: Vec<f64> = a
+            .chunks_exact(dim)
+            .zip(b.chunks_exact(dim))
+            .map(|(x, y)| {
+                let d: f64 = x.iter().zip(y).map(|(p, q)| (*p as f64) * (*q as f64)).sum();
+                let n = |v: &[f32]| v.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt().max(1e-30);
+                d / (n(x) * n(y))
+            })
+            .collect();
+        (c.iter().cloned().fold(f64::INFINITY, f64::min), c.iter().sum::<f64>() / c.len().max(1) as f64)
     };
-    let head = glace_nn::Head::init(config, vec![[0.0; 3]], 0);
-    let cells = 4800;
-    let x: Vec<f32> = (0..cells * 768).map(|i| (i % 13) as f32 * 0.01).collect();
-    head.forward(&x, cells);
-    let t = Instant::now();
-    let reps = 5;
-    for _ in 0..reps {
-        head.forward(&x, cells);
-    }
-    let patches = (cells * reps) as f64 / t.elapsed().as_secs_f64();
-    if json {
-        let v = serde_json::json!({"images_per_s": rows.iter().map(|(n, r)| (n.clone(), *r)).collect::<std::collections::BTreeMap<_, _>>(), "head_patches_per_s": patches, "threads": rayon::current_num_threads()});
-        println!("{v}");
-    } else {
-        println!("encoders at 640x480, {} threads", rayon::current_num_threads());
-        for (n, r) in &rows {
-            println!("  {n:<6} {r:6.1} images/s");
+    let report = |what: String, mm: glace_nn::linalg::Matmul, rate: f64, unit: &str, base: f64, agree: (f64, f64)| {
+        if json {
+            let v = serde_json::json!({"what": what, "precision": mm.name(), "rate": rate, "unit": unit,
+                "speedup_vs_fp32": rate / base, "min_cosine_vs_fp32": agree.0, "mean_cosine_vs_fp32": agree.1, "threads": threads});
+            println!("{v}");
+        } else {
+            println!(
+                "  {what:<28} {:<20} {rate:>9.1} {unit}, {:.2}x fp32, cosine to fp32 min {:.5} mean {:.6}",
+                mm.name(),
+                rate / base,
+                agree.0,
+                agree.1
+            );
         }
-        println!(
-            "  head (default 768-wide) forward: {patches:.0} patches/s ({:.1} images of 4800 cells per s)",
-            patches / 4800.0
-        );
+    };
+    for (name, enc) in &encoders {
+        let reference = enc.encode(&rgb, &gray, w, h).features;
+        let mut base = None;
+        for mm in matmul_choices() {
+            let out = enc.encode_with(mm, &rgb, &gray, w, h).features;
+            let t = Instant::now();
+            for _ in 0..images.max(1) {
+                enc.encode_with(mm, &rgb, &gray, w, h);
+            }
+            let rate = images.max(1) as f64 / t.elapsed().as_secs_f64();
+            let b = *base.get_or_insert(rate);
+            report(name.to_string(), mm, rate, "images/s", b, cosines(&out.data, &reference.data, out.channels));
+        }
+    }
+    // Heads: the reference's default (768 wide, 256 + 512 input) and the cpu preset's (256 wide,
+    // 256 + 64 XFeat input), on one 640×480 image's 4800 cells.
+    for (label, c_in, channels) in [("head 768 (reference)", 768, 768), ("head 256 (cpu preset)", 320, 256)] {
+        let config = glace_nn::HeadConfig {
+            c_in,
+            channels,
+            block_channels: channels,
+            blocks: 1,
+            clusters: 1,
+            homogeneous: true,
+        };
+        let head = glace_nn::Head::init(config, vec![[0.0; 3]], 0);
+        let cells = 4800;
+        let x: Vec<f32> = (0..cells * c_in).map(|i| ((i * 7919) % 101) as f32 * 0.02 - 1.0).collect();
+        let reference = head.forward(&x, cells).fc3_out;
+        let mut base = None;
+        for mm in matmul_choices() {
+            let out = head.forward_with(mm, &x, cells).fc3_out;
+            let t = Instant::now();
+            let reps = 5;
+            for _ in 0..reps {
+                head.forward_with(mm, &x, cells);
+            }
+            let rate = (cells * reps) as f64 / t.elapsed().as_secs_f64();
+            let b = *base.get_or_insert(rate);
+            report(label.to_string(), mm, rate, "cells/s", b, cosines(&out, &reference, 4));
+        }
     }
     Ok(())
 }

@@ -34,6 +34,9 @@ pub struct DemoArgs {
     pub preset: String,
     #[command(flatten)]
     pub budget: super::map::BudgetArgs,
+    /// Precision of the head's products in mapping and localization: auto, fp32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = super::map::precision)]
+    pub precision: glace::Precision,
     /// Image size WxH of the rendered scene.
     #[arg(long, default_value = "640x480")]
     pub size: String,
@@ -47,6 +50,7 @@ pub struct DemoArgs {
 
 /// Runs `glace demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    args.precision.resolve().map_err(|m| glace::Error::usage("--precision", m))?;
     let out = &args.out;
     let scene = out.join("scene");
     if scene.exists() && !args.force {
@@ -76,7 +80,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.preset.clone(),
     ];
     args.budget.append_to(&mut mapping);
-    let localize = vec!["localize".to_string(), s(scene.clone()), s(map.clone()), "--out".into(), s(poses.clone())];
+    mapping.extend(["--precision".into(), args.precision.name().into()]);
+    let localize = vec![
+        "localize".to_string(),
+        s(scene.clone()),
+        s(map.clone()),
+        "--out".into(),
+        s(poses.clone()),
+        "--precision".into(),
+        args.precision.name().into(),
+    ];
     let export = vec![
         "export".to_string(),
         "pointcloud".into(),

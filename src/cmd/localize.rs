@@ -21,6 +21,10 @@ pub struct NetworkArgs {
     /// Shorter image side [default: the one the map was trained with; reference 480].
     #[arg(long)]
     pub image_height: Option<u32>,
+    /// Precision of the head's matrix products: auto (bf16 where this CPU has a path faster
+    /// than fp32: AMX, or AVX512-BF16 on AMD; else fp32), fp32, or bf16 (the reference: fp32)
+    #[arg(long, default_value = "auto", value_parser = super::map::precision)]
+    pub precision: glace::Precision,
 }
 
 impl NetworkArgs {
@@ -30,6 +34,7 @@ impl NetworkArgs {
         if let Some(h) = self.image_height.filter(|h| !(16..=4096).contains(h)) {
             return Err(glace::Error::usage("--image-height", format!("{h}: expected 16 to 4096 pixels")).into());
         }
+        self.precision.resolve().map_err(|m| glace::Error::usage("--precision", m))?;
         let map = Map::open(map_path)?;
         let ace_encoder = match self.encoder.parse::<glace::LocalEncoderChoice>() {
             Ok(glace::LocalEncoderChoice::XFeat) => None,
@@ -66,6 +71,7 @@ impl NetworkArgs {
                 _ => None,
             },
             external_descriptors: matches!(self.global, Some(GlobalArg::Features)),
+            precision: self.precision,
         };
         Ok(Localizer::new(&map, options)?)
     }

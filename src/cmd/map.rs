@@ -134,6 +134,11 @@ pub struct MapArgs {
     /// Seed (reference 42).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Precision of the head's matrix products in training: auto (bf16 operands with fp32
+    /// accumulation where this CPU has a path faster than fp32: AMX, or AVX512-BF16 on AMD; else
+    /// fp32), fp32, or bf16 (the reference trains in fp16 autocast on a GPU). Recorded in the log.
+    #[arg(long, default_value = "auto", value_parser = precision)]
+    pub precision: glace::Precision,
     /// Leave out training frames with invalid poses.
     #[arg(long)]
     pub skip_invalid_poses: bool,
@@ -152,6 +157,11 @@ pub fn learning_rate(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("'{s}': expected a positive learning rate such as 5e-3")),
     }
+}
+
+/// Parses `--precision`.
+pub fn precision(s: &str) -> Result<glace::Precision, String> {
+    glace::Precision::parse(s).ok_or_else(|| format!("'{s}': expected auto, fp32 or bf16"))
 }
 
 /// Loads the local encoder named on the command line (`xfeat` or `ace:<path>`).
@@ -225,6 +235,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     if args.no_augment {
         o.augment = false;
     }
+    o.precision = args.precision;
     o.validate().map_err(|(option, message)| glace::Error::usage(option, message))?;
     let encoder: glace::LocalEncoderChoice =
         args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;

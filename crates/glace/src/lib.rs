@@ -59,6 +59,8 @@ pub use glace_data::{Calibration, Frame, Scene, SceneOptions, SceneSummary, Spli
 pub use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, PoseError, WorldToCam};
 pub use glace_localize::metrics::Summary;
 pub use glace_localize::posefile::{read_pose_file, write_pose_file, PoseRecord};
+pub use glace_nn::bf16::Bf16Kernel;
+pub use glace_nn::linalg::{Matmul, Precision};
 pub use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
 pub use image::RgbImage;
 /// The linear algebra of poses ([`CamToWorld`] wraps an `nalgebra::Isometry3<f64>`).

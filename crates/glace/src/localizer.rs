@@ -6,6 +6,7 @@ use std::time::Instant;
 use glace_data::Calibration;
 use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, WorldToCam};
 use glace_localize::pipeline::{predict, solve, Encoders, Prediction};
+use glace_nn::linalg::{Matmul, Precision};
 use glace_nn::{LocalEncoder, R2Former};
 use image::RgbImage;
 
@@ -126,6 +127,9 @@ pub struct LocalizerOptions {
     pub r2former: Option<PathBuf>,
     /// Never load R2Former: every query brings its global descriptor (from `features.npy`, say).
     pub external_descriptors: bool,
+    /// Precision of the head's products (`Auto`: bf16 where this CPU has a path faster than
+    /// fp32, else fp32).
+    pub precision: Precision,
 }
 
 /// What one query asks for besides the image and the camera.
@@ -227,12 +231,14 @@ pub struct Localizer {
     r2former: Option<R2Former>,
     image_height: u32,
     ransac: RansacOptions,
+    matmul: Matmul,
 }
 
 impl Localizer {
     /// Loads the encoders `map` needs and checks them against it.
     pub fn new(map: &Map, options: LocalizerOptions) -> Result<Localizer> {
         options.ransac.validate().map_err(|(option, message)| Error::usage(option, message))?;
+        let matmul = options.precision.resolve().map_err(|m| Error::usage("precision", m))?;
         if let Some(h) = options.image_height {
             if !(16..=4096).contains(&h) {
                 return Err(Error::usage("image_height", format!("{h}: expected 16 to 4096 pixels")));
@@ -248,7 +254,7 @@ impl Localizer {
             map = Map::from_glace_map_at(m, &map);
         }
         let image_height = options.image_height.unwrap_or_else(|| map.trained_image_height());
-        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac })
+        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul })
     }
 
     /// The map.
@@ -291,6 +297,11 @@ impl Localizer {
         &self.ransac
     }
 
+    /// How the head's products are computed.
+    pub fn matmul(&self) -> Matmul {
+        self.matmul
+    }
+
     /// Localizes an image seen by `camera` (K for the image as given, any size).
     pub fn localize(&self, image: ImageView, camera: &Camera) -> Result<Localization> {
         self.localize_with(image, camera, &Query::default())
@@ -319,7 +330,7 @@ impl Localizer {
             ransac.validate().map_err(|(option, message)| Error::usage(option, message))?;
         }
         let mut times = StageTimes::default();
-        let encoders = Encoders { local: &self.local, r2former: self.r2former.as_ref() };
+        let encoders = Encoders { local: &self.local, r2former: self.r2former.as_ref(), matmul: self.matmul };
         let prediction =
             predict(&self.map.inner, &encoders, rgb, calibration, query.descriptor, self.image_height, &mut times)?;
         let t = Instant::now();

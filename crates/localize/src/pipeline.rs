@@ -7,6 +7,7 @@ use glace_data::{preprocess, Calibration, DataError, Frame, Preprocessed};
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacError, RansacResult};
 use glace_geometry::{Camera, Distortion};
 use glace_nn::global::{colour_layout, GlobalInput};
+use glace_nn::linalg::Matmul;
 use glace_nn::map::GlobalSource;
 use glace_nn::{Encoded, GlaceMap, LocalEncoder, R2Former};
 use image::RgbImage;
@@ -54,6 +55,8 @@ pub struct Encoders<'a> {
     pub local: &'a LocalEncoder,
     /// R2Former global encoder.
     pub r2former: Option<&'a R2Former>,
+    /// How the head's products are computed.
+    pub matmul: Matmul,
 }
 
 /// A frame's scene-coordinate prediction: the preprocessed image, its encoding and one world
@@ -126,7 +129,7 @@ pub fn predict(
 
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
-    let enc = encoders.local.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+    let enc = encoders.local.encode_with(encoders.matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
     let mut global: Vec<f32> =
         match (&map.info.global, descriptor) {
             (GlobalSource::None, _) => Vec::new(),
@@ -173,7 +176,7 @@ pub fn predict(
         x.extend_from_slice(&global);
         x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
     }
-    let coords_n3 = map.head.forward(&x, cells).coords_n3;
+    let coords_n3 = map.head.forward_with(encoders.matmul, &x, cells).coords_n3;
     times.head_s += t.elapsed().as_secs_f64();
     Ok(Prediction { image: p, encoded: enc, coords_n3 })
 }

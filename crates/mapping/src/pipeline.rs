@@ -5,6 +5,7 @@ use std::time::Instant;
 use glace_data::{preprocess, DataError, Scene, SplitKind};
 use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
 use glace_nn::kmeans::kmeans;
+use glace_nn::linalg::Precision;
 use glace_nn::map::{GlobalSource, MapInfo};
 use glace_nn::R2Former;
 use glace_nn::{GlaceMap, Head, HeadConfig, LocalEncoder};
@@ -104,6 +105,10 @@ pub struct MapOptions {
     pub soft_clamp: f64,
     /// Seed.
     pub seed: u64,
+    /// Precision of the head's matrix products during training (`auto`: bf16 where this CPU
+    /// has a path faster than fp32, else fp32). Logs written before this option read as auto.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl MapOptions {
@@ -132,6 +137,7 @@ impl MapOptions {
             depth_max: 1000.0,
             soft_clamp: 50.0,
             seed: 42,
+            precision: Precision::Auto,
         };
         Some(match name {
             // Measured on the synthetic desk and TUM fr2/desk (docs/experiments.md).
@@ -218,6 +224,7 @@ impl MapOptions {
     /// mean nothing are refused, as are contradictory depths. The error names the option as the
     /// command line spells it.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.precision.resolve().map_err(|m| ("--precision", m))?;
         let at_least_one = |name: &'static str, v: usize| {
             if v == 0 {
                 Err((name, "0: must be at least 1".to_string()))
@@ -297,6 +304,8 @@ pub struct MapReport {
     pub final_valid: f64,
     /// Samples per second during training.
     pub samples_per_s: f64,
+    /// How the head's products were computed (`fp32`, `bf16 (amx-bf16)`, …).
+    pub precision: String,
 }
 
 /// Progress callbacks, and the way to cancel a mapping run.
@@ -509,7 +518,10 @@ pub fn map_scene(
         homogeneous: true,
     };
     let mut head = Head::init(config, centres, opts.seed);
+    let matmul = opts.precision.resolve().map_err(|m| MapError::Invalid(format!("--precision: {m}")))?;
+    tracing::info!("training precision: {}", matmul.name());
     let tcfg = TrainConfig {
+        matmul,
         batch_size: opts.batch_size,
         iterations: budget.iterations,
         lr_max: opts.lr_max,
@@ -561,6 +573,7 @@ pub fn map_scene(
         final_loss: tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64,
         final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
         samples_per_s: (history.len() * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
+        precision: matmul.name(),
     };
     let info = MapInfo {
         head: head.config,
@@ -579,6 +592,7 @@ pub fn map_scene(
             "frames": frames.len(),
             "options": opts,
             "budget": budget,
+            "precision": matmul.name(),
             "final_loss": report.final_loss,
             "seconds": global_s + buffer_s + train_s,
         }),

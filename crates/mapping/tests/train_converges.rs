@@ -46,7 +46,14 @@ fn head_learns_a_consistent_scene() {
     // flat tail of τ·tanh(e/τ), and whether training escapes depends on the shuffle (2 of 8
     // seeds stalled at ~250 px; with 300 all 8 reach 0.01 px).
     let loss = LossConfig { soft_clamp: 300.0, ..LossConfig::default() };
-    let cfg = TrainConfig { batch_size: 512, iterations: 1500, lr_max: 5e-3, noise_std: 0.0, loss };
+    let cfg = TrainConfig {
+        batch_size: 512,
+        iterations: 1500,
+        lr_max: 5e-3,
+        noise_std: 0.0,
+        loss,
+        matmul: Default::default(),
+    };
     let hist = train(&mut head, &buf, &[Vec::new()], 0, &cfg, &mut rng, &mut |_| true);
     let last = hist.last().unwrap();
     eprintln!("final: valid {:.2}, median error {:.2} px", last.valid, last.median_error);
