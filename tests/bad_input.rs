@@ -568,6 +568,7 @@ fn cases() -> Vec<Case> {
     ));
     // The service's options.
     for (args, expect) in [
+        ("serve map.glace --precision fp8", "--precision"),
         ("serve map.glace --workers 0", "--workers"),
         ("serve map.glace --queue 0", "--queue"),
         ("serve map.glace --max-body 10", "--max-body"),

@@ -138,6 +138,10 @@ def test_bad_arrays_raise_input_errors(tum_map):
         loc.localize(img, K, [0.1, 0.2])
     with pytest.raises(glace.InputError, match="threshold"):
         glace.Localizer(glace.Map.open(tum_map), threshold=float("nan"))
+    with pytest.raises(glace.InputError, match="precision"):
+        glace.Localizer(glace.Map.open(tum_map), precision="fp16")
+    # fp32 is what `auto` picks on CPUs without a fast bf16 path, and always valid.
+    glace.Localizer(glace.Map.open(tum_map), precision="fp32")
 
 
 def test_errors_carry_the_command_line_message(tmp_path):

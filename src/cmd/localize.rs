@@ -21,7 +21,7 @@ pub struct NetworkArgs {
     /// Shorter image side [default: the one the map was trained with; reference 480].
     #[arg(long)]
     pub image_height: Option<u32>,
-    /// Precision of the head's matrix products: auto (bf16 where this CPU has a path faster
+    /// Precision of the head's and encoders' matrix products: auto (bf16 where this CPU has a path faster
     /// than fp32: AMX, or AVX512-BF16 on AMD; else fp32), fp32, or bf16 (the reference: fp32)
     #[arg(long, default_value = "auto", value_parser = super::map::precision)]
     pub precision: glace::Precision,

@@ -90,13 +90,19 @@ pub struct ServeArgs {
     /// Default RANSAC options (a request may give its own).
     #[command(flatten)]
     pub ransac: RansacArgs,
+    /// Precision of the head's and encoders' matrix products: auto (bf16 where this CPU has a
+    /// path faster than fp32), fp32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = super::map::precision)]
+    pub precision: glace::Precision,
 }
 
 fn localizer_options(
     encoder: Option<&str>,
     global: Option<&GlobalArg>,
     ransac: &RansacArgs,
+    precision: glace::Precision,
 ) -> anyhow::Result<LocalizerOptions> {
+    precision.resolve().map_err(|m| glace::Error::usage("--precision", m))?;
     let ace_encoder = match encoder.map(str::parse::<glace::LocalEncoderChoice>) {
         None | Some(Ok(glace::LocalEncoderChoice::XFeat)) => None,
         Some(Ok(glace::LocalEncoderChoice::Ace(p))) => Some(p),
@@ -111,7 +117,7 @@ fn localizer_options(
             )
         }
     };
-    Ok(LocalizerOptions { ransac: ransac.options()?, ace_encoder, r2former, ..Default::default() })
+    Ok(LocalizerOptions { ransac: ransac.options()?, ace_encoder, r2former, precision, ..Default::default() })
 }
 
 /// Runs `glace serve`.
@@ -133,7 +139,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let maps = glace_serve::load_maps(
         &args.maps,
-        &localizer_options(args.encoder.as_deref(), args.global.as_ref(), &args.ransac)?,
+        &localizer_options(args.encoder.as_deref(), args.global.as_ref(), &args.ransac, args.precision)?,
     )?;
     let names: Vec<String> = maps.iter().map(|m| m.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -221,7 +227,7 @@ pub fn bench(args: &BenchServeArgs) -> anyhow::Result<()> {
         time_budget_ms: 2000,
         seed: 1305,
     };
-    let maps = glace_serve::load_maps(&[map], &localizer_options(None, None, &ransac)?)?;
+    let maps = glace_serve::load_maps(&[map], &localizer_options(None, None, &ransac, glace::Precision::Auto)?)?;
     let frames = glace_serve::bench::query_frames(&scene)?;
     let service =
         ServiceArgs { workers: args.workers, queue: args.queue, max_body: 32_000_000, deadline_ms: args.deadline_ms };

@@ -144,18 +144,21 @@ fn pack_a(a: Strided, m: usize, k: usize) -> PackedA {
     let rows = m.next_multiple_of(ROW_PAD);
     let mut data = vec![0u16; rows * kp];
     data.par_chunks_mut(kp * ROW_PAD).enumerate().for_each(|(blk, chunk)| {
-        for (r, dst) in chunk.chunks_exact_mut(kp).enumerate() {
-            let i = blk * ROW_PAD + r;
-            if i >= m {
-                break;
-            }
-            if cs == 1 {
-                for (d, s) in dst[..k].iter_mut().zip(&a[i * rs..i * rs + k]) {
-                    *d = to_bf16(*s);
-                }
-            } else {
+        let valid = ROW_PAD.min(m - blk * ROW_PAD);
+        let i0 = blk * ROW_PAD;
+        if cs == 1 || rs != 1 {
+            // Rows contiguous (or neither stride 1): row by row.
+            for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
                 for (t, d) in dst[..k].iter_mut().enumerate() {
-                    *d = to_bf16(a[i * rs + t * cs]);
+                    *d = to_bf16(a[(i0 + r) * rs + t * cs]);
+                }
+            }
+        } else {
+            // A transposed in memory (dYᵀ of a weight gradient): the block's rows are contiguous
+            // at each depth, so walk the depth outside.
+            for t in 0..k {
+                for (r, s) in a[i0 + t * cs..i0 + t * cs + valid].iter().enumerate() {
+                    chunk[r * kp + t] = to_bf16(*s);
                 }
             }
         }
@@ -170,10 +173,23 @@ fn pack_b(b: Strided, k: usize, n: usize) -> PackedB {
     let panel_len = kp * NR;
     let mut data = vec![0u16; panels * panel_len];
     data.par_chunks_mut(panel_len).enumerate().for_each(|(q, panel)| {
-        for j in 0..NR.min(n - q * NR) {
-            let col = q * NR + j;
+        let cols = NR.min(n - q * NR);
+        let c0 = q * NR;
+        if cs == 1 {
+            // B row-major (the activations of a weight gradient): a row's panel columns are
+            // contiguous, so walk the depth outside.
             for t in 0..k {
-                panel[(t / 2) * 2 * NR + 2 * j + (t & 1)] = to_bf16(b[t * rs + col * cs]);
+                let dst = &mut panel[(t / 2) * 2 * NR + (t & 1)..];
+                for (j, s) in b[t * rs + c0..t * rs + c0 + cols].iter().enumerate() {
+                    dst[2 * j] = to_bf16(*s);
+                }
+            }
+        } else {
+            // Bᵀ row-major (a layer's weight): each column is contiguous over the depth.
+            for j in 0..cols {
+                for t in 0..k {
+                    panel[(t / 2) * 2 * NR + 2 * j + (t & 1)] = to_bf16(b[t * rs + (c0 + j) * cs]);
+                }
             }
         }
     });
