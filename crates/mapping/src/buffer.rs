@@ -71,6 +71,8 @@ pub struct BufferConfig {
     pub image_height: u32,
     /// Augmentation.
     pub augment: AugmentConfig,
+    /// How the local encoder's products are computed.
+    pub matmul: glace_nn::linalg::Matmul,
 }
 
 /// Where the ideal pinhole camera sees a cell of a (rotated) augmented view: the rotation is
@@ -112,7 +114,7 @@ pub fn fill(
             let rgb = frame.load_rgb()?;
             let view = augment(&rgb, &frame.calibration, &frame.cam_to_world, cfg.image_height, &cfg.augment, rng);
             let (w, h) = (view.image.width, view.image.height);
-            let enc = encoder.encode(&view.image.rgb_hw3, &view.image.image_hw, w, h);
+            let enc = encoder.encode_with(cfg.matmul, &view.image.rgb_hw3, &view.image.image_hw, w, h);
             let f = &enc.features;
             // Valid cells: the pixel at the cell centre must lie inside the (rotated) image.
             let mut cells = Vec::with_capacity(f.height * f.width);

@@ -396,6 +396,9 @@ pub fn map_scene(
         );
     }
 
+    let matmul = opts.precision.resolve().map_err(|m| MapError::Invalid(format!("--precision: {m}")))?;
+    tracing::info!("precision of the networks' products: {}", matmul.name());
+
     // Global descriptors, one row per rgb file (skipped frames keep zero rows).
     let t0 = Instant::now();
     // Training camera centres: place labels of the built-in global encoder, position-decoder centres.
@@ -442,7 +445,7 @@ pub fn map_scene(
             for (k, f) in frames.iter().enumerate() {
                 let rgb = f.load_rgb()?;
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
-                let enc = encoder.encode(&p.rgb_hw3, &p.image_hw, p.width, p.height);
+                let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
                     colour: colour_layout(&p.rgb_hw3, p.width, p.height),
@@ -494,6 +497,7 @@ pub fn map_scene(
         samples_per_image: opts.samples_per_image,
         image_height: opts.image_height,
         augment: AugmentConfig { enabled: opts.augment, rotation_deg: opts.rotation_deg, ..Default::default() },
+        matmul,
     };
     progress.phase("filling buffer", budget.buffer_size);
     let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| {
@@ -518,8 +522,6 @@ pub fn map_scene(
         homogeneous: true,
     };
     let mut head = Head::init(config, centres, opts.seed);
-    let matmul = opts.precision.resolve().map_err(|m| MapError::Invalid(format!("--precision: {m}")))?;
-    tracing::info!("training precision: {}", matmul.name());
     let tcfg = TrainConfig {
         matmul,
         batch_size: opts.batch_size,
