@@ -102,12 +102,16 @@ pub fn best_kernel() -> Option<Bf16Kernel> {
     }
 }
 
-/// fp32 → bf16, round to nearest even; NaN stays NaN.
+/// fp32 → bf16 as `vcvtneps2bf16` does it: round to nearest even, NaN stays (quiet) NaN,
+/// denormals become zero of their sign.
 #[inline]
 pub fn to_bf16(x: f32) -> u16 {
     let b = x.to_bits();
     if x.is_nan() {
         return ((b >> 16) | 0x40) as u16;
+    }
+    if b & 0x7F80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
     }
     ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
 }
@@ -125,10 +129,22 @@ const K_PAD: usize = 32;
 /// Columns per panel of the packed right operand (two zmm of fp32 accumulators per row).
 const NR: usize = 32;
 
-/// The left operand `A[m×k]`, row-major bf16, `rows` × `kp` with zero padding.
+/// The left operand `A[m×k]` in bf16 with zero padding (rows to 16, depth to 32), laid out for
+/// its kernel.
 struct PackedA {
     data: Vec<u16>,
     kp: usize,
+    layout: ALayout,
+}
+
+/// How [`PackedA`] holds the rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ALayout {
+    /// Row-major `rows × kp` (an AMX tile loads 16 rows of 32 depths).
+    RowMajor,
+    /// Blocks of 16 rows, each `pair of depth, row, 2`: the 16 pairs a micro-kernel broadcasts
+    /// at one depth are contiguous, and a transposed source packs with whole-vector stores.
+    PairBlocks,
 }
 
 /// The right operand `B[k×n]` in panels of [`NR`] columns: `panel, pair of depth, column, 2`.
@@ -138,32 +154,115 @@ struct PackedB {
     panels: usize,
 }
 
-fn pack_a(a: Strided, m: usize, k: usize) -> PackedA {
+/// `dst[i] = bf16(src[i])`, sixteen at a time where the CPU converts in one instruction.
+fn convert(src: &[f32], dst: &mut [u16]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if avx512_bf16_available() {
+        // SAFETY: AVX512-BF16 checked; the helper stays within both slices.
+        done = unsafe { avx512::convert(src, dst) };
+    }
+    for (d, s) in dst[done..].iter_mut().zip(&src[done..]) {
+        *d = to_bf16(*s);
+    }
+}
+
+/// `pairs[j] = bf16(r0[j]) | bf16(r1[j]) << 16` (r1 absent: 0), the VNNI pair of two depths.
+fn interleave(r0: &[f32], r1: Option<&[f32]>, pairs: &mut [u32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(r1)) = (avx512_bf16_available(), r1) {
+        // SAFETY: AVX512-BF16 checked; the helper stays within the slices.
+        done = unsafe { avx512::interleave(r0, r1, pairs) };
+    }
+    for j in done..pairs.len() {
+        let hi = r1.map_or(0, |r| to_bf16(r[j]) as u32);
+        pairs[j] = to_bf16(r0[j]) as u32 | hi << 16;
+    }
+}
+
+fn pack_a(a: Strided, m: usize, k: usize, layout: ALayout) -> PackedA {
     let (a, rs, cs) = (a.data, a.rs, a.cs);
     let kp = k.next_multiple_of(K_PAD);
     let rows = m.next_multiple_of(ROW_PAD);
     let mut data = vec![0u16; rows * kp];
+    if layout == ALayout::PairBlocks && rs == 1 && cs != 1 {
+        // A transposed in memory (dYᵀ of a weight gradient): two whole source rows (two depths of
+        // every A row) at a time, read in order, their pairs copied into every block. Tasks own
+        // disjoint depths, so they write disjoint parts of every block.
+        let out = SharedU16(data.as_mut_ptr());
+        let pairs_total = k.div_ceil(2);
+        (0..pairs_total.div_ceil(32)).into_par_iter().for_each(|task| {
+            let mut pairs = vec![0u32; m];
+            for p in task * 32..(task * 32 + 32).min(pairs_total) {
+                let r0 = &a[2 * p * cs..2 * p * cs + m];
+                let r1 = (2 * p + 1 < k).then(|| &a[(2 * p + 1) * cs..(2 * p + 1) * cs + m]);
+                interleave(r0, r1, &mut pairs);
+                for (blk, block) in pairs.chunks(ROW_PAD).enumerate() {
+                    let at = blk * ROW_PAD * kp + 2 * p * ROW_PAD;
+                    // SAFETY: pair p of block blk lies inside `data` (rows padded to 16, depth
+                    // to 32), and only this task writes pair p.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(block.as_ptr() as *const u16, out.get().add(at), 2 * block.len())
+                    };
+                }
+            }
+        });
+        return PackedA { data, kp, layout };
+    }
     data.par_chunks_mut(kp * ROW_PAD).enumerate().for_each(|(blk, chunk)| {
         let valid = ROW_PAD.min(m - blk * ROW_PAD);
         let i0 = blk * ROW_PAD;
-        if cs == 1 || rs != 1 {
-            // Rows contiguous (or neither stride 1): row by row.
+        if layout == ALayout::PairBlocks {
+            let mut put = |p: usize, r: usize, pair: u32| {
+                chunk[2 * (p * ROW_PAD + r)] = pair as u16;
+                chunk[2 * (p * ROW_PAD + r) + 1] = (pair >> 16) as u16;
+            };
+            {
+                let mut row = vec![0u16; kp];
+                for r in 0..valid {
+                    if cs == 1 {
+                        convert(&a[(i0 + r) * rs..(i0 + r) * rs + k], &mut row[..k]);
+                    } else {
+                        for (t, d) in row[..k].iter_mut().enumerate() {
+                            *d = to_bf16(a[(i0 + r) * rs + t * cs]);
+                        }
+                    }
+                    for p in 0..k.div_ceil(2) {
+                        put(p, r, row[2 * p] as u32 | (row[2 * p + 1] as u32) << 16);
+                    }
+                }
+            }
+            return;
+        }
+        if cs == 1 {
+            for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
+                convert(&a[(i0 + r) * rs..(i0 + r) * rs + k], &mut dst[..k]);
+            }
+        } else if rs == 1 {
+            // A transposed in memory (dYᵀ of a weight gradient): the block's rows are contiguous
+            // at each depth, so walk the depth outside, two depths at a time.
+            let mut t = 0;
+            while t < k {
+                let r0 = &a[i0 + t * cs..i0 + t * cs + valid];
+                let r1 = (t + 1 < k).then(|| &a[i0 + (t + 1) * cs..i0 + (t + 1) * cs + valid]);
+                let mut pairs = [0u32; ROW_PAD];
+                interleave(r0, r1, &mut pairs[..valid]);
+                for (r, p) in pairs[..valid].iter().enumerate() {
+                    chunk[r * kp + t] = *p as u16;
+                    chunk[r * kp + t + 1] = (*p >> 16) as u16;
+                }
+                t += 2;
+            }
+        } else {
             for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
                 for (t, d) in dst[..k].iter_mut().enumerate() {
                     *d = to_bf16(a[(i0 + r) * rs + t * cs]);
                 }
             }
-        } else {
-            // A transposed in memory (dYᵀ of a weight gradient): the block's rows are contiguous
-            // at each depth, so walk the depth outside.
-            for t in 0..k {
-                for (r, s) in a[i0 + t * cs..i0 + t * cs + valid].iter().enumerate() {
-                    chunk[r * kp + t] = to_bf16(*s);
-                }
-            }
         }
     });
-    PackedA { data, kp }
+    PackedA { data, kp, layout }
 }
 
 fn pack_b(b: Strided, k: usize, n: usize) -> PackedB {
@@ -177,12 +276,19 @@ fn pack_b(b: Strided, k: usize, n: usize) -> PackedB {
         let c0 = q * NR;
         if cs == 1 {
             // B row-major (the activations of a weight gradient): a row's panel columns are
-            // contiguous, so walk the depth outside.
-            for t in 0..k {
-                let dst = &mut panel[(t / 2) * 2 * NR + (t & 1)..];
-                for (j, s) in b[t * rs + c0..t * rs + c0 + cols].iter().enumerate() {
-                    dst[2 * j] = to_bf16(*s);
+            // contiguous, so walk the depth outside, two rows into one pair-row at a time.
+            let mut t = 0;
+            while t < k {
+                let r0 = &b[t * rs + c0..t * rs + c0 + cols];
+                let r1 = (t + 1 < k).then(|| &b[(t + 1) * rs + c0..(t + 1) * rs + c0 + cols]);
+                let dst = &mut panel[t * NR..t * NR + 2 * cols];
+                let mut pairs = [0u32; NR];
+                interleave(r0, r1, &mut pairs[..cols]);
+                for (j, p) in pairs[..cols].iter().enumerate() {
+                    dst[2 * j] = *p as u16;
+                    dst[2 * j + 1] = (*p >> 16) as u16;
                 }
+                t += 2;
             }
         } else {
             // Bᵀ row-major (a layer's weight): each column is contiguous over the depth.
@@ -194,6 +300,19 @@ fn pack_b(b: Strided, k: usize, n: usize) -> PackedB {
         }
     });
     PackedB { data, kp, panels }
+}
+
+/// The packed left operand shared by packing tasks that write disjoint depths.
+#[derive(Clone, Copy)]
+struct SharedU16(*mut u16);
+// SAFETY: the tasks write disjoint elements.
+unsafe impl Send for SharedU16 {}
+unsafe impl Sync for SharedU16 {}
+
+impl SharedU16 {
+    fn get(self) -> *mut u16 {
+        self.0
+    }
 }
 
 /// Raw output pointer shared by tasks that write disjoint blocks.
@@ -249,7 +368,8 @@ fn gemm_unchecked(
     }
     assert!(((m - 1) * a.rs + (k - 1) * a.cs) < a.data.len(), "bf16 gemm: lhs bounds");
     assert!(((k - 1) * b.rs + (n - 1) * b.cs) < b.data.len(), "bf16 gemm: rhs bounds");
-    let pa = pack_a(a, m, k);
+    let layout = if kernel == Bf16Kernel::Amx { ALayout::RowMajor } else { ALayout::PairBlocks };
+    let pa = pack_a(a, m, k, layout);
     let pb = pack_b(b, k, n);
     debug_assert_eq!(pa.kp, pb.kp);
     // Tasks: blocks of 64 rows × 8 panels (256 columns).
@@ -296,12 +416,44 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{OutPtr, PackedA, PackedB, NR};
+    use super::{ALayout, OutPtr, PackedA, PackedB, NR, ROW_PAD};
 
     /// Rows per micro-tile: 8 rows × 32 columns = 16 accumulators.
     const MR: usize = 8;
     /// Depth pairs per pass over a panel (keeps the panel's slice in L1/L2).
     const KC: usize = 256;
+
+    /// Converts the leading multiple of 16 of `src` into `dst`; returns how many.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn convert(src: &[f32], dst: &mut [u16]) -> usize {
+        let n = src.len().min(dst.len()) / 16 * 16;
+        for i in (0..n).step_by(16) {
+            // SAFETY: i + 16 ≤ n ≤ both lengths.
+            unsafe {
+                let v = _mm512_loadu_ps(src.as_ptr().add(i));
+                let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+                _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, h);
+            }
+        }
+        n
+    }
+
+    /// The leading multiple of 16 of `pairs` from `r0` and `r1` (see `super::interleave`).
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn interleave(r0: &[f32], r1: &[f32], pairs: &mut [u32]) -> usize {
+        let n = pairs.len().min(r0.len()).min(r1.len()) / 16 * 16;
+        for j in (0..n).step_by(16) {
+            // SAFETY: j + 16 ≤ n ≤ every length.
+            unsafe {
+                let lo: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(r0.as_ptr().add(j))));
+                let hi: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(r1.as_ptr().add(j))));
+                // Zero-extend each 16-bit value to 32 bits, shift the second row's up, combine.
+                let v = _mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+                _mm512_storeu_si512(pairs.as_mut_ptr().add(j) as *mut _, v);
+            }
+        }
+        n
+    }
 
     /// # Safety
     /// AVX512-BF16 must be available; operands padded as packed; `rows`, `panels` within them.
@@ -326,12 +478,21 @@ mod avx512 {
                 let bp = unsafe { pb.data.as_ptr().add(q * pb.kp * NR + p0 * 2 * NR) };
                 let mut r0 = rows.start;
                 while r0 < rows.end {
-                    let ap = unsafe { pa.data.as_ptr().add(r0 * pa.kp + 2 * p0) };
+                    // (row stride, pair stride) of A in u16 pairs, and the first pair of the tile.
+                    let (rstride, pstride, first) = match pa.layout {
+                        ALayout::RowMajor => (pa.kp / 2, 1, r0 * pa.kp / 2 + p0),
+                        ALayout::PairBlocks => {
+                            (1, ROW_PAD, (r0 / ROW_PAD) * ROW_PAD * pa.kp / 2 + p0 * ROW_PAD + r0 % ROW_PAD)
+                        }
+                    };
+                    let ap = unsafe { (pa.data.as_ptr() as *const u32).add(first) };
                     let valid_rows = MR.min(rows.end - r0);
                     let valid_cols = NR.min(n - q * NR);
                     // SAFETY: A holds rows r0..r0+8 (padded to 16) and pairs p0..p0+pc; the panel
                     // holds pairs p0..p0+pc × 32 columns; stores are masked to the valid part.
-                    unsafe { micro(pc, ap, pa.kp, bp, out.0.add(r0 * n + q * NR), n, valid_rows, valid_cols) };
+                    unsafe {
+                        micro(pc, ap, (rstride, pstride), bp, out.0.add(r0 * n + q * NR), n, valid_rows, valid_cols)
+                    };
                     r0 += MR;
                 }
             }
@@ -343,8 +504,8 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     unsafe fn micro(
         pairs: usize,
-        a: *const u16,
-        lda: usize,
+        a: *const u32,
+        (rstride, pstride): (usize, usize),
         b: *const u16,
         c: *mut f32,
         ldc: usize,
@@ -358,8 +519,8 @@ mod avx512 {
                 let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR) as *const _));
                 let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 2 * NR + NR) as *const _));
                 for r in 0..MR {
-                    let pair = (a.add(r * lda + 2 * p) as *const i32).read_unaligned();
-                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                    let pair = a.add(r * rstride + p * pstride).read_unaligned();
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair as i32));
                     acc[2 * r] = _mm512_dpbf16_ps(acc[2 * r], av, b0);
                     acc[2 * r + 1] = _mm512_dpbf16_ps(acc[2 * r + 1], av, b1);
                 }
@@ -423,6 +584,66 @@ mod tests {
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
         assert_eq!(from_bf16(to_bf16(-0.0)).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(to_bf16(1e-40), 0);
+        assert_eq!(to_bf16(-1e-40), 0x8000);
+    }
+
+    /// Both layouts of the left operand, from every kind of strides, hold bf16(A) where the
+    /// kernels look for it (the AMX one cannot run here, so its packing is checked on its own).
+    #[test]
+    fn packed_operands_hold_the_rounded_elements() {
+        for &(m, k) in &[(1, 1), (17, 33), (40, 100), (16, 64)] {
+            let data = random(m * k, (m * k) as u64);
+            for (rs, cs) in [(k, 1), (1, m)] {
+                let a = Strided { data: &data, rs, cs };
+                let kp = k.next_multiple_of(K_PAD);
+                let row_major = pack_a(a, m, k, ALayout::RowMajor);
+                let blocks = pack_a(a, m, k, ALayout::PairBlocks);
+                for i in 0..m.next_multiple_of(ROW_PAD) {
+                    for t in 0..kp {
+                        let want = if i < m && t < k { to_bf16(data[i * rs + t * cs]) } else { 0 };
+                        assert_eq!(row_major.data[i * kp + t], want, "row-major {m}×{k} ({rs},{cs}) at {i},{t}");
+                        let at = (i / ROW_PAD) * ROW_PAD * kp + 2 * ((t / 2) * ROW_PAD + i % ROW_PAD) + t % 2;
+                        assert_eq!(blocks.data[at], want, "pair blocks {m}×{k} ({rs},{cs}) at {i},{t}");
+                    }
+                }
+            }
+            let b = random(k * m, 3);
+            for (rs, cs) in [(m, 1), (1, k)] {
+                let packed = pack_b(Strided { data: &b, rs, cs }, k, m);
+                let kp = k.next_multiple_of(K_PAD);
+                for j in 0..m.next_multiple_of(NR) {
+                    for t in 0..kp {
+                        let want = if j < m && t < k { to_bf16(b[t * rs + j * cs]) } else { 0 };
+                        let at = (j / NR) * kp * NR + (t / 2) * 2 * NR + 2 * (j % NR) + t % 2;
+                        assert_eq!(packed.data[at], want, "B {k}×{m} ({rs},{cs}) at {t},{j}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The vector conversions give the scalar rounding bit for bit (lengths with tails).
+    #[test]
+    fn vector_conversion_matches_scalar() {
+        let mut src = random(77, 11);
+        src[3] = f32::NAN;
+        src[5] = 1e-40;
+        src[7] = -f32::INFINITY;
+        src[9] = 1.0 + 1.0 / 256.0;
+        let mut dst = vec![0u16; 77];
+        convert(&src, &mut dst);
+        for (d, s) in dst.iter().zip(&src) {
+            assert!(*d == to_bf16(*s) || (s.is_nan() && from_bf16(*d).is_nan()), "{s}: {d:#x} vs {:#x}", to_bf16(*s));
+        }
+        let r1 = random(77, 12);
+        let mut pairs = vec![0u32; 77];
+        interleave(&src, Some(&r1), &mut pairs);
+        for j in 0..77 {
+            let (lo, hi) = (pairs[j] as u16, (pairs[j] >> 16) as u16);
+            assert!(lo == to_bf16(src[j]) || src[j].is_nan(), "lo {j}");
+            assert_eq!(hi, to_bf16(r1[j]), "hi {j}");
+        }
     }
 
     /// Every available kernel against the f64 product of the rounded operands, on the three

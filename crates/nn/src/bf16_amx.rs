@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{OutPtr, PackedA, PackedB, NR};
+use super::{ALayout, OutPtr, PackedA, PackedB, NR};
 
 /// Whether the CPU, the operating system and Linux's per-process permission allow AMX-BF16.
 #[allow(unused_unsafe)]
@@ -95,6 +95,7 @@ pub(super) unsafe fn block(
     }
     // Four 16×16 fp32 tiles stored after each block, then added to the output.
     let mut tmp = [0f32; 4 * 256];
+    assert!(pa.layout == ALayout::RowMajor, "AMX tiles load row-major rows");
     let padded_rows = pa.data.len() / pa.kp;
     let lda = (pa.kp * 2) as isize;
     let ldb = (2 * NR * 2) as isize;
