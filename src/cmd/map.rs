@@ -134,7 +134,7 @@ pub struct MapArgs {
     /// Seed (reference 42).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Precision of the head's matrix products in training: auto (bf16 operands with fp32
+    /// Precision of the matrix products in mapping (head training, the encoder passes): auto (bf16 operands with fp32
     /// accumulation where this CPU has a path faster than fp32: AMX, or AVX512-BF16 on AMD; else
     /// fp32), fp32, or bf16 (the reference trains in fp16 autocast on a GPU). Recorded in the log.
     #[arg(long, default_value = "auto", value_parser = precision)]
