@@ -34,7 +34,7 @@ pub struct DemoArgs {
     pub preset: String,
     #[command(flatten)]
     pub budget: super::map::BudgetArgs,
-    /// Precision of the head's products in mapping and localization: auto, fp32 or bf16.
+    /// Precision of the networks' matrix products in mapping and localization: auto, fp32 or bf16.
     #[arg(long, default_value = "auto", value_parser = super::map::precision)]
     pub precision: glace::Precision,
     /// Image size WxH of the rendered scene.

@@ -127,8 +127,8 @@ pub struct LocalizerOptions {
     pub r2former: Option<PathBuf>,
     /// Never load R2Former: every query brings its global descriptor (from `features.npy`, say).
     pub external_descriptors: bool,
-    /// Precision of the head's products (`Auto`: bf16 where this CPU has a path faster than
-    /// fp32, else fp32).
+    /// Precision of the head's and the local encoder's products (`Auto`: bf16 where this CPU has
+    /// a path faster than fp32, else fp32).
     pub precision: Precision,
 }
 
@@ -297,7 +297,7 @@ impl Localizer {
         &self.ransac
     }
 
-    /// How the head's products are computed.
+    /// How the head's and the local encoder's products are computed.
     pub fn matmul(&self) -> Matmul {
         self.matmul
     }

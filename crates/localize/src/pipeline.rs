@@ -55,7 +55,7 @@ pub struct Encoders<'a> {
     pub local: &'a LocalEncoder,
     /// R2Former global encoder.
     pub r2former: Option<&'a R2Former>,
-    /// How the head's products are computed.
+    /// How the head's and the local encoder's products are computed.
     pub matmul: Matmul,
 }
 

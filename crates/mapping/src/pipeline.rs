@@ -105,8 +105,9 @@ pub struct MapOptions {
     pub soft_clamp: f64,
     /// Seed.
     pub seed: u64,
-    /// Precision of the head's matrix products during training (`auto`: bf16 where this CPU
-    /// has a path faster than fp32, else fp32). Logs written before this option read as auto.
+    /// Precision of the matrix products in mapping: head training and the local encoder's passes
+    /// (`auto`: bf16 where this CPU has a path faster than fp32, else fp32). Logs written before
+    /// this option read as auto.
     #[serde(default)]
     pub precision: Precision,
 }
@@ -304,7 +305,7 @@ pub struct MapReport {
     pub final_valid: f64,
     /// Samples per second during training.
     pub samples_per_s: f64,
-    /// How the head's products were computed (`fp32`, `bf16 (amx-bf16)`, …).
+    /// How the networks' products were computed (`fp32`, `bf16 (amx-bf16)`, …).
     pub precision: String,
 }
 

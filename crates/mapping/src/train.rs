@@ -59,14 +59,10 @@ pub struct StepStats {
 /// order, schedules, logging, stopping) is [`train_with`]'s, so a backend (fp32 or bf16 on the
 /// CPU, a GPU later) changes nothing else.
 pub trait HeadTrainer {
-    /// How the backend computes (for logs: `fp32`, `bf16 (amx-bf16)`, …).
-    fn describe(&self) -> String;
     /// One step on the buffer rows `batch`: forward, loss at soft clamp `tau`, backward and AdamW
     /// at learning rate `lr`; `noise_seed` seeds the feature diffusion of this step. The median
     /// error is computed only when `want_stats`.
     fn step(&mut self, batch: &[usize], lr: f64, tau: f64, noise_seed: u64, want_stats: bool) -> StepStats;
-    /// The head as trained so far.
-    fn head(&self) -> &Head;
     /// Width of the global part of the head's input (0: no global input, no diffusion).
     fn global_dim(&self) -> usize;
     /// Ends training and hands back the head.
@@ -157,10 +153,6 @@ impl<'a> CpuTrainer<'a> {
 }
 
 impl HeadTrainer for CpuTrainer<'_> {
-    fn describe(&self) -> String {
-        self.matmul.name()
-    }
-
     fn step(&mut self, batch: &[usize], lr: f64, tau: f64, noise_seed: u64, want_stats: bool) -> StepStats {
         let b = batch.len();
         self.assemble(batch, noise_seed);
@@ -188,10 +180,6 @@ impl HeadTrainer for CpuTrainer<'_> {
             }
         };
         StepStats { loss: out.loss, valid: out.valid.iter().filter(|v| **v).count() as f64 / b as f64, median_error }
-    }
-
-    fn head(&self) -> &Head {
-        &self.head
     }
 
     fn global_dim(&self) -> usize {

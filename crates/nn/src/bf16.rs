@@ -181,23 +181,35 @@ fn interleave(r0: &[f32], r1: Option<&[f32]>, pairs: &mut [u32]) {
     }
 }
 
+/// Row `i` of `a` (k elements) into `dst` in bf16.
+fn source_row(a: Strided, i: usize, k: usize, dst: &mut [u16]) {
+    if a.cs == 1 {
+        convert(&a.data[i * a.rs..i * a.rs + k], dst);
+    } else {
+        for (t, d) in dst[..k].iter_mut().enumerate() {
+            *d = to_bf16(a.data[i * a.rs + t * a.cs]);
+        }
+    }
+}
+
 fn pack_a(a: Strided, m: usize, k: usize, layout: ALayout) -> PackedA {
-    let (a, rs, cs) = (a.data, a.rs, a.cs);
     let kp = k.next_multiple_of(K_PAD);
     let rows = m.next_multiple_of(ROW_PAD);
     let mut data = vec![0u16; rows * kp];
-    if layout == ALayout::PairBlocks && rs == 1 && cs != 1 {
-        // A transposed in memory (dYᵀ of a weight gradient): two whole source rows (two depths of
-        // every A row) at a time, read in order, their pairs copied into every block. Tasks own
-        // disjoint depths, so they write disjoint parts of every block.
+    // A transposed in memory (dYᵀ of a weight gradient): the source rows are A's columns.
+    let transposed = a.rs == 1 && a.cs != 1;
+    // Source row of depth t (transposed A only): A's column t, every row.
+    let depth = |t: usize| (t < k).then(|| &a.data[t * a.cs..t * a.cs + m]);
+    if transposed && layout == ALayout::PairBlocks {
+        // Two whole source rows (two depths of every A row) at a time, read in order, their pairs
+        // copied into every block. Tasks own disjoint depths, so they write disjoint parts of
+        // every block.
         let out = SharedU16(data.as_mut_ptr());
         let pairs_total = k.div_ceil(2);
         (0..pairs_total.div_ceil(32)).into_par_iter().for_each(|task| {
             let mut pairs = vec![0u32; m];
             for p in task * 32..(task * 32 + 32).min(pairs_total) {
-                let r0 = &a[2 * p * cs..2 * p * cs + m];
-                let r1 = (2 * p + 1 < k).then(|| &a[(2 * p + 1) * cs..(2 * p + 1) * cs + m]);
-                interleave(r0, r1, &mut pairs);
+                interleave(depth(2 * p).expect("p < k/2"), depth(2 * p + 1), &mut pairs);
                 for (blk, block) in pairs.chunks(ROW_PAD).enumerate() {
                     let at = blk * ROW_PAD * kp + 2 * p * ROW_PAD;
                     // SAFETY: pair p of block blk lies inside `data` (rows padded to 16, depth
@@ -211,53 +223,34 @@ fn pack_a(a: Strided, m: usize, k: usize, layout: ALayout) -> PackedA {
         return PackedA { data, kp, layout };
     }
     data.par_chunks_mut(kp * ROW_PAD).enumerate().for_each(|(blk, chunk)| {
-        let valid = ROW_PAD.min(m - blk * ROW_PAD);
         let i0 = blk * ROW_PAD;
-        if layout == ALayout::PairBlocks {
-            let mut put = |p: usize, r: usize, pair: u32| {
-                chunk[2 * (p * ROW_PAD + r)] = pair as u16;
-                chunk[2 * (p * ROW_PAD + r) + 1] = (pair >> 16) as u16;
-            };
-            {
+        let valid = ROW_PAD.min(m - i0);
+        match layout {
+            ALayout::RowMajor if transposed => {
+                // The block's rows are contiguous at each depth: walk the depth outside, two
+                // depths at a time.
+                let mut pairs = [0u32; ROW_PAD];
+                for t in (0..k).step_by(2) {
+                    let r1 = depth(t + 1).map(|r| &r[i0..i0 + valid]);
+                    interleave(&depth(t).expect("t < k")[i0..i0 + valid], r1, &mut pairs[..valid]);
+                    for (r, p) in pairs[..valid].iter().enumerate() {
+                        chunk[r * kp + t] = *p as u16;
+                        chunk[r * kp + t + 1] = (*p >> 16) as u16;
+                    }
+                }
+            }
+            ALayout::RowMajor => {
+                for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
+                    source_row(a, i0 + r, k, dst);
+                }
+            }
+            ALayout::PairBlocks => {
                 let mut row = vec![0u16; kp];
                 for r in 0..valid {
-                    if cs == 1 {
-                        convert(&a[(i0 + r) * rs..(i0 + r) * rs + k], &mut row[..k]);
-                    } else {
-                        for (t, d) in row[..k].iter_mut().enumerate() {
-                            *d = to_bf16(a[(i0 + r) * rs + t * cs]);
-                        }
+                    source_row(a, i0 + r, k, &mut row);
+                    for p in 0..kp / 2 {
+                        chunk[2 * (p * ROW_PAD + r)..][..2].copy_from_slice(&row[2 * p..2 * p + 2]);
                     }
-                    for p in 0..k.div_ceil(2) {
-                        put(p, r, row[2 * p] as u32 | (row[2 * p + 1] as u32) << 16);
-                    }
-                }
-            }
-            return;
-        }
-        if cs == 1 {
-            for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
-                convert(&a[(i0 + r) * rs..(i0 + r) * rs + k], &mut dst[..k]);
-            }
-        } else if rs == 1 {
-            // A transposed in memory (dYᵀ of a weight gradient): the block's rows are contiguous
-            // at each depth, so walk the depth outside, two depths at a time.
-            let mut t = 0;
-            while t < k {
-                let r0 = &a[i0 + t * cs..i0 + t * cs + valid];
-                let r1 = (t + 1 < k).then(|| &a[i0 + (t + 1) * cs..i0 + (t + 1) * cs + valid]);
-                let mut pairs = [0u32; ROW_PAD];
-                interleave(r0, r1, &mut pairs[..valid]);
-                for (r, p) in pairs[..valid].iter().enumerate() {
-                    chunk[r * kp + t] = *p as u16;
-                    chunk[r * kp + t + 1] = (*p >> 16) as u16;
-                }
-                t += 2;
-            }
-        } else {
-            for (r, dst) in chunk.chunks_exact_mut(kp).take(valid).enumerate() {
-                for (t, d) in dst[..k].iter_mut().enumerate() {
-                    *d = to_bf16(a[(i0 + r) * rs + t * cs]);
                 }
             }
         }
@@ -457,6 +450,7 @@ mod avx512 {
 
     /// # Safety
     /// AVX512-BF16 must be available; operands padded as packed; `rows`, `panels` within them.
+    #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn block(
         pa: &PackedA,
         pb: &PackedB,
@@ -465,11 +459,6 @@ mod avx512 {
         n: usize,
         out: OutPtr,
     ) {
-        unsafe { block_impl(pa, pb, rows, panels, n, out) }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn block_impl(pa: &PackedA, pb: &PackedB, rows: Range<usize>, panels: Range<usize>, n: usize, out: OutPtr) {
         let pairs = pa.kp / 2;
         let mut p0 = 0;
         while p0 < pairs {

@@ -90,8 +90,8 @@ pub fn matmul_wt(a: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [
 
 /// [`matmul_wt`] with the products computed as `mm` says.
 pub fn matmul_wt_with(mm: Matmul, a: &[f32], m: usize, k: usize, w: &[f32], n: usize, out: &mut [f32]) {
+    assert!(a.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "matmul_wt: buffer sizes");
     if let Matmul::Bf16(kernel) = mm {
-        assert!(a.len() >= m * k && w.len() >= n * k, "matmul_wt: buffer sizes");
         crate::bf16::gemm(
             kernel,
             (m, n, k),
@@ -102,7 +102,6 @@ pub fn matmul_wt_with(mm: Matmul, a: &[f32], m: usize, k: usize, w: &[f32], n: u
         );
         return;
     }
-    assert!(a.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "matmul_wt: buffer sizes");
     if m == 0 || n == 0 {
         return;
     }
