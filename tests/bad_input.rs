@@ -204,6 +204,7 @@ fn cases() -> Vec<Case> {
         ("--encoder", &["bogus"]),
         ("--global", &["bogus"]),
         ("--precision", &["fp16"]),
+        ("--turns", &["sideways", "", "4"]),
     ] {
         for val in vals {
             v.push(case(&format!("localize {opt} {val}"), &format!("localize scene map.glace {opt}={val}"), &[opt]));
@@ -569,6 +570,7 @@ fn cases() -> Vec<Case> {
     // The service's options.
     for (args, expect) in [
         ("serve map.glace --precision fp8", "--precision"),
+        ("serve map.glace --turns 180", "--turns"),
         ("serve map.glace --workers 0", "--workers"),
         ("serve map.glace --queue 0", "--queue"),
         ("serve map.glace --max-body 10", "--max-body"),

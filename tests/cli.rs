@@ -357,6 +357,21 @@ fn real_tum_desk_maps_and_localizes() {
     assert!(r["pct_5cm_5deg"].as_f64().unwrap() >= 80.0, "{r}");
     assert!(r["median_trans_m"].as_f64().unwrap() < 0.03, "{r}");
 
+    // The test frames held upside down (images turned 180°, K, distortion and poses with them):
+    // given upright the map does not know them; tried in all four quarter turns they localize.
+    let turned = tmp.path().join("turned");
+    turn_split_180(&scene, &turned, "test");
+    let localize = |turns: &str| {
+        let out = tmp.path().join(format!("turned_{turns}.txt"));
+        let run = glace(&["localize", &s(&turned), &s(&map), "--out", &s(&out), "--json", "--turns", turns]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let (upright, all) = (localize("upright"), localize("all"));
+    eprintln!("TUM desk upside down: upright {upright}, all turns {all}");
+    assert!(all["pct_5cm_5deg"].as_f64().unwrap() >= 80.0, "{all}");
+    assert!(upright["pct_5cm_5deg"].as_f64().unwrap() <= 20.0, "{upright}");
+
     // The implicit map as a point cloud: binary PLY whose points lie in front of the desk cameras.
     let ply = tmp.path().join("desk.ply");
     let run = glace(&["export", "pointcloud", &s(&scene), &s(&map), &s(&ply)]);
@@ -382,6 +397,67 @@ fn real_tum_desk_maps_and_localizes() {
     eprintln!("point cloud: {n} points, distance to the cameras median {median:.2} m, 90th percentile {p90:.2} m");
     assert!(median > 0.5 && median < 3.0, "median distance {median} m");
     assert!(p90 < 10.0, "90th percentile {p90} m");
+}
+
+/// Copies `scene` to `out` with its `split` turned upside down: images rotated 180°, the
+/// principal point, the tangential distortion and the camera axes turned with them (OpenCV pixel
+/// centres: u → w − 1 − u). The other split is copied as it is.
+fn turn_split_180(scene: &std::path::Path, out: &std::path::Path, split: &str) {
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    };
+    let numbers = |text: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.split_whitespace().map(|v| v.parse::<f64>().unwrap()).collect::<Vec<_>>())
+            .collect()
+    };
+    let join = |v: &[f64], per_line: usize| {
+        v.chunks(per_line)
+            .map(|r| r.iter().map(|x| format!("{x:.12}")).collect::<Vec<_>>().join(" ") + "\n")
+            .collect::<String>()
+    };
+    for entry in std::fs::read_dir(scene).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            copy(&path, &out.join(path.file_name().unwrap()));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(scene.join("distortion.txt")) {
+        let mut d = numbers(&text);
+        (d[2], d[3]) = (-d[2], -d[3]);
+        std::fs::write(out.join("distortion.txt"), join(&d, d.len())).unwrap();
+    }
+    for s in ["train", "test"] {
+        for entry in std::fs::read_dir(scene.join(s).join("rgb")).unwrap() {
+            let rgb = entry.unwrap().path();
+            let stem = rgb.file_stem().unwrap().to_str().unwrap().to_string();
+            let rel = |dir: &str, ext: &str| std::path::Path::new(s).join(dir).join(format!("{stem}.{ext}"));
+            let ext = rgb.extension().unwrap().to_str().unwrap().to_string();
+            if s != split {
+                for (dir, e) in [("rgb", ext.as_str()), ("calibration", "txt"), ("poses", "txt")] {
+                    copy(&scene.join(rel(dir, e)), &out.join(rel(dir, e)));
+                }
+                continue;
+            }
+            let img = image::open(&rgb).unwrap().to_rgb8();
+            let (w, h) = img.dimensions();
+            std::fs::create_dir_all(out.join(s).join("rgb")).unwrap();
+            image::imageops::rotate180(&img).save(out.join(rel("rgb", &ext))).unwrap();
+            let mut k = numbers(&std::fs::read_to_string(scene.join(rel("calibration", "txt"))).unwrap());
+            (k[2], k[5]) = (w as f64 - 1.0 - k[2], h as f64 - 1.0 - k[5]);
+            std::fs::create_dir_all(out.join(s).join("calibration")).unwrap();
+            std::fs::write(out.join(rel("calibration", "txt")), join(&k, 3)).unwrap();
+            let mut pose = numbers(&std::fs::read_to_string(scene.join(rel("poses", "txt"))).unwrap());
+            for row in 0..3 {
+                pose[row * 4] = -pose[row * 4];
+                pose[row * 4 + 1] = -pose[row * 4 + 1];
+            }
+            std::fs::create_dir_all(out.join(s).join("poses")).unwrap();
+            std::fs::write(out.join(rel("poses", "txt")), join(&pose, 4)).unwrap();
+        }
+    }
 }
 
 /// R2Former inside glace: `glace features` writes the reference's features.npy layout, and a map

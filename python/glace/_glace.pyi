@@ -64,9 +64,12 @@ class Localizer:
         ace_encoder: Optional[_Path] = None,
         r2former: Optional[_Path] = None,
         precision: str = "auto",
+        turns: str = "auto",
     ) -> None:
         """``precision``: ``"auto"`` (bf16 where this CPU has a path faster than fp32, else
-        fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products."""
+        fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products. ``turns``: ``"auto"``
+        (as the map recommends: all four quarter turns where its mapping views are rolled
+        against each other, else upright), ``"upright"`` (the reference) or ``"all"``."""
     def localize(
         self,
         image: npt.NDArray[np.uint8],

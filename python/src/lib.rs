@@ -209,7 +209,7 @@ impl Localizer {
     #[new]
     #[pyo3(signature = (map, *, hypotheses=64, threshold=10.0, inlier_alpha=100.0, max_pixel_error=100.0,
         max_tries=1_000_000, refinement_rounds=100, time_budget_ms=2000, seed=1305, image_height=None,
-        clean_global=false, ace_encoder=None, r2former=None, precision="auto"))]
+        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -227,9 +227,11 @@ impl Localizer {
         ace_encoder: Option<PathBuf>,
         r2former: Option<PathBuf>,
         precision: &str,
+        turns: &str,
     ) -> PyResult<Localizer> {
         let precision = glace::Precision::parse(precision)
             .ok_or_else(|| input_error(py, "precision", format!("'{precision}': expected auto, fp32 or bf16")))?;
+        let turns = glace::Turns::parse(turns).map_err(|m| input_error(py, "turns", m))?;
         let options = glace::LocalizerOptions {
             ransac: glace::RansacOptions {
                 hypotheses,
@@ -247,6 +249,7 @@ impl Localizer {
             r2former,
             external_descriptors: false,
             precision,
+            turns,
         };
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;

@@ -142,6 +142,9 @@ def test_bad_arrays_raise_input_errors(tum_map):
         glace.Localizer(glace.Map.open(tum_map), precision="fp16")
     # fp32 is what `auto` picks on CPUs without a fast bf16 path, and always valid.
     glace.Localizer(glace.Map.open(tum_map), precision="fp32")
+    with pytest.raises(glace.InputError, match="turns"):
+        glace.Localizer(glace.Map.open(tum_map), turns="sideways")
+    glace.Localizer(glace.Map.open(tum_map), turns="all")
 
 
 def test_errors_carry_the_command_line_message(tmp_path):

@@ -25,6 +25,16 @@ pub struct NetworkArgs {
     /// than fp32: AMX, or AVX512-BF16 on AMD; else fp32), fp32, or bf16 (the reference: fp32)
     #[arg(long, default_value = "auto", value_parser = super::map::precision)]
     pub precision: glace::Precision,
+    /// Orientations each image is given to the networks in: auto (as the map recommends: all four
+    /// quarter turns where the mapping views are rolled against each other, else upright),
+    /// upright (the reference), or all (four quarter turns, the pose with the most inliers wins)
+    #[arg(long, default_value = "auto", value_parser = turns)]
+    pub turns: glace::Turns,
+}
+
+/// Parses `--turns`.
+pub fn turns(s: &str) -> Result<glace::Turns, String> {
+    glace::Turns::parse(s)
 }
 
 impl NetworkArgs {
@@ -72,6 +82,7 @@ impl NetworkArgs {
             },
             external_descriptors: matches!(self.global, Some(GlobalArg::Features)),
             precision: self.precision,
+            turns: self.turns,
         };
         Ok(Localizer::new(&map, options)?)
     }

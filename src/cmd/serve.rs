@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// path faster than fp32), fp32 or bf16.
     #[arg(long, default_value = "auto", value_parser = super::map::precision)]
     pub precision: glace::Precision,
+    /// Orientations each image is tried in: auto (as the map recommends), upright or all (four
+    /// quarter turns).
+    #[arg(long, default_value = "auto", value_parser = super::localize::turns)]
+    pub turns: glace::Turns,
 }
 
 fn localizer_options(
@@ -101,6 +105,7 @@ fn localizer_options(
     global: Option<&GlobalArg>,
     ransac: &RansacArgs,
     precision: glace::Precision,
+    turns: glace::Turns,
 ) -> anyhow::Result<LocalizerOptions> {
     precision.resolve().map_err(|m| glace::Error::usage("--precision", m))?;
     let ace_encoder = match encoder.map(str::parse::<glace::LocalEncoderChoice>) {
@@ -117,7 +122,7 @@ fn localizer_options(
             )
         }
     };
-    Ok(LocalizerOptions { ransac: ransac.options()?, ace_encoder, r2former, precision, ..Default::default() })
+    Ok(LocalizerOptions { ransac: ransac.options()?, ace_encoder, r2former, precision, turns, ..Default::default() })
 }
 
 /// Runs `glace serve`.
@@ -139,7 +144,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let maps = glace_serve::load_maps(
         &args.maps,
-        &localizer_options(args.encoder.as_deref(), args.global.as_ref(), &args.ransac, args.precision)?,
+        &localizer_options(args.encoder.as_deref(), args.global.as_ref(), &args.ransac, args.precision, args.turns)?,
     )?;
     let names: Vec<String> = maps.iter().map(|m| m.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -227,7 +232,10 @@ pub fn bench(args: &BenchServeArgs) -> anyhow::Result<()> {
         time_budget_ms: 2000,
         seed: 1305,
     };
-    let maps = glace_serve::load_maps(&[map], &localizer_options(None, None, &ransac, glace::Precision::Auto)?)?;
+    let maps = glace_serve::load_maps(
+        &[map],
+        &localizer_options(None, None, &ransac, glace::Precision::Auto, glace::Turns::Auto)?,
+    )?;
     let frames = glace_serve::bench::query_frames(&scene)?;
     let service =
         ServiceArgs { workers: args.workers, queue: args.queue, max_body: 32_000_000, deadline_ms: args.deadline_ms };

@@ -42,7 +42,7 @@ pub use encoders::LocalEncoderChoice;
 pub use error::{chain_message, error_message, Error, Result};
 pub use localizer::{
     camera_from_matrix, ImageView, Localization, Localizer, LocalizerOptions, PixelFormat, Query, RansacOptions,
-    SceneCoordinates, StageTimes,
+    SceneCoordinates, StageTimes, Turns,
 };
 pub use map::{Map, MapFormat};
 pub use mapping::{

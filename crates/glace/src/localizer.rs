@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use glace_data::Calibration;
+use glace_geometry::ransac::RansacResult;
 use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, WorldToCam};
-use glace_localize::pipeline::{predict, solve, Encoders, Prediction};
+use glace_localize::pipeline::{predict, solve, Encoders, PoseFailure, Prediction};
 use glace_nn::linalg::{Matmul, Precision};
 use glace_nn::{LocalEncoder, R2Former};
 use image::RgbImage;
@@ -110,6 +111,31 @@ pub fn camera_from_matrix(k: &[[f64; 3]; 3], distortion: Option<&[f64]>) -> Resu
     Ok(Camera { intrinsics, distortion })
 }
 
+/// In which orientations a query is given to the networks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Turns {
+    /// As the map recommends ([`Map::query_turns`]): all four quarter turns for scenes whose
+    /// mapping views are rolled against each other, else upright.
+    #[default]
+    Auto,
+    /// Upright only (the reference).
+    Upright,
+    /// All four quarter turns; the pose with the most inliers wins.
+    All,
+}
+
+impl Turns {
+    /// `auto`, `upright` or `all`.
+    pub fn parse(s: &str) -> std::result::Result<Turns, String> {
+        match s {
+            "auto" => Ok(Turns::Auto),
+            "upright" => Ok(Turns::Upright),
+            "all" => Ok(Turns::All),
+            _ => Err(format!("'{s}': expected auto, upright or all")),
+        }
+    }
+}
+
 /// How a [`Localizer`] is set up. The defaults are the reference's.
 #[derive(Clone, Debug, Default)]
 pub struct LocalizerOptions {
@@ -130,6 +156,9 @@ pub struct LocalizerOptions {
     /// Precision of the head's and the local encoder's products (`Auto`: bf16 where this CPU has
     /// a path faster than fp32, else fp32).
     pub precision: Precision,
+    /// Orientations each query is tried in (default: as the map recommends; the reference:
+    /// upright).
+    pub turns: Turns,
 }
 
 /// What one query asks for besides the image and the camera.
@@ -232,6 +261,7 @@ pub struct Localizer {
     image_height: u32,
     ransac: RansacOptions,
     matmul: Matmul,
+    turns: Vec<u8>,
 }
 
 impl Localizer {
@@ -254,7 +284,12 @@ impl Localizer {
             map = Map::from_glace_map_at(m, &map);
         }
         let image_height = options.image_height.unwrap_or_else(|| map.trained_image_height());
-        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul })
+        let turns = match options.turns {
+            Turns::Auto => map.query_turns(),
+            Turns::Upright => vec![0],
+            Turns::All => vec![0, 1, 2, 3],
+        };
+        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul, turns })
     }
 
     /// The map.
@@ -302,6 +337,11 @@ impl Localizer {
         self.matmul
     }
 
+    /// The quarter turns (clockwise) each query is tried in.
+    pub fn turns(&self) -> &[u8] {
+        &self.turns
+    }
+
     /// Localizes an image seen by `camera` (K for the image as given, any size).
     pub fn localize(&self, image: ImageView, camera: &Camera) -> Result<Localization> {
         self.localize_with(image, camera, &Query::default())
@@ -331,11 +371,29 @@ impl Localizer {
         }
         let mut times = StageTimes::default();
         let encoders = Encoders { local: &self.local, r2former: self.r2former.as_ref(), matmul: self.matmul };
-        let prediction =
-            predict(&self.map.inner, &encoders, rgb, calibration, query.descriptor, self.image_height, &mut times)?;
-        let t = Instant::now();
-        let result = solve(&prediction, distortion, ransac);
-        times.ransac_s = t.elapsed().as_secs_f64();
+        // Each orientation is a full pass; the pose with the most inliers wins (the first on ties).
+        let mut best: Option<(Prediction, std::result::Result<RansacResult, PoseFailure>)> = None;
+        for &turns in &self.turns {
+            let prediction = predict(
+                &self.map.inner,
+                &encoders,
+                rgb,
+                calibration,
+                query.descriptor,
+                self.image_height,
+                turns,
+                &mut times,
+            )?;
+            let t = Instant::now();
+            let result = solve(&prediction, distortion, ransac);
+            times.ransac_s += t.elapsed().as_secs_f64();
+            let inliers =
+                |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
+            if best.as_ref().is_none_or(|(_, b)| inliers(&result) > inliers(b)) {
+                best = Some((prediction, result));
+            }
+        }
+        let (prediction, result) = best.expect("at least one orientation");
         let coordinates = query.coordinates.then(|| coordinates(&prediction, rgb.dimensions()));
         Ok(match result {
             Ok(r) => Localization {
@@ -371,7 +429,7 @@ fn coordinates(p: &Prediction, image_size: (u32, u32)) -> SceneCoordinates {
     };
     for i in 0..f.height {
         for j in 0..f.width {
-            let (u, v) = p.encoded.cell_pixel(i, j);
+            let (u, v) = p.cell_pixel(i, j);
             out.pixels_n2.push([u / img.scale, v / img.scale]);
             let (pu, pv) = ((u as usize).min(img.width - 1), (v as usize).min(img.height - 1));
             let c = &img.rgb_hw3[(pv * img.width + pu) * 3..][..3];

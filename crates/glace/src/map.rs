@@ -125,6 +125,22 @@ impl Map {
         self.inner.trained_image_height()
     }
 
+    /// The quarter turns (clockwise) mapping recommends trying each query in: all four when
+    /// the mapping views are rolled against their neighbours
+    /// (`glace_mapping::pipeline::query_turns`), else only upright; maps made before the rule,
+    /// and official heads, read as upright.
+    pub fn query_turns(&self) -> Vec<u8> {
+        let turns: Vec<u8> = self.inner.info.training["query_turns"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_u64()).filter(|&t| t < 4).map(|t| t as u8).collect())
+            .unwrap_or_default();
+        if turns.is_empty() {
+            vec![0]
+        } else {
+            turns
+        }
+    }
+
     /// The network-level map (head, global encoder, description) for callers that drive the
     /// lower-level crates directly.
     pub fn glace_map(&self) -> &GlaceMap {

@@ -97,6 +97,29 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
     let b = localizer.localize(ImageView::rgb8(w, h, &rgb).unwrap(), &f.camera).unwrap();
     assert_eq!(a.world_to_cam, b.world_to_cam);
 
+    // The same frame held upside down, tried in all four quarter turns: one of them gives the
+    // networks the upright image again, so it does at least as well as the upright query (the
+    // synthetic room's views are level, so the map itself recommends upright only). Cell centres
+    // sit at 8j + 4 in the reference's pixel convention, where the mirrored camera has cx' = w − cx.
+    assert_eq!(localizer.turns(), [0]);
+    let all = Localizer::new(&reopened, LocalizerOptions { turns: glace::Turns::All, ..Default::default() }).unwrap();
+    assert_eq!(all.turns(), [0, 1, 2, 3]);
+    let turned = image::imageops::rotate180(&f.image);
+    let k = f.camera.intrinsics;
+    let turned_camera =
+        camera_from_matrix(&[[k.fx, 0.0, w as f64 - k.cx], [0.0, k.fy, h as f64 - k.cy], [0.0, 0.0, 1.0]], None)
+            .unwrap();
+    let found = all.localize((&turned).into(), &turned_camera).unwrap();
+    assert!(found.success() && found.inliers >= one[0].inliers, "{} < {}", found.inliers, one[0].inliers);
+    if found.inliers == one[0].inliers {
+        // The upright image's own pose, in the turned camera's axes.
+        let flip = nalgebra::UnitQuaternion::from_axis_angle(&nalgebra::Vector3::z_axis(), std::f64::consts::PI);
+        let expected = one[0].cam_to_world.unwrap().0 * flip;
+        let got = found.cam_to_world.unwrap().0;
+        assert!(got.rotation.angle_to(&expected.rotation) < 1e-6, "{got} vs {expected}");
+        assert!((got.translation.vector - expected.translation.vector).norm() < 1e-6);
+    }
+
     // Coordinates on request: one world point per 8×8 cell, cell centres in the image's pixels.
     let q = glace::Query { coordinates: true, ..Default::default() };
     let c = localizer.localize_with((&f.image).into(), &f.camera, &q).unwrap().coordinates.unwrap();

@@ -62,15 +62,65 @@ pub struct Encoders<'a> {
 /// A frame's scene-coordinate prediction: the preprocessed image, its encoding and one world
 /// point per cell (row-major over the feature grid).
 pub struct Prediction {
-    /// The image the network saw.
+    /// The preprocessed image, upright (as given).
     pub image: Preprocessed,
-    /// Local features and the cell ↔ pixel mapping.
+    /// Local features of the image the network saw (turned by `quarter_turns`).
     pub encoded: Encoded,
     /// Cells × 3 world points.
     pub coords_n3: Vec<f32>,
+    /// Quarter turns clockwise the image was given to the networks with (0–3).
+    pub quarter_turns: u8,
+}
+
+/// Turns an interleaved `width × height × channels` image `turns` quarter turns clockwise;
+/// returns it with its new width and height.
+pub fn turn_image<T: Copy>(
+    data: &[T],
+    width: usize,
+    height: usize,
+    channels: usize,
+    turns: u8,
+) -> (Vec<T>, usize, usize) {
+    assert_eq!(data.len(), width * height * channels, "image size");
+    let turns = turns % 4;
+    let (w2, h2) = if turns % 2 == 1 { (height, width) } else { (width, height) };
+    if turns == 0 {
+        return (data.to_vec(), w2, h2);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for y2 in 0..h2 {
+        for x2 in 0..w2 {
+            // Source pixel of (x2, y2) in the turned image.
+            let (x, y) = match turns {
+                1 => (y2, height - 1 - x2),
+                2 => (width - 1 - x2, height - 1 - y2),
+                _ => (width - 1 - y2, x2),
+            };
+            out.extend_from_slice(&data[(y * width + x) * channels..][..channels]);
+        }
+    }
+    (out, w2, h2)
+}
+
+/// Where a point `(u, v)` of an image turned `turns` quarter turns clockwise lies in the upright
+/// `width × height` image (continuous coordinates: pixel x spans [x, x + 1)).
+pub fn upright_point(u: f64, v: f64, width: usize, height: usize, turns: u8) -> (f64, f64) {
+    let (w, h) = (width as f64, height as f64);
+    match turns % 4 {
+        0 => (u, v),
+        1 => (v, h - u),
+        2 => (w - u, h - v),
+        _ => (w - v, u),
+    }
 }
 
 impl Prediction {
+    /// Centre of cell `(i, j)` in the upright preprocessed image's pixels.
+    pub fn cell_pixel(&self, i: usize, j: usize) -> (f64, f64) {
+        let (u, v) = self.encoded.cell_pixel(i, j);
+        upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
+    }
+
     /// Per cell (row-major), the pixel distance between the cell's centre and its predicted point
     /// projected with the pose `cam_to_world`; infinite where the point is behind the camera.
     pub fn reprojection_errors(
@@ -86,7 +136,7 @@ impl Prediction {
             .enumerate()
             .map(|(cell, xyz)| {
                 let world = nalgebra::Point3::new(xyz[0] as f64, xyz[1] as f64, xyz[2] as f64);
-                let (u, v) = self.encoded.cell_pixel(cell / f.width, cell % f.width);
+                let (u, v) = self.cell_pixel(cell / f.width, cell % f.width);
                 match camera.project(&w2c.transform_point(&world)) {
                     Some(uv) => ((uv.x - u).powi(2) + (uv.y - v).powi(2)).sqrt(),
                     None => f64::INFINITY,
@@ -103,7 +153,12 @@ pub const MAX_NETWORK_PIXELS: usize = 1 << 26;
 /// Encodes (local + global) and runs the head on one image held in memory, adding stage times
 /// to `times` (the caller's decoding counts as `decode_s` if it adds it). `calibration` is for
 /// the image as given; `descriptor` is the global descriptor for maps that take one from
-/// outside (`features.npy`, or R2Former when no R2Former network is loaded).
+/// outside (`features.npy`, or R2Former when no R2Former network is loaded). The networks see
+/// the image turned `quarter_turns` quarter turns clockwise (0: as given; the local encoder is
+/// not rotation-invariant, so a query held upside down next to upright mapping views is
+/// recognised once turned back); the cells' pixels are reported in the image as given
+/// ([`Prediction::cell_pixel`]), so the pose needs no change.
+#[allow(clippy::too_many_arguments)]
 pub fn predict(
     map: &GlaceMap,
     encoders: &Encoders,
@@ -111,8 +166,10 @@ pub fn predict(
     calibration: &Calibration,
     descriptor: Option<&[f32]>,
     image_height: u32,
+    quarter_turns: u8,
     times: &mut StageTimes,
 ) -> Result<Prediction, LocalizeError> {
+    let quarter_turns = quarter_turns % 4;
     let t = Instant::now();
     let (w0, h0) = rgb.dimensions();
     if w0 == 0 || h0 == 0 {
@@ -125,11 +182,18 @@ pub fn predict(
         )));
     }
     let p = preprocess(rgb, calibration, image_height);
+    let (rgb_hw3, image_hw, width, height) = if quarter_turns == 0 {
+        (std::borrow::Cow::Borrowed(&p.rgb_hw3), std::borrow::Cow::Borrowed(&p.image_hw), p.width, p.height)
+    } else {
+        let (rgb_hw3, width, height) = turn_image(&p.rgb_hw3, p.width, p.height, 3, quarter_turns);
+        let (image_hw, ..) = turn_image(&p.image_hw, p.width, p.height, 1, quarter_turns);
+        (std::borrow::Cow::Owned(rgb_hw3), std::borrow::Cow::Owned(image_hw), width, height)
+    };
     times.decode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
-    let enc = encoders.local.encode_with(encoders.matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+    let enc = encoders.local.encode_with(encoders.matmul, &rgb_hw3, &image_hw, width, height);
     let mut global: Vec<f32> =
         match (&map.info.global, descriptor) {
             (GlobalSource::None, _) => Vec::new(),
@@ -139,12 +203,16 @@ pub fn predict(
                 })?;
                 g.encode(&GlobalInput {
                     descriptors: enc.features.data.clone(),
-                    colour: colour_layout(&p.rgb_hw3, p.width, p.height),
+                    colour: colour_layout(&rgb_hw3, width, height),
                 })
             }
             (GlobalSource::R2Former { .. } | GlobalSource::FeaturesNpy, Some(d)) => d.to_vec(),
             (GlobalSource::R2Former { .. }, None) => match encoders.r2former {
-                Some(net) => net.encode(rgb.as_raw(), w0 as usize, h0 as usize),
+                Some(net) if quarter_turns == 0 => net.encode(rgb.as_raw(), w0 as usize, h0 as usize),
+                Some(net) => {
+                    let (turned, w, h) = turn_image(rgb.as_raw(), w0 as usize, h0 as usize, 3, quarter_turns);
+                    net.encode(&turned, w, h)
+                }
                 None => return Err(LocalizeError::Input(
                     "the map expects R2Former global descriptors: load its R2Former checkpoint or pass the descriptor"
                         .into(),
@@ -178,10 +246,11 @@ pub fn predict(
     }
     let coords_n3 = map.head.forward_with(encoders.matmul, &x, cells).coords_n3;
     times.head_s += t.elapsed().as_secs_f64();
-    Ok(Prediction { image: p, encoded: enc, coords_n3 })
+    drop((rgb_hw3, image_hw)); // they may borrow `p`
+    Ok(Prediction { image: p, encoded: enc, coords_n3, quarter_turns })
 }
 
-/// [`predict`] for a scene frame: decodes its image (counted as `decode_s`); errors name its file.
+/// [`predict`] for a scene frame, upright: decodes its image (counted as `decode_s`); errors name its file.
 pub fn predict_frame(
     map: &GlaceMap,
     encoders: &Encoders,
@@ -193,7 +262,7 @@ pub fn predict_frame(
     let t = Instant::now();
     let rgb = frame.load_rgb()?;
     times.decode_s += t.elapsed().as_secs_f64();
-    predict(map, encoders, &rgb, &frame.calibration, global_row, image_height, times).map_err(|e| match e {
+    predict(map, encoders, &rgb, &frame.calibration, global_row, image_height, 0, times).map_err(|e| match e {
         LocalizeError::Input(m) => LocalizeError::Data(DataError::format(&frame.rgb_path, None, m)),
         other => other,
     })
@@ -214,7 +283,7 @@ pub fn solve(
     let mut points = Vec::with_capacity(cells);
     for i in 0..f.height {
         for j in 0..f.width {
-            let (u, v) = enc.cell_pixel(i, j);
+            let (u, v) = prediction.cell_pixel(i, j);
             let ideal = camera.undistort_pixel(&nalgebra::Point2::new(u, v));
             pixels.push([ideal.x, ideal.y]);
             let k = (i * f.width + j) * 3;
@@ -244,4 +313,36 @@ pub fn localize_frame(
     let result = solve(&prediction, distortion, ransac);
     times.ransac_s = t.elapsed().as_secs_f64();
     Ok(FrameResult { result, times })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turned_pixels_map_back_to_their_source() {
+        let (w, h) = (5, 3);
+        let image: Vec<u32> = (0..(w * h) as u32).collect();
+        for turns in 0..4u8 {
+            let (turned, w2, h2) = turn_image(&image, w, h, 1, turns);
+            assert_eq!((w2, h2), if turns % 2 == 1 { (h, w) } else { (w, h) });
+            for y2 in 0..h2 {
+                for x2 in 0..w2 {
+                    let (u, v) = upright_point(x2 as f64 + 0.5, y2 as f64 + 0.5, w, h, turns);
+                    let source = (v.floor() as usize) * w + u.floor() as usize;
+                    assert_eq!(turned[y2 * w2 + x2], image[source], "turns {turns} at ({x2}, {y2})");
+                }
+            }
+        }
+        // Clockwise: the upright top-left corner goes to the turned image's top right.
+        let (once, ..) = turn_image(&image, w, h, 1, 1);
+        assert_eq!(once[h - 1], image[0]);
+        // Channels move together; four turns are the identity.
+        let rgb: Vec<u8> = (0..(w * h * 3) as u8).collect();
+        let (mut back, mut cw, mut ch) = (rgb.clone(), w, h);
+        for _ in 0..4 {
+            (back, cw, ch) = turn_image(&back, cw, ch, 3, 1);
+        }
+        assert_eq!((back, cw, ch), (rgb, w, h));
+    }
 }

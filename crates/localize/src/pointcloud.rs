@@ -41,7 +41,7 @@ pub fn frame_points(
             if errors[i * f.width + j] >= max_error {
                 continue;
             }
-            let (u, v) = enc.cell_pixel(i, j);
+            let (u, v) = pred.cell_pixel(i, j);
             let (pu, pv) = ((u as usize).min(p.width - 1), (v as usize).min(p.height - 1));
             let c = &p.rgb_hw3[(pv * p.width + pu) * 3..][..3];
             out.push(ColouredPoint { xyz: [coords[k], coords[k + 1], coords[k + 2]], rgb: [c[0], c[1], c[2]] });

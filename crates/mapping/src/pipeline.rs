@@ -278,6 +278,46 @@ impl MapOptions {
     }
 }
 
+/// Two mapping views are neighbours for [`query_turns`] when their optical axes are this close
+/// (degrees).
+pub const NEIGHBOUR_AXIS_DEG: f64 = 30.0;
+/// [`query_turns`] looks at no more than this many views (evenly spaced), bounding its pairs.
+const TURN_RULE_VIEWS: usize = 2000;
+
+/// The quarter turns (clockwise, 0–3) a query of this scene should be tried in, read from the
+/// mapping cameras: all four when two neighbouring views (optical axes within
+/// [`NEIGHBOUR_AXIS_DEG`]) are rolled more than 45° against each other — a gantry flipped over,
+/// portrait next to landscape, views over the pole of an object — since then a query can be
+/// rolled against the mapping views nearest it and the local encoder is not rotation-invariant;
+/// else only upright. A capture held level keeps the cost of one pass.
+///
+/// ```
+/// use glace_geometry::CamToWorld;
+/// use nalgebra::{Isometry3, Vector3};
+/// let level = CamToWorld(Isometry3::identity());
+/// let rolled = CamToWorld(Isometry3::new(Vector3::zeros(), Vector3::new(0.0, 0.0, 3.0)));
+/// assert_eq!(glace_mapping::pipeline::query_turns(&[level, level]), vec![0]);
+/// assert_eq!(glace_mapping::pipeline::query_turns(&[level, rolled]), vec![0, 1, 2, 3]);
+/// ```
+pub fn query_turns(cam_to_world: &[glace_geometry::CamToWorld]) -> Vec<u8> {
+    let step = cam_to_world.len().div_ceil(TURN_RULE_VIEWS).max(1);
+    let rotations: Vec<nalgebra::Matrix3<f64>> = cam_to_world.iter().step_by(step).map(|p| p.rotation()).collect();
+    let cos_axis = NEIGHBOUR_AXIS_DEG.to_radians().cos();
+    for (a, ra) in rotations.iter().enumerate() {
+        for rb in &rotations[a + 1..] {
+            if ra.column(2).dot(&rb.column(2)) < cos_axis {
+                continue;
+            }
+            // b's down axis in a's camera frame, against a's own: the roll between the two.
+            let y = ra.transpose() * rb.column(1);
+            if y[0].atan2(y[1]).abs() > std::f64::consts::FRAC_PI_4 {
+                return vec![0, 1, 2, 3];
+            }
+        }
+    }
+    vec![0]
+}
+
 /// What happened while mapping (written as the JSON log).
 #[derive(Clone, Debug, Serialize)]
 pub struct MapReport {
@@ -307,6 +347,8 @@ pub struct MapReport {
     pub samples_per_s: f64,
     /// How the networks' products were computed (`fp32`, `bf16 (amx-bf16)`, …).
     pub precision: String,
+    /// Quarter turns queries are tried in ([`query_turns`]).
+    pub query_turns: Vec<u8>,
 }
 
 /// Progress callbacks, and the way to cancel a mapping run.
@@ -404,6 +446,10 @@ pub fn map_scene(
     let t0 = Instant::now();
     // Training camera centres: place labels of the built-in global encoder, position-decoder centres.
     let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
+    let turns = query_turns(&frames.iter().map(|f| f.cam_to_world).collect::<Vec<_>>());
+    if turns.len() > 1 {
+        tracing::info!("mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns");
+    }
     let (globals, global_dim, global_enc) = match &opts.global {
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
@@ -577,6 +623,7 @@ pub fn map_scene(
         final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
         samples_per_s: (history.len() * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
         precision: matmul.name(),
+        query_turns: turns.clone(),
     };
     let info = MapInfo {
         head: head.config,
@@ -596,6 +643,7 @@ pub fn map_scene(
             "options": opts,
             "budget": budget,
             "precision": matmul.name(),
+            "query_turns": turns,
             "final_loss": report.final_loss,
             "seconds": global_s + buffer_s + train_s,
         }),
@@ -627,6 +675,47 @@ mod tests {
         // Twice the batch, half the iterations for the same samples.
         let wide = MapOptions { batch_size: 2 * o.batch_size, ..o.clone() };
         assert_eq!(wide.budget_for(95).iterations, budgets[3].iterations.div_ceil(2));
+    }
+
+    fn ring(rolls_deg: &[f64], step_deg: f64) -> Vec<glace_geometry::CamToWorld> {
+        // Cameras on a horizontal ring looking at its centre, each rolled about its optical axis.
+        rolls_deg
+            .iter()
+            .enumerate()
+            .map(|(k, roll)| {
+                let a = (k as f64 * step_deg).to_radians();
+                let centre = nalgebra::Vector3::new(a.cos(), 0.0, a.sin());
+                let z = -centre;
+                let y0 = nalgebra::Vector3::new(0.0, -1.0, 0.0);
+                let x0 = y0.cross(&z);
+                let (s, c) = roll_deg_sin_cos(*roll);
+                let (x, y) = (x0 * c + y0 * s, y0 * c - x0 * s);
+                let r = nalgebra::Rotation3::from_matrix_unchecked(nalgebra::Matrix3::from_columns(&[x, y, z]));
+                glace_geometry::CamToWorld(nalgebra::Isometry3::from_parts(
+                    centre.into(),
+                    nalgebra::UnitQuaternion::from_rotation_matrix(&r),
+                ))
+            })
+            .collect()
+    }
+
+    fn roll_deg_sin_cos(d: f64) -> (f64, f64) {
+        d.to_radians().sin_cos()
+    }
+
+    #[test]
+    fn queries_are_turned_only_where_neighbouring_views_roll() {
+        // A level ring, and one with small hand-held rolls: upright only.
+        assert_eq!(query_turns(&ring(&[0.0; 16], 22.5)), vec![0]);
+        assert_eq!(query_turns(&ring(&[5.0, -10.0, 20.0, -15.0, 0.0, 8.0, -3.0, 12.0], 22.5)), vec![0]);
+        // Every other view flipped over (a gantry turned upside down): all four turns.
+        let flipped: Vec<f64> = (0..16).map(|k| if k % 2 == 0 { 0.0 } else { 180.0 }).collect();
+        assert_eq!(query_turns(&ring(&flipped, 22.5)), vec![0, 1, 2, 3]);
+        // Portrait next to landscape.
+        assert_eq!(query_turns(&ring(&[0.0, 90.0, 0.0, 0.0], 10.0)), vec![0, 1, 2, 3]);
+        // Rolled views that look at the ring from far apart (90°) are not neighbours.
+        assert_eq!(query_turns(&ring(&[0.0, 180.0, 0.0, 180.0], 90.0)), vec![0]);
+        assert_eq!(query_turns(&[]), vec![0]);
     }
 
     #[test]
