@@ -182,6 +182,7 @@ fn cases() -> Vec<Case> {
         ("--depth-target", &["NaN", "0.05", "-3"]),
         ("--depth-max", &["5", "NaN"]),
         ("--soft-clamp", &["NaN", "-1", "inf"]),
+        ("--depth-weight", &["NaN", "-1", "inf", "heavy"]),
         ("--rotation", &["NaN", "-5", "190"]),
         ("--precision", &["fp16", "", "BF16"]),
         ("--iterations", &["-1", "lots"]),

@@ -121,6 +121,11 @@ pub struct MapArgs {
     /// rooms, keeps ambiguous points from escaping far along their rays.
     #[arg(long)]
     pub depth_max: Option<f64>,
+    /// Weight of depth targets triangulated across the mapping views (matched cells of
+    /// neighbouring views): a relative depth error r costs what weight·focal·r pixels of
+    /// reprojection error would; 0 turns them off (reference: none)
+    #[arg(long)]
+    pub depth_weight: Option<f64>,
     /// Starting τ in pixels of the dynamic-tanh loss schedule τ = soft_clamp·√(1 − t²) + 1
     /// (reference --repro_loss_soft_clamp 50)
     #[arg(long)]
@@ -218,6 +223,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         image_height,
         depth_target,
         depth_max,
+        depth_weight,
         soft_clamp,
         place_discriminants,
         seed
@@ -263,10 +269,12 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let log = mapped.save(&args.map_file, Some(&log))?;
     let report = &mapped.report;
     println!(
-        "mapped {} frames in {:.0} s (global {:.0} s, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
+        "mapped {} frames in {:.0} s (global {:.0} s, depth targets {:.0} s: {} cells, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
         report.frames,
-        report.global_s + report.buffer_s + report.train_s,
+        report.global_s + report.triangulate_s + report.buffer_s + report.train_s,
         report.global_s,
+        report.triangulate_s,
+        report.depth_targets,
         report.buffer_s,
         report.buffer_entries,
         report.buffer_passes,

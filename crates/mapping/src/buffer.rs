@@ -4,7 +4,7 @@
 //! pose and intrinsics, and its image index (for the global feature).
 
 use glace_data::{DataError, Frame};
-use glace_geometry::{Camera, Distortion};
+use glace_geometry::{Camera, Distortion, Intrinsics};
 use glace_nn::LocalEncoder;
 use half::f16;
 
@@ -34,6 +34,8 @@ pub struct Buffer {
     pub view: Vec<u32>,
     /// Training image of each sample (row of the global-feature table).
     pub image: Vec<u32>,
+    /// Triangulated depth of each sample's cell (NaN: none; empty: no targets at all).
+    pub depth: Vec<f32>,
     /// Views.
     pub views: Vec<ViewGeometry>,
     /// Dataset passes started.
@@ -52,11 +54,11 @@ impl Buffer {
     /// Geometry of sample `i` for the loss.
     pub fn geometry(&self, i: usize) -> SampleGeometry {
         let v = &self.views[self.view[i] as usize];
-        SampleGeometry { w2c: v.w2c, k: v.k, px: self.pixels[i] }
+        SampleGeometry { w2c: v.w2c, k: v.k, px: self.pixels[i], depth: self.depth.get(i).copied().unwrap_or(f32::NAN) }
     }
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.features.len() * 2 + self.len() * (8 + 4 + 4) + self.views.len() * 64
+        self.features.len() * 2 + self.len() * (8 + 4 + 4) + self.depth.len() * 4 + self.views.len() * 64
     }
 }
 
@@ -87,18 +89,32 @@ fn undistorted_cell(u: f64, v: f64, view: &crate::augment::View, distortion: &Di
     (cx + c * ex + s * ey, cy - s * ex + c * ey)
 }
 
+/// Where the ideal pinhole pixel `(u, v)` of an augmented view lies in the upright image at the
+/// network's scale (`intrinsics`): the view's rotation about the optical axis undone, its scale
+/// replaced.
+fn upright_pixel(u: f64, v: f64, view_k: &Intrinsics, theta: f64, intrinsics: &Intrinsics) -> (f64, f64) {
+    let (x, y) = ((u - view_k.cx) / view_k.fx, (v - view_k.cy) / view_k.fy);
+    // The view's camera is the frame's turned by Rz(θ): its rays in the frame's camera.
+    let (s, c) = theta.sin_cos();
+    let (xo, yo) = (c * x - s * y, s * x + c * y);
+    (intrinsics.fx * xo + intrinsics.cx, intrinsics.fy * yo + intrinsics.cy)
+}
+
 /// Fills a buffer from training frames (with the scene's lens distortion, if any).
-/// `on_image(images_done, samples_filled)` reports progress and returns false to stop early
-/// (the buffer then holds what was filled so far).
+/// `targets[frame]` are the frames' triangulated depths (empty: none). `on_image(images_done,
+/// samples_filled)` reports progress and returns false to stop early (the buffer then holds what
+/// was filled so far).
 pub fn fill(
     frames: &[Frame],
     distortion: Option<Distortion>,
     encoder: &LocalEncoder,
     cfg: &BufferConfig,
+    targets: &[crate::triangulate::DepthTargets],
     rng: &mut Rng,
     on_image: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Buffer, DataError> {
     let dim = encoder.dim();
+    assert!(targets.is_empty() || targets.len() == frames.len(), "one depth-target grid per frame");
     let mut buf = Buffer { dim, ..Default::default() };
     buf.features.reserve(cfg.size * dim);
     let mut images_done = 0;
@@ -155,6 +171,10 @@ pub fn fill(
                 buf.pixels.push([u, v]);
                 buf.view.push(v_index);
                 buf.image.push(frame.file_index as u32);
+                if let Some(t) = targets.get(fi) {
+                    let (ou, ov) = upright_pixel(u as f64, v as f64, &k, view.theta, &t.intrinsics);
+                    buf.depth.push(t.at(ou, ov).unwrap_or(f32::NAN));
+                }
             }
             if !on_image(images_done, buf.len()) {
                 return Ok(buf);
@@ -165,4 +185,27 @@ pub fn fill(
         }
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::{Rotation3, Vector3};
+
+    #[test]
+    fn augmented_pixels_map_back_to_the_upright_frame() {
+        // A point seen by the frame's camera, and by an augmented view of it: scaled by 1.3 and
+        // turned by θ about the optical axis (pose P·Rz(θ)).
+        let upright = Intrinsics { fx: 500.0, fy: 510.0, cx: 320.0, cy: 240.0 };
+        let view_k = Intrinsics { fx: 650.0, fy: 663.0, cx: 416.0, cy: 312.0 };
+        let theta = 0.2f64;
+        let x = Vector3::new(0.3, -0.2, 2.0);
+        let xa = Rotation3::from_axis_angle(&Vector3::z_axis(), theta).inverse() * x;
+        let (u, v) = (view_k.fx * xa.x / xa.z + view_k.cx, view_k.fy * xa.y / xa.z + view_k.cy);
+        let (ou, ov) = upright_pixel(u, v, &view_k, theta, &upright);
+        let (eu, ev) = (upright.fx * x.x / x.z + upright.cx, upright.fy * x.y / x.z + upright.cy);
+        assert!((ou - eu).abs() < 1e-9 && (ov - ev).abs() < 1e-9, "({ou}, {ov}) vs ({eu}, {ev})");
+        // The rotation leaves the depth alone: the target depth carries over as it is.
+        assert!((xa.z - x.z).abs() < 1e-12);
+    }
 }

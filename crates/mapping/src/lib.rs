@@ -10,3 +10,4 @@ pub mod optim;
 pub mod pipeline;
 pub mod rng;
 pub mod train;
+pub mod triangulate;

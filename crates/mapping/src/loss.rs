@@ -18,6 +18,9 @@ pub struct LossConfig {
     pub soft_clamp: f64,
     /// τ floor (soft_clamp_min).
     pub soft_clamp_min: f64,
+    /// Weight of the pull towards a sample's triangulated depth, as the pixels a relative depth
+    /// error of 1 moves its point in the view at the focal length (0: off, as the reference).
+    pub depth_weight: f64,
 }
 
 impl Default for LossConfig {
@@ -29,6 +32,7 @@ impl Default for LossConfig {
             depth_target: 10.0,
             soft_clamp: 50.0,
             soft_clamp_min: 1.0,
+            depth_weight: 0.0,
         }
     }
 }
@@ -50,6 +54,8 @@ pub struct SampleGeometry {
     pub k: [f32; 4],
     /// Target pixel (u, v).
     pub px: [f32; 2],
+    /// Triangulated depth of the sample's cell along the camera's z axis (NaN: none).
+    pub depth: f32,
 }
 
 /// Loss value and per-sample gradient.
@@ -90,6 +96,7 @@ pub fn reprojection_loss(cfg: &LossConfig, pred: &[f32], geo: &[SampleGeometry],
         let is_valid = !(z < cfg.depth_min || e > cfg.hard_clamp || z > cfg.depth_max);
         valid[i] = is_valid;
         let mut dxc = [0f64; 3];
+        let target_depth = g.depth as f64;
         if is_valid {
             let th = (e / tau).tanh();
             total += tau * th;
@@ -102,9 +109,20 @@ pub fn reprojection_loss(cfg: &LossConfig, pred: &[f32], geo: &[SampleGeometry],
             for a in 0..3 {
                 dxc[a] = de * (su * dpu[a] + sv * dpv[a]);
             }
+            if cfg.depth_weight > 0.0 && target_depth.is_finite() {
+                // The same robust form in pixels: a relative depth error r costs what a
+                // displacement of depth_weight·f·r pixels would.
+                let scale = cfg.depth_weight * fx.max(fy) / target_depth;
+                let dz = z - target_depth;
+                let ed = scale * dz.abs();
+                let thd = (ed / tau).tanh();
+                total += tau * thd;
+                dxc[2] += (1.0 - thd * thd) * scale * dz.signum();
+            }
         } else {
-            // Pseudo target on the pixel's ray at depth_target: d·K⁻¹(u, v, 1).
-            let t = cfg.depth_target;
+            // Pseudo target on the pixel's ray at depth_target (or the triangulated depth):
+            // d·K⁻¹(u, v, 1).
+            let t = if cfg.depth_weight > 0.0 && target_depth.is_finite() { target_depth } else { cfg.depth_target };
             let target = [t * (g.px[0] as f64 - cx) / fx, t * (g.px[1] as f64 - cy) / fy, t];
             for a in 0..3 {
                 let d = xc[a] - target[a];
@@ -118,4 +136,51 @@ pub fn reprojection_loss(cfg: &LossConfig, pred: &[f32], geo: &[SampleGeometry],
         }
     }
     LossOutput { loss: total / b as f64, grad, valid, errors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(depth: f32) -> SampleGeometry {
+        SampleGeometry {
+            w2c: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            k: [500.0, 500.0, 320.0, 240.0],
+            px: [400.0, 200.0],
+            depth,
+        }
+    }
+
+    #[test]
+    fn depth_targets_pull_along_the_ray_and_leave_the_reference_loss_alone() {
+        // A prediction on the pixel's ray at depth 2 with a target of 2.5: no reprojection error.
+        let (u, v) = ((400.0 - 320.0) / 500.0, (200.0 - 240.0) / 500.0);
+        let pred = [2.0 * u, 2.0 * v, 2.0];
+        let off = LossConfig::default();
+        let on = LossConfig { depth_weight: 1.0, ..off };
+        let tau = 20.0;
+        // Without a weight, or without a target, the reference's loss.
+        let reference = reprojection_loss(&off, &pred, &[sample(2.5)], tau);
+        let untargeted = reprojection_loss(&on, &pred, &[sample(f32::NAN)], tau);
+        assert_eq!((reference.loss, &reference.grad), (untargeted.loss, &untargeted.grad));
+        // With both, the depth term on top: τ·tanh(w·f·|z − z*|/z* / τ), its gradient along z only,
+        // towards the target, and matching finite differences.
+        let depth_term = |p: &[f32; 3]| {
+            reprojection_loss(&on, p, &[sample(2.5)], tau).loss - reprojection_loss(&off, p, &[sample(2.5)], tau).loss
+        };
+        let expected = tau * (500.0 * 0.5 / 2.5 / tau).tanh();
+        assert!((depth_term(&pred) - expected).abs() < 1e-3 * expected, "{} vs {expected}", depth_term(&pred));
+        let out = reprojection_loss(&on, &pred, &[sample(2.5)], tau);
+        let d: Vec<f32> = out.grad.iter().zip(&reference.grad).map(|(a, b)| a - b).collect();
+        assert!(d[0] == 0.0 && d[1] == 0.0 && d[2] < 0.0, "{d:?}");
+        let h = 1e-3f32;
+        let numeric = (depth_term(&[pred[0], pred[1], pred[2] + h]) - depth_term(&[pred[0], pred[1], pred[2] - h]))
+            / (2.0 * h as f64);
+        assert!((numeric - d[2] as f64).abs() < 0.02 * numeric.abs(), "{numeric} vs {}", d[2]);
+        // Invalid points are pulled to the triangulated depth instead of the pseudo target's.
+        let behind = [0.0, 0.0, -1.0];
+        let to_target = reprojection_loss(&on, &behind, &[sample(2.5)], tau);
+        let to_pseudo = reprojection_loss(&off, &behind, &[sample(2.5)], tau);
+        assert!(!to_target.valid[0] && to_target.loss < to_pseudo.loss);
+    }
 }

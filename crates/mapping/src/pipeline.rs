@@ -16,6 +16,26 @@ use crate::buffer::{fill, BufferConfig};
 use crate::loss::LossConfig;
 use crate::rng::Rng;
 use crate::train::{train, IterStats, TrainConfig};
+use crate::triangulate::{depth_targets, TriangulationConfig, TriangulationView};
+
+/// A mapping frame's upright encoding as the triangulation takes it.
+fn triangulation_view(
+    frame: &glace_data::Frame,
+    p: &glace_data::Preprocessed,
+    enc: &glace_nn::Encoded,
+    distortion: Option<glace_geometry::Distortion>,
+) -> TriangulationView {
+    let f = &enc.features;
+    TriangulationView {
+        cam_to_world: frame.cam_to_world,
+        camera: glace_geometry::Camera { intrinsics: p.intrinsics, distortion },
+        rows: f.height,
+        cols: f.width,
+        cell_scale: enc.cell_scale,
+        features: f.data.clone(),
+        dim: f.channels,
+    }
+}
 
 /// Width of the global descriptor.
 pub const GLOBAL_DIM: usize = 256;
@@ -103,6 +123,12 @@ pub struct MapOptions {
     pub depth_max: f64,
     /// Starting τ of the dynamic-tanh schedule in pixels (reference 50).
     pub soft_clamp: f64,
+    /// Weight of the depth targets triangulated across the mapping views
+    /// ([`crate::triangulate`]), used where the views are a photo collection
+    /// ([`SPARSE_VIEW_DEG`]); 0: none, as the reference. Logs written before this option read
+    /// as 0.
+    #[serde(default)]
+    pub depth_weight: f64,
     /// Seed.
     pub seed: u64,
     /// Precision of the matrix products in mapping: head training and the local encoder's passes
@@ -137,6 +163,7 @@ impl MapOptions {
             depth_target: 10.0,
             depth_max: 1000.0,
             soft_clamp: 50.0,
+            depth_weight: 0.0,
             seed: 42,
             precision: Precision::Auto,
         };
@@ -145,8 +172,11 @@ impl MapOptions {
             // soft_clamp 300: with the reference's 50, predictions that become valid far from their
             // target (inside-out views start behind the camera) sit in the flat tail of the tanh and
             // stop learning.
+            // depth_weight 1: depth targets triangulated across the mapping views; measured on
+            // the real object sets, where views lie 14–22° apart (docs/experiments.md).
             "cpu" => MapOptions {
                 head_channels: 256,
+                depth_weight: 1.0,
                 buffer_size: 1_000_000,
                 batch_size: 1024,
                 iterations: 20_000,
@@ -252,6 +282,9 @@ impl MapOptions {
         if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
             return Err(("--noise", format!("{}: expected a finite σ ≥ 0", self.noise_std)));
         }
+        if !(self.depth_weight.is_finite() && self.depth_weight >= 0.0) {
+            return Err(("--depth-weight", format!("{}: expected a finite weight ≥ 0", self.depth_weight)));
+        }
         if !(self.soft_clamp.is_finite() && self.soft_clamp >= 0.0) {
             return Err(("--soft-clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
         }
@@ -318,6 +351,37 @@ pub fn query_turns(cam_to_world: &[glace_geometry::CamToWorld]) -> Vec<u8> {
     vec![0]
 }
 
+/// Mapping views whose optical axes lie this far (degrees, median over the views) from their
+/// nearest neighbour's are a photo collection, where depth targets are triangulated; closer, a
+/// video-like capture whose overlapping views already fix the depths.
+pub const SPARSE_VIEW_DEG: f64 = 3.0;
+
+/// The median over the mapping views of the angle (degrees) between a view's optical axis and
+/// that of its nearest other view (views at the same place looking the same way are skipped);
+/// 0 for fewer than two views. Looks at no more than 2000 views, evenly spaced.
+pub fn neighbour_angle_deg(cam_to_world: &[glace_geometry::CamToWorld]) -> f64 {
+    let step = cam_to_world.len().div_ceil(TURN_RULE_VIEWS).max(1);
+    let views: Vec<(nalgebra::Vector3<f64>, nalgebra::Vector3<f64>)> =
+        cam_to_world.iter().step_by(step).map(|p| (p.rotation().column(2).into_owned(), p.center())).collect();
+    let mut nearest: Vec<f64> = views
+        .iter()
+        .enumerate()
+        .filter_map(|(a, (za, ca))| {
+            views
+                .iter()
+                .enumerate()
+                .filter(|(b, (_, cb))| *b != a && (ca - cb).norm() > 1e-9)
+                .map(|(_, (zb, _))| za.dot(zb).clamp(-1.0, 1.0).acos().to_degrees())
+                .min_by(|x, y| x.total_cmp(y))
+        })
+        .collect();
+    if nearest.is_empty() {
+        return 0.0;
+    }
+    let mid = nearest.len() / 2;
+    *nearest.select_nth_unstable_by(mid, |x, y| x.total_cmp(y)).1
+}
+
 /// What happened while mapping (written as the JSON log).
 #[derive(Clone, Debug, Serialize)]
 pub struct MapReport {
@@ -349,6 +413,14 @@ pub struct MapReport {
     pub precision: String,
     /// Quarter turns queries are tried in ([`query_turns`]).
     pub query_turns: Vec<u8>,
+    /// Median angle between a mapping view's optical axis and its nearest neighbour's (degrees).
+    pub view_spacing_deg: f64,
+    /// Seconds triangulating depth targets.
+    pub triangulate_s: f64,
+    /// Training cells given a triangulated depth.
+    pub depth_targets: usize,
+    /// Share of the buffer's samples with a depth target.
+    pub depth_target_share: f64,
 }
 
 /// Progress callbacks, and the way to cancel a mapping run.
@@ -446,10 +518,22 @@ pub fn map_scene(
     let t0 = Instant::now();
     // Training camera centres: place labels of the built-in global encoder, position-decoder centres.
     let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
-    let turns = query_turns(&frames.iter().map(|f| f.cam_to_world).collect::<Vec<_>>());
+    let poses: Vec<glace_geometry::CamToWorld> = frames.iter().map(|f| f.cam_to_world).collect();
+    let turns = query_turns(&poses);
+    let spacing_deg = neighbour_angle_deg(&poses);
+    let triangulating = opts.depth_weight > 0.0 && spacing_deg >= SPARSE_VIEW_DEG;
+    if opts.depth_weight > 0.0 {
+        tracing::info!(
+            "mapping views {spacing_deg:.1}° from their nearest neighbour (median): {}",
+            if triangulating { "depth targets triangulated" } else { "dense enough, no depth targets" }
+        );
+    }
     if turns.len() > 1 {
         tracing::info!("mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns");
     }
+    // Upright encodings of the mapping frames for the depth targets (the built-in global
+    // encoder's pass makes them on the way).
+    let mut upright: Vec<TriangulationView> = Vec::new();
     let (globals, global_dim, global_enc) = match &opts.global {
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
@@ -493,6 +577,9 @@ pub fn map_scene(
                 let rgb = f.load_rgb()?;
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
                 let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+                if triangulating {
+                    upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                }
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
                     colour: colour_layout(&p.rgb_hw3, p.width, p.height),
@@ -521,6 +608,43 @@ pub fn map_scene(
     };
     let global_s = t0.elapsed().as_secs_f64();
 
+    // Depth targets triangulated across the mapping views, for photo collections.
+    let t_tri = Instant::now();
+    let targets = if triangulating {
+        if upright.is_empty() {
+            progress.phase("encoding mapping views", frames.len());
+            for (k, f) in frames.iter().enumerate() {
+                let rgb = f.load_rgb()?;
+                let p = preprocess(&rgb, &f.calibration, opts.image_height);
+                let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+                upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                progress.step(k + 1, "");
+                if progress.cancelled() {
+                    return Err(MapError::Cancelled);
+                }
+            }
+        }
+        progress.phase("triangulating depth targets", 0);
+        let targets = depth_targets(&upright, &TriangulationConfig::default(), &mut |done, total| {
+            progress.step(done, &format!("{done}/{total} view pairs"));
+        });
+        if progress.cancelled() {
+            return Err(MapError::Cancelled);
+        }
+        let cells: usize = targets.iter().map(|t| t.count()).sum();
+        let all: usize = upright.iter().map(|v| v.rows * v.cols).sum();
+        tracing::info!(
+            "depth targets for {cells} of {all} cells ({:.1} %) of {} views",
+            100.0 * cells as f64 / all.max(1) as f64,
+            upright.len()
+        );
+        targets
+    } else {
+        Vec::new()
+    };
+    drop(upright);
+    let triangulate_s = t_tri.elapsed().as_secs_f64();
+
     // Position-decoder centres over the training cameras.
     // More centres than cameras would only duplicate points (sklearn refuses outright).
     let clusters = opts.decoder_clusters.min(centres_f64.len());
@@ -547,7 +671,7 @@ pub fn map_scene(
         matmul,
     };
     progress.phase("filling buffer", budget.buffer_size);
-    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &mut rng, &mut |imgs, filled| {
+    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &targets, &mut rng, &mut |imgs, filled| {
         progress.step(filled, &format!("{imgs} images"));
         !progress.cancelled()
     })?;
@@ -579,6 +703,7 @@ pub fn map_scene(
             depth_target: opts.depth_target,
             soft_clamp: opts.soft_clamp,
             depth_max: opts.depth_max,
+            depth_weight: if triangulating { opts.depth_weight } else { 0.0 },
             ..LossConfig::default()
         },
     };
@@ -624,6 +749,10 @@ pub fn map_scene(
         samples_per_s: (history.len() * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
         precision: matmul.name(),
         query_turns: turns.clone(),
+        view_spacing_deg: spacing_deg,
+        triangulate_s,
+        depth_targets: targets.iter().map(|t| t.count()).sum(),
+        depth_target_share: buffer.depth.iter().filter(|d| d.is_finite()).count() as f64 / buffer.len().max(1) as f64,
     };
     let info = MapInfo {
         head: head.config,
@@ -645,7 +774,7 @@ pub fn map_scene(
             "precision": matmul.name(),
             "query_turns": turns,
             "final_loss": report.final_loss,
-            "seconds": global_s + buffer_s + train_s,
+            "seconds": global_s + triangulate_s + buffer_s + train_s,
         }),
     };
     let global_scale = info.expected_global_scale();
@@ -716,6 +845,19 @@ mod tests {
         // Rolled views that look at the ring from far apart (90°) are not neighbours.
         assert_eq!(query_turns(&ring(&[0.0, 180.0, 0.0, 180.0], 90.0)), vec![0]);
         assert_eq!(query_turns(&[]), vec![0]);
+    }
+
+    #[test]
+    fn photo_collections_are_told_from_video_by_the_spacing_of_their_views() {
+        // A 16-view ring: 22.5° between neighbours; 600 views around it: 0.6°.
+        assert!((neighbour_angle_deg(&ring(&[0.0; 16], 22.5)) - 22.5).abs() < 1e-6);
+        let dense = neighbour_angle_deg(&ring(&[0.0; 600], 0.6));
+        assert!((dense - 0.6).abs() < 1e-6 && dense < SPARSE_VIEW_DEG);
+        // A duplicate view does not make the ring dense; one view has no neighbour.
+        let mut twice = ring(&[0.0; 16], 22.5);
+        twice.push(twice[0]);
+        assert!((neighbour_angle_deg(&twice) - 22.5).abs() < 1e-6);
+        assert_eq!(neighbour_angle_deg(&twice[..1]), 0.0);
     }
 
     #[test]

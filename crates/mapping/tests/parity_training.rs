@@ -25,6 +25,7 @@ fn parity_loss_and_gradient() {
             w2c: poses[i * 12..(i + 1) * 12].try_into().unwrap(),
             k: [k[i * 9], k[i * 9 + 4], k[i * 9 + 2], k[i * 9 + 5]],
             px: [px[2 * i], px[2 * i + 1]],
+            depth: f32::NAN,
         })
         .collect();
     let cfg = LossConfig::default();
