@@ -24,6 +24,7 @@ fn triangulation_view(
     p: &glace_data::Preprocessed,
     enc: &glace_nn::Encoded,
     distortion: Option<glace_geometry::Distortion>,
+    features: Vec<f32>,
 ) -> TriangulationView {
     let f = &enc.features;
     TriangulationView {
@@ -32,7 +33,7 @@ fn triangulation_view(
         rows: f.height,
         cols: f.width,
         cell_scale: enc.cell_scale,
-        features: f.data.clone(),
+        features,
         dim: f.channels,
     }
 }
@@ -521,11 +522,16 @@ pub fn map_scene(
     let poses: Vec<glace_geometry::CamToWorld> = frames.iter().map(|f| f.cam_to_world).collect();
     let turns = query_turns(&poses);
     let spacing_deg = neighbour_angle_deg(&poses);
-    let triangulating = opts.depth_weight > 0.0 && spacing_deg >= SPARSE_VIEW_DEG;
+    let sparse = spacing_deg >= SPARSE_VIEW_DEG;
+    let triangulating = opts.depth_weight > 0.0 && sparse && frames.len() <= crate::triangulate::MAX_VIEWS;
     if opts.depth_weight > 0.0 {
         tracing::info!(
             "mapping views {spacing_deg:.1}° from their nearest neighbour (median): {}",
-            if triangulating { "depth targets triangulated" } else { "dense enough, no depth targets" }
+            match (sparse, triangulating) {
+                (_, true) => "depth targets triangulated",
+                (true, false) => "more views than depth targets are triangulated for",
+                (false, _) => "dense enough, no depth targets",
+            }
         );
     }
     if turns.len() > 1 {
@@ -578,7 +584,8 @@ pub fn map_scene(
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
                 let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
                 if triangulating {
-                    upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                    // Its features are moved in from `inputs` once the encoder is fitted.
+                    upright.push(triangulation_view(f, &p, &enc, scene.distortion, Vec::new()));
                 }
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
@@ -603,6 +610,9 @@ pub fn map_scene(
             for (f, input) in frames.iter().zip(&inputs) {
                 table[f.file_index] = vp.encode(input);
             }
+            for (view, input) in upright.iter_mut().zip(inputs) {
+                view.features = input.descriptors;
+            }
             (table, GLOBAL_DIM, Some(vp))
         }
     };
@@ -617,7 +627,7 @@ pub fn map_scene(
                 let rgb = f.load_rgb()?;
                 let p = preprocess(&rgb, &f.calibration, opts.image_height);
                 let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
-                upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                upright.push(triangulation_view(f, &p, &enc, scene.distortion, enc.features.data.clone()));
                 progress.step(k + 1, "");
                 if progress.cancelled() {
                     return Err(MapError::Cancelled);

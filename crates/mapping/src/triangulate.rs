@@ -219,8 +219,12 @@ fn triangulate(
 }
 
 /// Views of more cells than this are not matched (the similarity matrix of a pair grows with
-/// the square of the cells: 4800 cells at the default 480-pixel height).
-pub const MAX_CELLS: usize = 16_384;
+/// the square of the cells: 4800 cells at the default 480-pixel height, 6420 for 16:9).
+pub const MAX_CELLS: usize = 8192;
+
+/// Scenes of more mapping views than this are not triangulated (their upright encodings are
+/// held in memory, about 1.2 MB a view at the default height).
+pub const MAX_VIEWS: usize = 2000;
 
 /// Depth targets for every view (see the module's documentation); views without any keep a
 /// grid of NaN, as do views of more than [`MAX_CELLS`] cells. `on_pair(done, total)` reports
