@@ -28,13 +28,8 @@ pub struct NetworkArgs {
     /// Orientations each image is given to the networks in: auto (as the map recommends: all four
     /// quarter turns where the mapping views are rolled against each other, else upright),
     /// upright (the reference), or all (four quarter turns, the pose with the most inliers wins)
-    #[arg(long, default_value = "auto", value_parser = turns)]
+    #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
-}
-
-/// Parses `--turns`.
-pub fn turns(s: &str) -> Result<glace::Turns, String> {
-    glace::Turns::parse(s)
 }
 
 impl NetworkArgs {

@@ -96,7 +96,7 @@ pub struct ServeArgs {
     pub precision: glace::Precision,
     /// Orientations each image is tried in: auto (as the map recommends), upright or all (four
     /// quarter turns).
-    #[arg(long, default_value = "auto", value_parser = super::localize::turns)]
+    #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
 }
 

@@ -372,6 +372,7 @@ impl Localizer {
         let mut times = StageTimes::default();
         let encoders = Encoders { local: &self.local, r2former: self.r2former.as_ref(), matmul: self.matmul };
         // Each orientation is a full pass; the pose with the most inliers wins (the first on ties).
+        let inliers = |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
         let mut best: Option<(Prediction, std::result::Result<RansacResult, PoseFailure>)> = None;
         for &turns in &self.turns {
             let prediction = predict(
@@ -387,8 +388,6 @@ impl Localizer {
             let t = Instant::now();
             let result = solve(&prediction, distortion, ransac);
             times.ransac_s += t.elapsed().as_secs_f64();
-            let inliers =
-                |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
             if best.as_ref().is_none_or(|(_, b)| inliers(&result) > inliers(b)) {
                 best = Some((prediction, result));
             }

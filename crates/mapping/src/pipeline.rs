@@ -315,8 +315,9 @@ impl MapOptions {
 /// Two mapping views are neighbours for [`query_turns`] when their optical axes are this close
 /// (degrees).
 pub const NEIGHBOUR_AXIS_DEG: f64 = 30.0;
-/// [`query_turns`] looks at no more than this many views (evenly spaced), bounding its pairs.
-const TURN_RULE_VIEWS: usize = 2000;
+/// [`query_turns`] and [`neighbour_angle_deg`] look at no more than this many views (evenly
+/// spaced), bounding their pairs.
+const RULE_VIEWS: usize = 2000;
 
 /// The quarter turns (clockwise, 0–3) a query of this scene should be tried in, read from the
 /// mapping cameras: all four when two neighbouring views (optical axes within
@@ -334,7 +335,7 @@ const TURN_RULE_VIEWS: usize = 2000;
 /// assert_eq!(glace_mapping::pipeline::query_turns(&[level, rolled]), vec![0, 1, 2, 3]);
 /// ```
 pub fn query_turns(cam_to_world: &[glace_geometry::CamToWorld]) -> Vec<u8> {
-    let step = cam_to_world.len().div_ceil(TURN_RULE_VIEWS).max(1);
+    let step = cam_to_world.len().div_ceil(RULE_VIEWS).max(1);
     let rotations: Vec<nalgebra::Matrix3<f64>> = cam_to_world.iter().step_by(step).map(|p| p.rotation()).collect();
     let cos_axis = NEIGHBOUR_AXIS_DEG.to_radians().cos();
     for (a, ra) in rotations.iter().enumerate() {
@@ -359,9 +360,9 @@ pub const SPARSE_VIEW_DEG: f64 = 3.0;
 
 /// The median over the mapping views of the angle (degrees) between a view's optical axis and
 /// that of its nearest other view (views at the same place looking the same way are skipped);
-/// 0 for fewer than two views. Looks at no more than 2000 views, evenly spaced.
+/// 0 for fewer than two views.
 pub fn neighbour_angle_deg(cam_to_world: &[glace_geometry::CamToWorld]) -> f64 {
-    let step = cam_to_world.len().div_ceil(TURN_RULE_VIEWS).max(1);
+    let step = cam_to_world.len().div_ceil(RULE_VIEWS).max(1);
     let views: Vec<(nalgebra::Vector3<f64>, nalgebra::Vector3<f64>)> =
         cam_to_world.iter().step_by(step).map(|p| (p.rotation().column(2).into_owned(), p.center())).collect();
     let mut nearest: Vec<f64> = views
@@ -537,6 +538,14 @@ pub fn map_scene(
     if turns.len() > 1 {
         tracing::info!("mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns");
     }
+    // A mapping frame as the networks see it unaugmented: the built-in global encoder's input,
+    // and the triangulation's.
+    let encode_upright = |f: &glace_data::Frame| -> Result<(glace_data::Preprocessed, glace_nn::Encoded), MapError> {
+        let rgb = f.load_rgb()?;
+        let p = preprocess(&rgb, &f.calibration, opts.image_height);
+        let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+        Ok((p, enc))
+    };
     // Upright encodings of the mapping frames for the depth targets (the built-in global
     // encoder's pass makes them on the way).
     let mut upright: Vec<TriangulationView> = Vec::new();
@@ -580,9 +589,7 @@ pub fn map_scene(
             progress.phase("global descriptors", frames.len());
             let mut inputs = Vec::with_capacity(frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let rgb = f.load_rgb()?;
-                let p = preprocess(&rgb, &f.calibration, opts.image_height);
-                let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+                let (p, enc) = encode_upright(f)?;
                 if triangulating {
                     // Its features are moved in from `inputs` once the encoder is fitted.
                     upright.push(triangulation_view(f, &p, &enc, scene.distortion, Vec::new()));
@@ -624,9 +631,7 @@ pub fn map_scene(
         if upright.is_empty() {
             progress.phase("encoding mapping views", frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let rgb = f.load_rgb()?;
-                let p = preprocess(&rgb, &f.calibration, opts.image_height);
-                let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+                let (p, enc) = encode_upright(f)?;
                 upright.push(triangulation_view(f, &p, &enc, scene.distortion, enc.features.data.clone()));
                 progress.step(k + 1, "");
                 if progress.cancelled() {

@@ -91,16 +91,27 @@ pub struct DepthTargets {
 }
 
 impl DepthTargets {
-    /// The target depth at undistorted pixel `(u, v)` of the resized upright image.
-    pub fn at(&self, u: f64, v: f64) -> Option<f32> {
+    /// An empty grid for `view`'s cells.
+    fn empty(view: &TriangulationView) -> DepthTargets {
+        DepthTargets {
+            intrinsics: view.camera.intrinsics,
+            rows: view.rows,
+            cols: view.cols,
+            cell: (8.0 * view.cell_scale.0, 8.0 * view.cell_scale.1),
+            depth: vec![f32::NAN; view.rows * view.cols],
+        }
+    }
+    /// The grid cell holding undistorted pixel `(u, v)`, if inside.
+    fn cell_index(&self, u: f64, v: f64) -> Option<usize> {
         if !(u >= 0.0 && v >= 0.0) {
             return None;
         }
         let (j, i) = ((u / self.cell.0) as usize, (v / self.cell.1) as usize);
-        if i >= self.rows || j >= self.cols {
-            return None;
-        }
-        let d = self.depth[i * self.cols + j];
+        (i < self.rows && j < self.cols).then_some(i * self.cols + j)
+    }
+    /// The target depth at undistorted pixel `(u, v)` of the resized upright image.
+    pub fn at(&self, u: f64, v: f64) -> Option<f32> {
+        let d = self.depth[self.cell_index(u, v)?];
         d.is_finite().then_some(d)
     }
     /// Cells with a depth.
@@ -132,11 +143,10 @@ fn neighbour_pairs(views: &[TriangulationView], cfg: &TriangulationConfig) -> Ve
     pairs
 }
 
-/// The undistorted pixel of cell `c` and its ray in world coordinates.
-fn ray(view: &TriangulationView, c: usize) -> (Point2<f64>, Vector3<f64>) {
-    let px = view.camera.undistort_pixel(&view.cell_pixel(c));
-    let xy = view.camera.intrinsics.to_normalized(&px);
-    (px, view.cam_to_world.rotation() * Vector3::new(xy.x, xy.y, 1.0))
+/// The ray in world coordinates through undistorted pixel `px` of `view`.
+fn ray(view: &TriangulationView, px: &Point2<f64>) -> Vector3<f64> {
+    let xy = view.camera.intrinsics.to_normalized(px);
+    view.cam_to_world.rotation() * Vector3::new(xy.x, xy.y, 1.0)
 }
 
 /// Mutual nearest neighbours between the cells of two views (cosine similarity).
@@ -182,15 +192,16 @@ fn mutual_matches(a: &TriangulationView, b: &TriangulationView, min_similarity: 
         .collect()
 }
 
-/// Triangulates a match; the depths of the point in both views when it passes the checks.
+/// Triangulates a match between undistorted pixels `pa` of `a` and `pb` of `b`; the depths of
+/// the point in both views when it passes the checks.
 fn triangulate(
     a: &TriangulationView,
-    ca: usize,
+    pa: Point2<f64>,
     b: &TriangulationView,
-    cb: usize,
+    pb: Point2<f64>,
     cfg: &TriangulationConfig,
 ) -> Option<(f64, f64)> {
-    let ((pa, ra), (pb, rb)) = (ray(a, ca), ray(b, cb));
+    let (ra, rb) = (ray(a, &pa), ray(b, &pb));
     let (oa, ob) = (a.cam_to_world.center(), b.cam_to_world.center());
     let (ua, ub) = (ra.normalize(), rb.normalize());
     let cos = ua.dot(&ub);
@@ -238,38 +249,36 @@ pub fn depth_targets(
         .into_iter()
         .filter(|&(a, b)| [a, b].iter().all(|&v| views[v].rows * views[v].cols <= MAX_CELLS))
         .collect();
+    // Each cell's undistorted pixel, and the target cell it falls in (where training looks up).
+    let mut targets: Vec<DepthTargets> = views.iter().map(DepthTargets::empty).collect();
+    let pixels: Vec<Vec<Point2<f64>>> = views
+        .iter()
+        .map(|v| (0..v.rows * v.cols).map(|c| v.camera.undistort_pixel(&v.cell_pixel(c))).collect())
+        .collect();
+    let slots: Vec<Vec<Option<usize>>> =
+        targets.iter().zip(&pixels).map(|(t, px)| px.iter().map(|p| t.cell_index(p.x, p.y)).collect()).collect();
     let mut estimates: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.rows * v.cols]).collect();
     for (k, &(ia, ib)) in pairs.iter().enumerate() {
         let (a, b) = (&views[ia], &views[ib]);
         let found: Vec<(usize, usize, f64, f64)> = mutual_matches(a, b, cfg.min_similarity)
             .into_par_iter()
-            .filter_map(|(ca, cb)| triangulate(a, ca, b, cb, cfg).map(|(da, db)| (ca, cb, da, db)))
+            .filter_map(|(ca, cb)| {
+                triangulate(a, pixels[ia][ca], b, pixels[ib][cb], cfg).map(|(da, db)| (ca, cb, da, db))
+            })
             .collect();
         for (ca, cb, da, db) in found {
-            // Indexed by the cell of the undistorted pixel, as training looks targets up.
             for (view, c, depth) in [(ia, ca, da), (ib, cb, db)] {
-                let v = &views[view];
-                let px = v.camera.undistort_pixel(&v.cell_pixel(c));
-                let cell = (8.0 * v.cell_scale.0, 8.0 * v.cell_scale.1);
-                let (j, i) = ((px.x / cell.0).floor(), (px.y / cell.1).floor());
-                if i >= 0.0 && j >= 0.0 && (i as usize) < v.rows && (j as usize) < v.cols {
-                    estimates[view][i as usize * v.cols + j as usize].push(depth as f32);
+                if let Some(slot) = slots[view][c] {
+                    estimates[view][slot].push(depth as f32);
                 }
             }
         }
         on_pair(k + 1, pairs.len());
     }
-    views
-        .iter()
-        .zip(estimates)
-        .map(|(v, cells)| DepthTargets {
-            intrinsics: v.camera.intrinsics,
-            rows: v.rows,
-            cols: v.cols,
-            cell: (8.0 * v.cell_scale.0, 8.0 * v.cell_scale.1),
-            depth: cells.into_iter().map(|e| agreed_depth(e, cfg)).collect(),
-        })
-        .collect()
+    for (t, cells) in targets.iter_mut().zip(estimates) {
+        t.depth = cells.into_iter().map(|e| agreed_depth(e, cfg)).collect();
+    }
+    targets
 }
 
 /// The median of the estimates that agree with it, when at least `min_support` do.
