@@ -51,7 +51,14 @@ fn map_bytes(edit: impl FnOnce(&mut glace_nn::map::MapInfo)) -> Vec<u8> {
         training: serde_json::json!({"options": {"image_height": 480, "noise_std": 0.1}}),
     };
     edit(&mut info);
-    glace_formats::map_file::to_bytes(&glace_nn::GlaceMap { info, head, global: None, global_scale: 1.0 }).unwrap()
+    glace_formats::map_file::to_bytes(&glace_nn::GlaceMap {
+        info,
+        head,
+        global: None,
+        global_scale: 1.0,
+        structure: None,
+    })
+    .unwrap()
 }
 
 /// Every file and folder under `root`: path → content hash (folders: "dir").

@@ -2,14 +2,17 @@
 //! the position-decoder centres and softplus β in fp32 (the reference rounds them to fp16, a
 //! known error source at city scale), the built-in global encoder's codebook and projection,
 //! and a JSON description (format version, architecture, encoder identities with weight sha256,
-//! training metadata). A sha256 over all tensors is stored and verified on load.
+//! training metadata), and for photo collections the points triangulated across the mapping
+//! views (`structure.*`: fp32 points, fp16 unit features, view index, support and keypoint
+//! score per point, fp32 view centres; readers that predate them ignore them). A sha256 over
+//! all tensors is stored and verified on load.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use glace_nn::global::VladPca;
 use glace_nn::linalg::Linear;
-use glace_nn::map::{GlaceMap, GlobalSource, MapInfo};
+use glace_nn::map::{GlaceMap, GlobalSource, MapInfo, Structure};
 use glace_nn::{Head, Tensor, WeightsError};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -113,6 +116,26 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
         t.push((
             "global.projection".into(),
             Owned { dtype: Dtype::F32, shape: vec![g.out_dim, kd], bytes: f32_bytes(&g.projection) },
+        ));
+    }
+    if let Some(st) = &map.structure {
+        let n = st.len();
+        t.push((
+            "structure.points".into(),
+            Owned { dtype: Dtype::F32, shape: vec![n, 3], bytes: f32_bytes(&st.points_n3) },
+        ));
+        t.push((
+            "structure.features".into(),
+            Owned { dtype: Dtype::F16, shape: vec![n, st.dim], bytes: f16_bytes(&st.features_nd) },
+        ));
+        let views: Vec<f32> = st.view_of_point.iter().map(|&v| v as f32).collect();
+        t.push(("structure.views".into(), Owned { dtype: Dtype::F32, shape: vec![n], bytes: f32_bytes(&views) }));
+        let support: Vec<f32> = st.support.iter().map(|&s| s as f32).collect();
+        t.push(("structure.support".into(), Owned { dtype: Dtype::F16, shape: vec![n], bytes: f16_bytes(&support) }));
+        t.push(("structure.score".into(), Owned { dtype: Dtype::F16, shape: vec![n], bytes: f16_bytes(&st.score) }));
+        t.push((
+            "structure.centres".into(),
+            Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(&st.centres_v3) },
         ));
     }
     t
@@ -254,6 +277,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
     let mut centres = None;
     let mut h_beta = None;
     let mut global: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    let mut structure: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, t) in &owned {
         let data = as_f32(name, t)?;
         if name == "heads.centres" {
@@ -264,6 +288,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
             sd.push((k.to_string(), Tensor { shape: t.shape.clone(), data, dtype: "float16" }));
         } else if let Some(k) = name.strip_prefix("global.") {
             global.insert(k.to_string(), (t.shape.clone(), data));
+        } else if let Some(k) = name.strip_prefix("structure.") {
+            structure.insert(k.to_string(), (t.shape.clone(), data));
         }
     }
     let centres = centres.ok_or_else(|| bad("no heads.centres tensor".into()))?;
@@ -323,6 +349,50 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
             global_dim.map_or("more".to_string(), |g| (g + local).to_string()),
         )));
     }
+    let structure = if structure.is_empty() {
+        None
+    } else {
+        let (
+            Some((ps, points)),
+            Some((fs, features)),
+            Some((_, views)),
+            Some((_, centres)),
+            Some((_, support)),
+            Some((_, score)),
+        ) = (
+            structure.remove("points"),
+            structure.remove("features"),
+            structure.remove("views"),
+            structure.remove("centres"),
+            structure.remove("support"),
+            structure.remove("score"),
+        )
+        else {
+            return Err(bad(
+                "structure tensors incomplete (points, features, views, centres, support and score)".into()
+            ));
+        };
+        if ps.len() != 2 || ps[1] != 3 || fs.len() != 2 || fs[0] != ps[0] || fs[1] != info.local_encoder.dim {
+            return Err(bad(format!(
+                "structure of points {ps:?} and features {fs:?} for {}-d local features",
+                info.local_encoder.dim
+            )));
+        }
+        if views.iter().chain(&support).any(|v| !(*v >= 0.0 && v.fract() == 0.0)) {
+            return Err(bad("structure view indices or support counts are not whole numbers ≥ 0".into()));
+        }
+        let st = Structure {
+            points_n3: points,
+            features_nd: features,
+            dim: fs[1],
+            view_of_point: views.iter().map(|&v| v.min(u32::MAX as f32) as u32).collect(),
+            support: support.iter().map(|&s| s.min(u8::MAX as f32) as u8).collect(),
+            score,
+            centres_v3: centres,
+        };
+        st.check().map_err(|m| bad(format!("map structure: {m}")))?;
+        Some(st)
+    };
     let global_scale = info.expected_global_scale();
-    Ok(GlaceMap { info, head, global, global_scale })
+    Ok(GlaceMap { info, head, global, global_scale, structure })
 }

@@ -19,7 +19,7 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
         global: GlobalSource::FeaturesNpy,
         training: serde_json::json!({"scene": "test"}),
     };
-    let map = GlaceMap { info: info.clone(), head: head.clone(), global: None, global_scale: 1.0 };
+    let map = GlaceMap { info: info.clone(), head: head.clone(), global: None, global_scale: 1.0, structure: None };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("scene.glace");
     map_file::write(&map, &path).unwrap();
@@ -47,10 +47,8 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
     assert!(err.to_string().contains("not a glace map"), "{err}");
 }
 
-#[test]
-fn older_map_format_is_refused_with_a_remap_hint() {
-    // Format 2 maps were trained on unscaled XFeat cells; reading one with today's encoder scale
-    // would silently give wrong coordinates, so the version check must refuse it by name.
+/// A map of a 16-wide head on XFeat cells alone.
+fn tiny_xfeat_map() -> GlaceMap {
     let config =
         glace_nn::HeadConfig { c_in: 64, channels: 16, block_channels: 16, blocks: 1, clusters: 1, homogeneous: true };
     let info = MapInfo {
@@ -59,7 +57,14 @@ fn older_map_format_is_refused_with_a_remap_hint() {
         global: GlobalSource::None,
         training: serde_json::json!({}),
     };
-    let map = GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None, global_scale: 1.0 };
+    GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None, global_scale: 1.0, structure: None }
+}
+
+#[test]
+fn older_map_format_is_refused_with_a_remap_hint() {
+    // Format 2 maps were trained on unscaled XFeat cells; reading one with today's encoder scale
+    // would silently give wrong coordinates, so the version check must refuse it by name.
+    let map = tiny_xfeat_map();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("old.glace");
     map_file::write(&map, &path).unwrap();
@@ -77,4 +82,41 @@ fn older_map_format_is_refused_with_a_remap_hint() {
     let err = map_file::read(&path).unwrap_err().to_string();
     assert!(err.contains("old.glace"), "names the file: {err}");
     assert!(err.contains("version 2") && err.contains("map the scene again"), "{err}");
+}
+
+#[test]
+fn structure_round_trips_and_bad_structure_is_refused() {
+    let n = 5;
+    let mut features: Vec<f32> = (0..n * 64).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    glace_nn::xfeat::l2_normalize_rows(&mut features, 64);
+    let structure = glace_nn::Structure {
+        points_n3: (0..3 * n).map(|i| i as f32 * 0.25 - 1.0).collect(),
+        features_nd: features,
+        dim: 64,
+        view_of_point: vec![0, 1, 1, 0, 1],
+        support: vec![1, 2, 1, 3, 1],
+        score: vec![0.5; 5],
+        centres_v3: vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+    };
+    let map = GlaceMap { structure: Some(structure.clone()), ..tiny_xfeat_map() };
+    let back = map_file::from_bytes(&map_file::to_bytes(&map).unwrap(), "m.glace".as_ref()).unwrap();
+    let got = back.structure.expect("structure read back");
+    assert_eq!(
+        (&got.points_n3, &got.view_of_point, &got.centres_v3, &got.support),
+        (&structure.points_n3, &structure.view_of_point, &structure.centres_v3, &structure.support)
+    );
+    // Features are stored in fp16.
+    assert!(got.features_nd.iter().zip(&structure.features_nd).all(|(a, b)| (a - b).abs() < 1e-3));
+
+    // A point naming a view the map does not have, or features of the wrong width: refused by name.
+    let mut bad = map.clone();
+    bad.structure.as_mut().unwrap().view_of_point[2] = 7;
+    let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("m.glace") && err.contains("structure"), "{err}");
+    let mut bad = map.clone();
+    let s = bad.structure.as_mut().unwrap();
+    s.features_nd.truncate(n * 32);
+    s.dim = 32;
+    let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("structure"), "{err}");
 }

@@ -73,7 +73,7 @@ fn map_seed() -> Vec<u8> {
         global: GlobalSource::FeaturesNpy,
         training: serde_json::json!({"options": {"image_height": 480, "noise_std": 0.1}}),
     };
-    let map = glace_nn::GlaceMap { info, head, global: None, global_scale: 1.0 };
+    let map = glace_nn::GlaceMap { info, head, global: None, global_scale: 1.0, structure: None };
     glace_formats::map_file::to_bytes(&map).unwrap()
 }
 

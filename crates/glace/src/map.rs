@@ -75,7 +75,7 @@ impl Map {
             training: serde_json::json!({ "source": "official GLACE .pt head" }),
         };
         // The reference feeds the descriptor as computed.
-        let map = GlaceMap { info, head, global: None, global_scale: 1.0 };
+        let map = GlaceMap { info, head, global: None, global_scale: 1.0, structure: None };
         Ok(Map { inner: Arc::new(map), path: Some(path.to_path_buf()), format: MapFormat::ReferencePt })
     }
 
@@ -163,6 +163,13 @@ impl Map {
             "head": self.head_config(),
             "parameters": self.parameters(),
             "info": (self.format != MapFormat::ReferencePt).then(|| self.description().clone()),
+            "structure_points": self.structure_points(),
         })
+    }
+
+    /// Points triangulated across the mapping views that queries are refined against (0 for
+    /// maps of dense captures, maps made before them and official heads).
+    pub fn structure_points(&self) -> usize {
+        self.inner.structure.as_ref().map_or(0, |s| s.len())
     }
 }

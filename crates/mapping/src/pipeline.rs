@@ -18,14 +18,22 @@ use crate::rng::Rng;
 use crate::train::{train, IterStats, TrainConfig};
 use crate::triangulate::{depth_targets, TriangulationConfig, TriangulationView};
 
-/// A mapping frame's upright encoding as the triangulation takes it.
+/// A mapping frame's upright encoding as the triangulation takes it: its keypoints and their
+/// descriptors where the encoder has them (XFeat), else the cells' centres and unit features.
 fn triangulation_view(
     frame: &glace_data::Frame,
     p: &glace_data::Preprocessed,
-    enc: &glace_nn::Encoded,
+    enc: &mut glace_nn::Encoded,
     distortion: Option<glace_geometry::Distortion>,
-    features: Vec<f32>,
 ) -> TriangulationView {
+    let (features, keypoints) = match enc.keypoints.take() {
+        Some(k) => (k.features, Some(k.points)),
+        None => {
+            let mut unit = enc.features.data.clone();
+            glace_nn::xfeat::l2_normalize_rows(&mut unit, enc.features.channels);
+            (unit, None)
+        }
+    };
     let f = &enc.features;
     TriangulationView {
         cam_to_world: frame.cam_to_world,
@@ -35,6 +43,7 @@ fn triangulation_view(
         cell_scale: enc.cell_scale,
         features,
         dim: f.channels,
+        keypoints,
     }
 }
 
@@ -421,6 +430,8 @@ pub struct MapReport {
     pub triangulate_s: f64,
     /// Training cells given a triangulated depth.
     pub depth_targets: usize,
+    /// Triangulated points the map keeps for refining poses by matching.
+    pub structure_points: usize,
     /// Share of the buffer's samples with a depth target.
     pub depth_target_share: f64,
 }
@@ -589,10 +600,9 @@ pub fn map_scene(
             progress.phase("global descriptors", frames.len());
             let mut inputs = Vec::with_capacity(frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, enc) = encode_upright(f)?;
+                let (p, mut enc) = encode_upright(f)?;
                 if triangulating {
-                    // Its features are moved in from `inputs` once the encoder is fitted.
-                    upright.push(triangulation_view(f, &p, &enc, scene.distortion, Vec::new()));
+                    upright.push(triangulation_view(f, &p, &mut enc, scene.distortion));
                 }
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
@@ -617,9 +627,6 @@ pub fn map_scene(
             for (f, input) in frames.iter().zip(&inputs) {
                 table[f.file_index] = vp.encode(input);
             }
-            for (view, input) in upright.iter_mut().zip(inputs) {
-                view.features = input.descriptors;
-            }
             (table, GLOBAL_DIM, Some(vp))
         }
     };
@@ -627,12 +634,12 @@ pub fn map_scene(
 
     // Depth targets triangulated across the mapping views, for photo collections.
     let t_tri = Instant::now();
-    let targets = if triangulating {
+    let (targets, structure) = if triangulating {
         if upright.is_empty() {
             progress.phase("encoding mapping views", frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, enc) = encode_upright(f)?;
-                upright.push(triangulation_view(f, &p, &enc, scene.distortion, enc.features.data.clone()));
+                let (p, mut enc) = encode_upright(f)?;
+                upright.push(triangulation_view(f, &p, &mut enc, scene.distortion));
                 progress.step(k + 1, "");
                 if progress.cancelled() {
                     return Err(MapError::Cancelled);
@@ -640,9 +647,10 @@ pub fn map_scene(
             }
         }
         progress.phase("triangulating depth targets", 0);
-        let targets = depth_targets(&upright, &TriangulationConfig::default(), &mut |done, total| {
-            progress.step(done, &format!("{done}/{total} view pairs"));
-        });
+        let crate::triangulate::Triangulated { targets, structure } =
+            depth_targets(&upright, &TriangulationConfig::default(), &mut |done, total| {
+                progress.step(done, &format!("{done}/{total} view pairs"));
+            });
         if progress.cancelled() {
             return Err(MapError::Cancelled);
         }
@@ -653,9 +661,9 @@ pub fn map_scene(
             100.0 * cells as f64 / all.max(1) as f64,
             upright.len()
         );
-        targets
+        (targets, (!structure.is_empty()).then_some(structure))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     drop(upright);
     let triangulate_s = t_tri.elapsed().as_secs_f64();
@@ -767,6 +775,7 @@ pub fn map_scene(
         view_spacing_deg: spacing_deg,
         triangulate_s,
         depth_targets: targets.iter().map(|t| t.count()).sum(),
+        structure_points: structure.as_ref().map_or(0, |s| s.len()),
         depth_target_share: buffer.depth.iter().filter(|d| d.is_finite()).count() as f64 / buffer.len().max(1) as f64,
     };
     let info = MapInfo {
@@ -793,7 +802,7 @@ pub fn map_scene(
         }),
     };
     let global_scale = info.expected_global_scale();
-    Ok((GlaceMap { info, head, global: global_enc, global_scale }, report))
+    Ok((GlaceMap { info, head, global: global_enc, global_scale, structure }, report))
 }
 
 #[cfg(test)]

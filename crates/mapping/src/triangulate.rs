@@ -63,10 +63,17 @@ pub struct TriangulationView {
     pub features: Vec<f32>,
     /// Feature width.
     pub dim: usize,
+    /// Per cell, the encoder's keypoint in it (x, y in encoder input pixels, scaled by
+    /// `cell_scale` like the cells; score); `None`: the cells' centres.
+    pub keypoints: Option<Vec<[f32; 3]>>,
 }
 
 impl TriangulationView {
+    /// Where cell `c` is matched and triangulated: its keypoint, else its centre.
     fn cell_pixel(&self, c: usize) -> Point2<f64> {
+        if let Some(k) = &self.keypoints {
+            return Point2::new(k[c][0] as f64 * self.cell_scale.0, k[c][1] as f64 * self.cell_scale.1);
+        }
         let (i, j) = (c / self.cols, c % self.cols);
         Point2::new((8 * j + 4) as f64 * self.cell_scale.0, (8 * i + 4) as f64 * self.cell_scale.1)
     }
@@ -237,6 +244,20 @@ pub const MAX_CELLS: usize = 8192;
 /// held in memory, about 1.2 MB a view at the default height).
 pub const MAX_VIEWS: usize = 2000;
 
+/// Points kept in a map's structure at most (about 150 bytes each in the map file); beyond,
+/// an even subsample.
+pub const MAX_STRUCTURE_POINTS: usize = 300_000;
+
+/// What the triangulation gives: per view, the depth targets of its cells; and the triangulated
+/// points with their features, for the map.
+pub struct Triangulated {
+    /// Per view, in the order given.
+    pub targets: Vec<DepthTargets>,
+    /// Each cell with an agreed depth and a distinct keypoint
+    /// ([`glace_nn::Structure::MIN_SCORE`]) as a world point, with its unit feature.
+    pub structure: glace_nn::Structure,
+}
+
 /// Depth targets for every view (see the module's documentation); views without any keep a
 /// grid of NaN, as do views of more than [`MAX_CELLS`] cells. `on_pair(done, total)` reports
 /// progress.
@@ -244,7 +265,7 @@ pub fn depth_targets(
     views: &[TriangulationView],
     cfg: &TriangulationConfig,
     on_pair: &mut dyn FnMut(usize, usize),
-) -> Vec<DepthTargets> {
+) -> Triangulated {
     let pairs: Vec<(usize, usize)> = neighbour_pairs(views, cfg)
         .into_iter()
         .filter(|&(a, b)| [a, b].iter().all(|&v| views[v].rows * views[v].cols <= MAX_CELLS))
@@ -258,6 +279,8 @@ pub fn depth_targets(
     let slots: Vec<Vec<Option<usize>>> =
         targets.iter().zip(&pixels).map(|(t, px)| px.iter().map(|p| t.cell_index(p.x, p.y)).collect()).collect();
     let mut estimates: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.rows * v.cols]).collect();
+    // The same per cell matched (its structure point lies on the ray through its pixel).
+    let mut own: Vec<Vec<Vec<f32>>> = estimates.clone();
     for (k, &(ia, ib)) in pairs.iter().enumerate() {
         let (a, b) = (&views[ia], &views[ib]);
         let found: Vec<(usize, usize, f64, f64)> = mutual_matches(a, b, cfg.min_similarity)
@@ -268,6 +291,7 @@ pub fn depth_targets(
             .collect();
         for (ca, cb, da, db) in found {
             for (view, c, depth) in [(ia, ca, da), (ib, cb, db)] {
+                own[view][c].push(depth as f32);
                 if let Some(slot) = slots[view][c] {
                     estimates[view][slot].push(depth as f32);
                 }
@@ -278,22 +302,59 @@ pub fn depth_targets(
     for (t, cells) in targets.iter_mut().zip(estimates) {
         t.depth = cells.into_iter().map(|e| agreed_depth(e, cfg)).collect();
     }
-    targets
+    let mut found: Vec<(usize, usize, Point3<f64>, usize)> = Vec::new();
+    for (v, (view, cells)) in views.iter().zip(own).enumerate() {
+        for (c, e) in cells.into_iter().enumerate() {
+            let (d, support) = agreement(e, cfg);
+            let d = d as f64;
+            let score = view.keypoints.as_ref().map_or(1.0, |k| k[c][2]);
+            if d.is_finite() && score >= glace_nn::Structure::MIN_SCORE {
+                let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
+                let x = view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d));
+                found.push((v, c, x, support));
+            }
+        }
+    }
+    let stride = found.len().div_ceil(MAX_STRUCTURE_POINTS).max(1);
+    let dim = views.first().map_or(0, |v| v.dim);
+    let mut structure = glace_nn::Structure {
+        dim,
+        centres_v3: views
+            .iter()
+            .flat_map(|v| v.cam_to_world.center().iter().map(|&x| x as f32).collect::<Vec<_>>())
+            .collect(),
+        ..Default::default()
+    };
+    for &(v, c, x, support) in found.iter().step_by(stride) {
+        structure.support.push(support.min(u8::MAX as usize) as u8);
+        structure.score.push(views[v].keypoints.as_ref().map_or(1.0, |k| k[c][2]));
+        structure.points_n3.extend([x.x as f32, x.y as f32, x.z as f32]);
+        let f = &views[v].features[c * dim..(c + 1) * dim];
+        let n = f.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        structure.features_nd.extend(f.iter().map(|x| x / n));
+        structure.view_of_point.push(v as u32);
+    }
+    Triangulated { targets, structure }
 }
 
 /// The median of the estimates that agree with it, when at least `min_support` do.
-fn agreed_depth(mut estimates: Vec<f32>, cfg: &TriangulationConfig) -> f32 {
+fn agreed_depth(estimates: Vec<f32>, cfg: &TriangulationConfig) -> f32 {
+    agreement(estimates, cfg).0
+}
+
+/// [`agreed_depth`] and how many estimates agree with it.
+fn agreement(mut estimates: Vec<f32>, cfg: &TriangulationConfig) -> (f32, usize) {
     if estimates.len() < cfg.min_support.max(1) {
-        return f32::NAN;
+        return (f32::NAN, 0);
     }
     estimates.sort_by(|a, b| a.total_cmp(b));
     let median = estimates[estimates.len() / 2];
     let agree: Vec<f32> =
         estimates.into_iter().filter(|d| ((d - median) / median).abs() as f64 <= cfg.agreement).collect();
     if agree.len() < cfg.min_support.max(1) {
-        f32::NAN
+        (f32::NAN, 0)
     } else {
-        agree[agree.len() / 2]
+        (agree[agree.len() / 2], agree.len())
     }
 }
 
@@ -339,6 +400,7 @@ mod tests {
             cell_scale: (1.0, 1.0),
             features,
             dim,
+            keypoints: None,
         }
     }
 
@@ -352,7 +414,13 @@ mod tests {
             .collect();
         let cfg = TriangulationConfig::default();
         assert!(neighbour_pairs(&views, &cfg).iter().all(|&(a, b)| a < 3 && b < 3), "the side view has no neighbour");
-        let targets = depth_targets(&views, &cfg, &mut |_, _| {});
+        let Triangulated { targets, structure } = depth_targets(&views, &cfg, &mut |_, _| {});
+        structure.check().unwrap();
+        assert_eq!(structure.len(), targets.iter().map(|t| t.count()).sum::<usize>());
+        // Structure points lie on the plane z = 5.
+        let mut off: Vec<f32> = structure.points_n3.chunks(3).map(|p| (p[2] - 5.0).abs() / 5.0).collect();
+        off.sort_by(|a, b| a.total_cmp(b));
+        assert!(off[off.len() / 2] < 0.03, "structure depth error median {}", off[off.len() / 2]);
         for (k, (t, v)) in targets.iter().zip(&views).take(3).enumerate() {
             assert!(t.count() > t.depth.len() / 10, "view {k}: {} of {} cells", t.count(), t.depth.len());
             let w2c = v.cam_to_world.inverse();

@@ -22,12 +22,27 @@ pub struct Encoded {
     pub features: FeatureMap,
     /// Pixel of cell (i, j) is ((8j + 4)·sx, (8i + 4)·sy) in the caller's image.
     pub cell_scale: (f64, f64),
+    /// Per cell (row-major), XFeat's keypoint inside it (the encoder input's pixels, scaled by
+    /// `cell_scale` like the cells) and its descriptor; `None` for encoders without a keypoint
+    /// head.
+    pub keypoints: Option<crate::xfeat::Keypoints>,
 }
 
 impl Encoded {
     /// Pixel position of cell `(i, j)`.
     pub fn cell_pixel(&self, i: usize, j: usize) -> (f64, f64) {
         ((8 * j + 4) as f64 * self.cell_scale.0, (8 * i + 4) as f64 * self.cell_scale.1)
+    }
+    /// Pixel position of cell `(i, j)`'s keypoint in the caller's image; its centre when the
+    /// encoder has no keypoints.
+    pub fn keypoint_pixel(&self, i: usize, j: usize) -> (f64, f64) {
+        match &self.keypoints {
+            Some(k) => {
+                let [x, y, _] = k.points[i * self.features.width + j];
+                (x as f64 * self.cell_scale.0, y as f64 * self.cell_scale.1)
+            }
+            None => self.cell_pixel(i, j),
+        }
     }
 }
 
@@ -59,12 +74,14 @@ impl LocalEncoder {
     pub fn encode_with(&self, mm: Matmul, rgb_hw3: &[u8], gray_hw: &[f32], width: usize, height: usize) -> Encoded {
         match self {
             LocalEncoder::XFeat(net, _) => {
-                let (features, (sh, sw)) = net.encode_with(mm, rgb_hw3, height, width);
-                Encoded { features, cell_scale: (sw, sh) }
+                let (features, keypoints, (sh, sw)) = net.encode_keypoints_with(mm, rgb_hw3, height, width);
+                Encoded { features, cell_scale: (sw, sh), keypoints: Some(keypoints) }
             }
-            LocalEncoder::Ace(net, _) => {
-                Encoded { features: net.forward_with(mm, gray_hw, height, width), cell_scale: (1.0, 1.0) }
-            }
+            LocalEncoder::Ace(net, _) => Encoded {
+                features: net.forward_with(mm, gray_hw, height, width),
+                cell_scale: (1.0, 1.0),
+                keypoints: None,
+            },
         }
     }
 }

@@ -24,7 +24,7 @@ pub use conv::FeatureMap;
 pub use encoder::{Encoded, LocalEncoder};
 pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
-pub use map::GlaceMap;
+pub use map::{GlaceMap, Structure};
 pub use r2former::R2Former;
 pub use tensor::{StateDict, Tensor};
 pub use xfeat::XFeat;

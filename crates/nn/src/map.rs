@@ -78,6 +78,83 @@ pub struct GlaceMap {
     /// shrinkage the training's feature diffusion gave it ([`diffusion_mean_scale`]); 1 feeds it
     /// unchanged, as the reference does.
     pub global_scale: f32,
+    /// Points triangulated across the mapping views with their local features, for refining
+    /// a pose by matching (photo collections only; not in the reference).
+    pub structure: Option<Structure>,
+}
+
+/// 3D points triangulated across the mapping views, each with the unit local feature of the
+/// view cell it was triangulated from (not in the reference).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Structure {
+    /// Points × 3, world coordinates.
+    pub points_n3: Vec<f32>,
+    /// Points × `dim` unit features.
+    pub features_nd: Vec<f32>,
+    /// Feature width.
+    pub dim: usize,
+    /// The mapping view each point was triangulated from.
+    pub view_of_point: Vec<u32>,
+    /// Per point, the triangulations (view pairs) that agree on it.
+    pub support: Vec<u8>,
+    /// Per point, its keypoint's score in the view it was triangulated from (XFeat's keypoint
+    /// probability × reliability; 1 for encoders without keypoints).
+    pub score: Vec<f32>,
+    /// Views × 3 camera centres of the mapping views.
+    pub centres_v3: Vec<f32>,
+}
+
+impl Structure {
+    /// Keypoint score below which a point is not kept (nor a query's keypoint matched): cells
+    /// without a distinct keypoint (flat or blurred surfaces, a plain background) match
+    /// look-alikes along the epipolar line and triangulate wrong (measured in docs/experiments.md).
+    pub const MIN_SCORE: f32 = 0.03;
+    /// Points held.
+    pub fn len(&self) -> usize {
+        self.view_of_point.len()
+    }
+    /// True when it holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.view_of_point.is_empty()
+    }
+    /// Mapping views.
+    pub fn views(&self) -> usize {
+        self.centres_v3.len() / 3
+    }
+    /// Whether the arrays agree with each other (point, feature and view counts, view indices
+    /// in range, finite values): what a loaded map must satisfy before it is used.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.len();
+        if self.dim == 0 || self.points_n3.len() != 3 * n || self.features_nd.len() != self.dim * n {
+            return Err(format!(
+                "structure of {n} points has {} coordinates and {} feature values of width {}",
+                self.points_n3.len(),
+                self.features_nd.len(),
+                self.dim
+            ));
+        }
+        if self.support.len() != n || self.score.len() != n {
+            return Err(format!(
+                "structure of {n} points has {} support counts and {} scores",
+                self.support.len(),
+                self.score.len()
+            ));
+        }
+        if !self.centres_v3.len().is_multiple_of(3) || self.view_of_point.iter().any(|&v| v as usize >= self.views()) {
+            return Err(format!("structure names views beyond its {} mapping views", self.views()));
+        }
+        if self
+            .points_n3
+            .iter()
+            .chain(&self.features_nd)
+            .chain(&self.centres_v3)
+            .chain(&self.score)
+            .any(|v| !v.is_finite())
+        {
+            return Err("structure holds NaN or infinite values".into());
+        }
+        Ok(())
+    }
 }
 
 /// The mean length, along a unit descriptor g, of `normalize(g + ε)` with ε ~ N(0, σ²) in each

@@ -261,12 +261,90 @@ impl XFeat {
 
     /// [`XFeat::encode`] with the convolutions' products computed as `mm` says.
     pub fn encode_with(&self, mm: Matmul, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
+        let (d, _, scale) = self.encode_keypoints_with(mm, rgb, height, width);
+        (d, scale)
+    }
+
+    /// [`XFeat::encode_with`] and each cell's keypoint ([`cell_keypoints`], in the network
+    /// input's pixels) with the unit descriptor sampled there ([`keypoint_features`]).
+    pub fn encode_keypoints_with(
+        &self,
+        mm: Matmul,
+        rgb: &[u8],
+        height: usize,
+        width: usize,
+    ) -> (FeatureMap, Keypoints, (f64, f64)) {
         let input = Self::preprocess(rgb, height, width);
-        let mut d = self.forward_with(mm, &input).descriptors;
+        let out = self.forward_with(mm, &input);
+        let points = cell_keypoints(&out.keypoint_logits, &out.reliability);
+        let features = keypoint_features(&out.descriptors, &points);
+        let mut d = out.descriptors;
         l2_normalize_rows(&mut d.data, d.channels);
         d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
-        (d, input.scale_hw)
+        (d, Keypoints { points, features }, input.scale_hw)
     }
+}
+
+/// One keypoint per 8×8 cell, as XFeat detects and describes them.
+#[derive(Clone, Debug, Default)]
+pub struct Keypoints {
+    /// Per cell (row-major): x, y in the network input's continuous pixels (pixel x spans
+    /// [x, x + 1)), and the score (keypoint probability × reliability).
+    pub points: Vec<[f32; 3]>,
+    /// Per cell, the unit descriptor at the keypoint (`cells × 64`).
+    pub features: Vec<f32>,
+}
+
+/// The keypoint of each 8×8 cell from XFeat's 65 keypoint logits (64 positions, channel
+/// dy·8 + dx, and a dustbin): the most likely position, refined to the probability-weighted
+/// mean of its 3×3 neighbourhood within the cell; its score is that position's probability
+/// (softmax over all 65) times the cell's reliability, as XFeat ranks its keypoints.
+pub fn cell_keypoints(logits: &FeatureMap, reliability: &FeatureMap) -> Vec<[f32; 3]> {
+    assert_eq!(logits.channels, 65, "XFeat keypoint logits");
+    assert_eq!(reliability.data.len() * 65, logits.data.len(), "one reliability per cell");
+    logits
+        .data
+        .chunks_exact(65)
+        .enumerate()
+        .map(|(c, l)| {
+            let (i, j) = (c / logits.width, c % logits.width);
+            let best = (0..64).fold(0, |b, k| if l[k] > l[b] { k } else { b });
+            let total: f32 = l.iter().map(|v| (v - l[best]).exp()).sum();
+            let (by, bx) = ((best / 8) as i32, (best % 8) as i32);
+            let (mut sx, mut sy, mut sw) = (0f32, 0f32, 0f32);
+            for dy in (by - 1).max(0)..=(by + 1).min(7) {
+                for dx in (bx - 1).max(0)..=(bx + 1).min(7) {
+                    let w = (l[(dy * 8 + dx) as usize] - l[best]).exp();
+                    sx += w * dx as f32;
+                    sy += w * dy as f32;
+                    sw += w;
+                }
+            }
+            [(8 * j) as f32 + sx / sw + 0.5, (8 * i) as f32 + sy / sw + 0.5, reliability.data[c] / total]
+        })
+        .collect()
+}
+
+/// Descriptors bilinearly sampled at `points` (network input pixels) from the 8×-subsampled
+/// descriptor map (cell centres at 8j + 4), each L2-normalised, as XFeat describes its keypoints.
+pub fn keypoint_features(descriptors: &FeatureMap, points: &[[f32; 3]]) -> Vec<f32> {
+    let (h, w, d) = (descriptors.height, descriptors.width, descriptors.channels);
+    let mut out = vec![0f32; points.len() * d];
+    for (p, row) in points.iter().zip(out.chunks_exact_mut(d)) {
+        let gx = (p[0] / 8.0 - 0.5).clamp(0.0, (w - 1) as f32);
+        let gy = (p[1] / 8.0 - 0.5).clamp(0.0, (h - 1) as f32);
+        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (ax, ay) = (gx - x0 as f32, gy - y0 as f32);
+        for (y, x, wt) in
+            [(y0, x0, (1.0 - ax) * (1.0 - ay)), (y0, x1, ax * (1.0 - ay)), (y1, x0, (1.0 - ax) * ay), (y1, x1, ax * ay)]
+        {
+            let src = &descriptors.data[(y * w + x) * d..][..d];
+            row.iter_mut().zip(src).for_each(|(o, s)| *o += wt * s);
+        }
+    }
+    l2_normalize_rows(&mut out, d);
+    out
 }
 
 /// `F.normalize(x, dim=channels)`: each row divided by max(‖row‖, 1e-12).
@@ -276,5 +354,36 @@ pub fn l2_normalize_rows(data: &mut [f32], dim: usize) {
         for v in row {
             *v /= n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cell_keypoint_sits_at_its_peak_and_is_described_there() {
+        // Two cells side by side: a sharp peak at (dx 2, dy 5) in the first, two equal
+        // neighbours (dx 6 and 7, dy 0) in the second, whose keypoint falls between them.
+        let mut logits = vec![0f32; 2 * 65];
+        logits[5 * 8 + 2] = 20.0;
+        logits[65 + 6] = 20.0;
+        logits[65 + 7] = 20.0;
+        let logits = FeatureMap { height: 1, width: 2, channels: 65, data: logits };
+        let reliability = FeatureMap { height: 1, width: 2, channels: 1, data: vec![0.5, 1.0] };
+        let k = cell_keypoints(&logits, &reliability);
+        assert!((k[0][0] - 2.5).abs() < 1e-3 && (k[0][1] - 5.5).abs() < 1e-3, "{:?}", k[0]);
+        assert!((k[1][0] - (8.0 + 7.0)).abs() < 1e-3 && (k[1][1] - 0.5).abs() < 1e-3, "{:?}", k[1]);
+        // Score: the peak's probability (≈ 1, and ≈ ½ for a split peak) times the reliability.
+        assert!((k[0][2] - 0.5).abs() < 1e-3 && (k[1][2] - 0.5).abs() < 1e-3, "{:?}", k);
+
+        // Descriptors: at a cell's centre its own, halfway between two cells their mean.
+        let descriptors = FeatureMap { height: 1, width: 2, channels: 2, data: vec![2.0, 0.0, 0.0, 3.0] };
+        let f = keypoint_features(&descriptors, &[[4.0, 4.0, 1.0], [8.0, 4.0, 1.0], [15.9, 0.1, 1.0]]);
+        assert!((f[0] - 1.0).abs() < 1e-6 && f[1].abs() < 1e-6, "{f:?}");
+        // (1, 1.5) normalised.
+        assert!((f[2] - 1.0 / 3.25f32.sqrt()).abs() < 1e-5 && (f[3] - 1.5 / 3.25f32.sqrt()).abs() < 1e-5, "{f:?}");
+        // Beyond the last centre the border cell's.
+        assert!(f[4].abs() < 1e-6 && (f[5] - 1.0).abs() < 1e-6, "{f:?}");
     }
 }
