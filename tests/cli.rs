@@ -327,6 +327,44 @@ fn real_tum_desk_in_bf16() {
 /// its 5 test frames (measured with the cpu preset's soft clamp 300: all within 2 cm / 2°, median
 /// 0.70° / 1.3 cm; the ground truth's own floor is about 1 cm / 0.5°).
 #[test]
+fn photo_collection_poses_are_refined_against_the_maps_points() {
+    let name = "photo_collection_poses_are_refined_against_the_maps_points";
+    let Some(scene) = shared_path("data/middlebury_temple_ring", name) else { return };
+    if glace_formats::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED {name}: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let map = tmp.path().join("temple.glace");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let run = glace(&["map", &s(&scene), &s(&map), "--buffer-size", "20000", "--iterations", "300"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(map.with_extension("json")).unwrap()).unwrap();
+    let points = log["structure_points"].as_u64().unwrap();
+    assert!(points > 1000, "{log}");
+    let info = glace(&["info", &s(&map), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["structure_points"].as_u64(), Some(points), "{info}");
+    let localize = |extra: &[&str]| {
+        let out = tmp.path().join(format!("poses{}.txt", extra.len()));
+        let mut args = vec!["localize", &s(&scene), &s(&map), "--out", &s(&out), "--json"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = glace(&args);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let (refined, regressed) = (localize(&[]), localize(&["--no-structure"]));
+    eprintln!("temple: refined {refined}, scene coordinates only {regressed}");
+    let rot = |r: &serde_json::Value| r["median_rot_deg"].as_f64().unwrap();
+    assert!(rot(&refined) < 2.0 && rot(&refined) < rot(&regressed) / 2.0, "{refined} against {regressed}");
+    assert_eq!(refined["failed"].as_u64(), Some(0), "{refined}");
+}
+
+#[test]
 fn real_tum_desk_maps_and_localizes() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "real_tum_desk_maps_and_localizes") else { return };
     if glace_formats::weights::xfeat_weights().is_err() {

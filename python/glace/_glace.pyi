@@ -38,6 +38,8 @@ class Localization:
     translation: Optional[tuple[float, float, float]]
     """World-to-camera translation, as pose files store it."""
     inliers: int
+    refined: bool
+    """The pose was refined against the map's triangulated points (maps of photo collections)."""
     failure: Optional[str]
     times_ms: dict[str, float]
     """Milliseconds per stage: decode, encode, head, ransac."""
@@ -65,11 +67,15 @@ class Localizer:
         r2former: Optional[_Path] = None,
         precision: str = "auto",
         turns: str = "auto",
+        structure: bool = True,
     ) -> None:
         """``precision``: ``"auto"`` (bf16 where this CPU has a path faster than fp32, else
         fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products. ``turns``: ``"auto"``
         (as the map recommends: all four quarter turns where its mapping views are rolled
-        against each other, else upright), ``"upright"`` (the reference) or ``"all"``."""
+        against each other, else upright), ``"upright"`` (the reference) or ``"all"``.
+        ``structure``: refine poses against the points the map triangulated across its mapping
+        views, where it has them (maps of photo collections); False keeps the scene
+        coordinates' pose, as the reference."""
     def localize(
         self,
         image: npt.NDArray[np.uint8],

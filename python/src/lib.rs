@@ -142,6 +142,8 @@ struct Localization {
     translation: Option<(f64, f64, f64)>,
     /// Inliers of the final refinement.
     inliers: usize,
+    /// The pose was refined against the map's triangulated points.
+    refined: bool,
     /// Why no pose was found.
     failure: Option<String>,
     /// Milliseconds per stage: decode, encode, head, ransac.
@@ -192,6 +194,7 @@ fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localiza
         quaternion: qt.map(|(q, _)| (q[0], q[1], q[2], q[3])),
         translation: qt.map(|(_, t)| (t[0], t[1], t[2])),
         inliers: found.inliers,
+        refined: found.refined,
         failure: found.failure,
         times_ms: times.into_any().unbind(),
         coordinates,
@@ -209,7 +212,7 @@ impl Localizer {
     #[new]
     #[pyo3(signature = (map, *, hypotheses=64, threshold=10.0, inlier_alpha=100.0, max_pixel_error=100.0,
         max_tries=1_000_000, refinement_rounds=100, time_budget_ms=2000, seed=1305, image_height=None,
-        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto"))]
+        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto", structure=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -228,6 +231,7 @@ impl Localizer {
         r2former: Option<PathBuf>,
         precision: &str,
         turns: &str,
+        structure: bool,
     ) -> PyResult<Localizer> {
         let precision = glace::Precision::parse(precision)
             .ok_or_else(|| input_error(py, "precision", format!("'{precision}': expected auto, fp32 or bf16")))?;
@@ -250,6 +254,7 @@ impl Localizer {
             external_descriptors: false,
             precision,
             turns,
+            skip_structure: !structure,
         };
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;

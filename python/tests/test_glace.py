@@ -70,6 +70,7 @@ def test_localizes_tum_desk_as_the_command_line_does(tum_map, tmp_path):
         np.testing.assert_allclose(r.quaternion, q, rtol=0, atol=1e-9)
         np.testing.assert_allclose(r.translation, t, rtol=0, atol=1e-9)
         assert r.inliers == inliers
+        assert not r.refined  # dense views: no structure
         # The pose is camera-to-world; its inverse is the world-to-camera pose of the file.
         assert r.pose.shape == (4, 4) and r.pose.dtype == np.float64
         np.testing.assert_allclose(np.linalg.inv(r.pose), r.world_to_cam, atol=1e-9)
@@ -145,6 +146,9 @@ def test_bad_arrays_raise_input_errors(tum_map):
     with pytest.raises(glace.InputError, match="turns"):
         glace.Localizer(glace.Map.open(tum_map), turns="sideways")
     glace.Localizer(glace.Map.open(tum_map), turns="all")
+    # TUM's views are dense: its map carries no structure, so the option changes nothing.
+    loc = glace.Localizer(glace.Map.open(tum_map), structure=False)
+    assert loc is not None
 
 
 def test_errors_carry_the_command_line_message(tmp_path):

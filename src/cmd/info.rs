@@ -66,6 +66,12 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             &i.local_encoder.weights_sha256[..12.min(i.local_encoder.weights_sha256.len())]
         );
         println!("  global         {:?}", i.global);
+        if map.structure_points() > 0 {
+            println!(
+                "  structure      {} triangulated points (poses are refined against them)",
+                map.structure_points()
+            );
+        }
         println!("  training       {}", i.training);
     }
     Ok(())

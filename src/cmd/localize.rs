@@ -30,6 +30,11 @@ pub struct NetworkArgs {
     /// upright (the reference), or all (four quarter turns, the pose with the most inliers wins)
     #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
+    /// Keep the pose the scene coordinates give: do not refine it by matching the image to the
+    /// points the map triangulated across its mapping views (maps of photo collections carry
+    /// them; the reference has none)
+    #[arg(long)]
+    pub no_structure: bool,
 }
 
 impl NetworkArgs {
@@ -78,6 +83,7 @@ impl NetworkArgs {
             external_descriptors: matches!(self.global, Some(GlobalArg::Features)),
             precision: self.precision,
             turns: self.turns,
+            skip_structure: self.no_structure,
         };
         Ok(Localizer::new(&map, options)?)
     }

@@ -124,7 +124,8 @@ pub struct MapArgs {
     /// Weight of depth targets triangulated across the mapping views (matched cells of
     /// neighbouring views), used for photo collections (mapping views a median 3° or more from
     /// their nearest neighbour): a relative depth error r costs what weight·focal·r pixels of
-    /// reprojection error would; 0 turns them off [cpu preset: 1; reference: none]
+    /// reprojection error would; 0 turns them off, and with them the triangulated points the
+    /// map keeps to refine poses by matching [cpu preset: 1; reference: none]
     #[arg(long)]
     pub depth_weight: Option<f64>,
     /// Starting τ in pixels of the dynamic-tanh loss schedule τ = soft_clamp·√(1 − t²) + 1
@@ -270,12 +271,13 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let log = mapped.save(&args.map_file, Some(&log))?;
     let report = &mapped.report;
     println!(
-        "mapped {} frames in {:.0} s (global {:.0} s, depth targets {:.0} s: {} cells, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
+        "mapped {} frames in {:.0} s (global {:.0} s, depth targets {:.0} s: {} cells, {} points kept, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
         report.frames,
         report.global_s + report.triangulate_s + report.buffer_s + report.train_s,
         report.global_s,
         report.triangulate_s,
         report.depth_targets,
+        report.structure_points,
         report.buffer_s,
         report.buffer_entries,
         report.buffer_passes,

@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// quarter turns).
     #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
+    /// Keep the pose the scene coordinates give: do not refine it against the map's
+    /// triangulated points (maps of photo collections carry them).
+    #[arg(long)]
+    pub no_structure: bool,
 }
 
 fn localizer_options(
@@ -144,7 +148,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let maps = glace_serve::load_maps(
         &args.maps,
-        &localizer_options(args.encoder.as_deref(), args.global.as_ref(), &args.ransac, args.precision, args.turns)?,
+        &LocalizerOptions {
+            skip_structure: args.no_structure,
+            ..localizer_options(
+                args.encoder.as_deref(),
+                args.global.as_ref(),
+                &args.ransac,
+                args.precision,
+                args.turns,
+            )?
+        },
     )?;
     let names: Vec<String> = maps.iter().map(|m| m.name.clone()).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

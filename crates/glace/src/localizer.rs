@@ -7,6 +7,7 @@ use glace_data::Calibration;
 use glace_geometry::ransac::RansacResult;
 use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, WorldToCam};
 use glace_localize::pipeline::{predict, solve, Encoders, PoseFailure, Prediction};
+use glace_localize::structure::StructureConfig;
 use glace_nn::linalg::{Matmul, Precision};
 use glace_nn::{LocalEncoder, R2Former};
 use image::RgbImage;
@@ -159,6 +160,9 @@ pub struct LocalizerOptions {
     /// Orientations each query is tried in (default: as the map recommends; the reference:
     /// upright).
     pub turns: Turns,
+    /// Keep the pose the scene coordinates give, without refining it against the map's
+    /// triangulated points (maps of photo collections carry them; the reference has none).
+    pub skip_structure: bool,
 }
 
 /// What one query asks for besides the image and the camera.
@@ -221,6 +225,9 @@ pub struct Localization {
     pub world_to_cam: Option<WorldToCam>,
     /// Inliers of the final refinement.
     pub inliers: usize,
+    /// The pose was refined against the map's triangulated points (`inliers` are then matches
+    /// to them).
+    pub refined: bool,
     /// Why no pose was found.
     pub failure: Option<String>,
     /// Seconds per stage.
@@ -262,6 +269,7 @@ pub struct Localizer {
     ransac: RansacOptions,
     matmul: Matmul,
     turns: Vec<u8>,
+    structure: Option<StructureConfig>,
 }
 
 impl Localizer {
@@ -289,7 +297,8 @@ impl Localizer {
             Turns::Upright => vec![0],
             Turns::All => vec![0, 1, 2, 3],
         };
-        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul, turns })
+        let structure = (!options.skip_structure && map.inner.structure.is_some()).then(StructureConfig::default);
+        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul, turns, structure })
     }
 
     /// The map.
@@ -392,13 +401,25 @@ impl Localizer {
                 best = Some((prediction, result));
             }
         }
-        let (prediction, result) = best.expect("at least one orientation");
+        let (prediction, mut result) = best.expect("at least one orientation");
+        let mut refined = false;
+        if let (Some(cfg), Some(structure), Ok(coarse)) = (&self.structure, &self.map.inner.structure, &result) {
+            let t = Instant::now();
+            if let Some(r) =
+                glace_localize::structure::refine(&prediction, structure, &coarse.pose, distortion, ransac, cfg)
+            {
+                result = Ok(r.result);
+                refined = true;
+            }
+            times.ransac_s += t.elapsed().as_secs_f64();
+        }
         let coordinates = query.coordinates.then(|| coordinates(&prediction, rgb.dimensions()));
         Ok(match result {
             Ok(r) => Localization {
                 cam_to_world: Some(r.pose.inverse()),
                 world_to_cam: Some(r.pose),
                 inliers: r.inliers,
+                refined,
                 failure: None,
                 times,
                 coordinates,
@@ -407,6 +428,7 @@ impl Localizer {
                 cam_to_world: None,
                 world_to_cam: None,
                 inliers: 0,
+                refined: false,
                 failure: Some(why.to_string()),
                 times,
                 coordinates,

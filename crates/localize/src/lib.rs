@@ -7,5 +7,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pointcloud;
 pub mod posefile;
+pub mod structure;
 
 pub use error::LocalizeError;

@@ -121,6 +121,13 @@ impl Prediction {
         upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
     }
 
+    /// Keypoint of cell `(i, j)` in the upright preprocessed image's pixels (its centre for
+    /// encoders without keypoints).
+    pub fn keypoint_pixel(&self, i: usize, j: usize) -> (f64, f64) {
+        let (u, v) = self.encoded.keypoint_pixel(i, j);
+        upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
+    }
+
     /// Per cell (row-major), the pixel distance between the cell's centre and its predicted point
     /// projected with the pose `cam_to_world`; infinite where the point is behind the camera.
     pub fn reprojection_errors(

@@ -428,6 +428,7 @@ fn localization_json(map: &ServedMap, found: &glace::Localization, parse: Durati
         "quaternion_wxyz": qt.map(|(q, _)| q),
         "translation": qt.map(|(_, t)| t),
         "inliers": found.inliers,
+        "refined": found.refined,
         "failure": found.failure,
         "times_ms": { "receive": ms(parse.as_secs_f64()), "decode": ms(t.decode_s), "encode": ms(t.encode_s),
             "head": ms(t.head_s), "ransac": ms(t.ransac_s), "total": ms(total.as_secs_f64()) },

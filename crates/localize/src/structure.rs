@@ -1,0 +1,402 @@
+//! Refining a pose by matching the query's keypoints to the map's triangulated points (not in
+//! the reference).
+//!
+//! Regressed scene coordinates are good enough to find a pose, but each is an interpolation of
+//! the head between mapping views; where the views are far apart (photo collections) the pose
+//! they give is off by degrees. The map of such a scene keeps the points triangulated across
+//! its mapping views with their local features ([`glace_nn::Structure`]). Starting from the
+//! regressed pose, the query's cells are matched to the points that pose says the query sees
+//! (from the mapping views that see most of them, from a similar direction), only where the
+//! point projects near the cell's keypoint; PnP-RANSAC on those matches gives the pose again,
+//! and the matching is repeated in a narrower window around it. The result replaces the
+//! regressed pose only when enough matches agree with it.
+
+use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
+use glace_geometry::{Camera, Distortion, WorldToCam};
+use glace_nn::Structure;
+use nalgebra::{Point2, Point3, Vector3};
+use rayon::prelude::*;
+
+use crate::pipeline::Prediction;
+
+/// Parameters of the refinement.
+#[derive(Clone, Debug)]
+pub struct StructureConfig {
+    /// Mapping views whose points are matched: those that see most of the points in the query's
+    /// view.
+    pub views: usize,
+    /// A point is matched only when the query sees it within this angle (degrees) of the
+    /// direction its mapping view saw it from.
+    pub max_view_angle_deg: f64,
+    /// Smallest cosine similarity of a match.
+    pub min_similarity: f32,
+    /// Per round, how far (pixels of the network's image) a point may project from the keypoint
+    /// it is matched with under the previous round's pose; one round per window.
+    pub windows_px: Vec<f64>,
+    /// RANSAC inlier threshold on the matches (pixels of the network's image).
+    pub threshold: f64,
+    /// Inliers a round needs for its pose to be taken.
+    pub min_inliers: usize,
+    /// Points matched at most per query (the points of the best-seeing views first).
+    pub max_points: usize,
+    /// Only points this many triangulations agree on are matched.
+    pub min_support: u8,
+    /// Only keypoints (the query's and the points') of at least this score are matched
+    /// (XFeat's keypoint probability × reliability; the default is the one maps keep points of).
+    pub min_score: f32,
+}
+
+impl Default for StructureConfig {
+    fn default() -> Self {
+        StructureConfig {
+            views: 8,
+            max_view_angle_deg: 40.0,
+            min_similarity: 0.5,
+            windows_px: vec![96.0, 32.0, 12.0],
+            threshold: 4.0,
+            min_inliers: 24,
+            max_points: 16384,
+            min_support: 1,
+            min_score: Structure::MIN_SCORE,
+        }
+    }
+}
+
+/// What the refinement found.
+#[derive(Clone, Debug)]
+pub struct Refined {
+    /// The last round's pose that had enough inliers.
+    pub result: RansacResult,
+    /// Matches of that round.
+    pub matches: usize,
+    /// Rounds whose pose was taken.
+    pub rounds: usize,
+}
+
+/// The query's keypoints (undistorted pixels of the upright preprocessed image), unit features
+/// and scores, one per cell.
+fn query_cells(prediction: &Prediction, distortion: Option<Distortion>) -> (Vec<Point2<f64>>, Vec<f32>, Vec<f32>) {
+    let f = &prediction.encoded.features;
+    let camera = Camera { intrinsics: prediction.image.intrinsics, distortion };
+    let mut pixels = Vec::with_capacity(f.height * f.width);
+    for i in 0..f.height {
+        for j in 0..f.width {
+            let (u, v) = prediction.keypoint_pixel(i, j);
+            pixels.push(camera.undistort_pixel(&Point2::new(u, v)));
+        }
+    }
+    let features = match &prediction.encoded.keypoints {
+        Some(k) => k.features.clone(),
+        None => {
+            let mut unit = f.data.clone();
+            glace_nn::xfeat::l2_normalize_rows(&mut unit, f.channels);
+            unit
+        }
+    };
+    let scores = match &prediction.encoded.keypoints {
+        Some(k) => k.points.iter().map(|p| p[2]).collect(),
+        None => vec![1.0; pixels.len()],
+    };
+    (pixels, features, scores)
+}
+
+/// The points `pose` says the query sees, from the views that see most of them: their indices
+/// and projections.
+fn visible_points(
+    structure: &Structure,
+    pose: &WorldToCam,
+    camera: &Camera,
+    size: (f64, f64),
+    margin: f64,
+    cfg: &StructureConfig,
+) -> Vec<(usize, Point2<f64>)> {
+    let centre = pose.inverse().center();
+    let cos_max = cfg.max_view_angle_deg.to_radians().cos();
+    let seen: Vec<Option<Point2<f64>>> = structure
+        .points_n3
+        .par_chunks_exact(3)
+        .zip(structure.view_of_point.par_iter())
+        .zip(structure.support.par_iter())
+        .zip(structure.score.par_iter())
+        .map(|(((x, &v), &support), &score)| {
+            if support < cfg.min_support || score < cfg.min_score {
+                return None;
+            }
+            let x = Point3::new(x[0] as f64, x[1] as f64, x[2] as f64);
+            let c = &structure.centres_v3[3 * v as usize..][..3];
+            let from_view = x.coords - Vector3::new(c[0] as f64, c[1] as f64, c[2] as f64);
+            let from_query = x.coords - centre;
+            if from_view.normalize().dot(&from_query.normalize()) < cos_max {
+                return None;
+            }
+            let uv = camera.project(&pose.transform_point(&x))?;
+            (uv.x > -margin && uv.y > -margin && uv.x < size.0 + margin && uv.y < size.1 + margin).then_some(uv)
+        })
+        .collect();
+    let mut per_view = vec![0usize; structure.views()];
+    for (s, &v) in seen.iter().zip(&structure.view_of_point) {
+        if s.is_some() {
+            per_view[v as usize] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..per_view.len()).filter(|&v| per_view[v] > 0).collect();
+    order.sort_by(|&a, &b| per_view[b].cmp(&per_view[a]).then(a.cmp(&b)));
+    let mut rank = vec![usize::MAX; per_view.len()];
+    for (r, &v) in order.iter().take(cfg.views).enumerate() {
+        rank[v] = r;
+    }
+    let mut found: Vec<(usize, usize, Point2<f64>)> = seen
+        .into_iter()
+        .enumerate()
+        .filter_map(|(p, uv)| Some((rank[structure.view_of_point[p] as usize], p, uv?)))
+        .filter(|&(r, ..)| r != usize::MAX)
+        .collect();
+    found.sort_by_key(|&(r, p, _)| (r, p));
+    found.truncate(cfg.max_points);
+    found.into_iter().map(|(_, p, uv)| (p, uv)).collect()
+}
+
+/// Mutual nearest neighbours between query cells and candidate points, among the pairs whose
+/// point projects within `window` of the cell's keypoint.
+fn matches_within(
+    pixels: &[Point2<f64>],
+    features: &[f32],
+    structure: &Structure,
+    candidates: &[(usize, Point2<f64>)],
+    window: f64,
+    min_similarity: f32,
+) -> Vec<(usize, usize)> {
+    let dim = structure.dim;
+    let n = candidates.len();
+    let cand_features: Vec<f32> =
+        candidates.iter().flat_map(|&(p, _)| structure.features_nd[p * dim..(p + 1) * dim].iter().copied()).collect();
+    const BLOCK: usize = 256;
+    let w2 = window * window;
+    // Per block of query cells: each cell's best candidate, each candidate's best cell.
+    type Best = Vec<(usize, f32)>;
+    let blocks: Vec<(Best, Best)> = pixels
+        .par_chunks(BLOCK)
+        .zip(features.par_chunks(BLOCK * dim))
+        .enumerate()
+        .map(|(b, (px, fs))| {
+            let rows = px.len();
+            let mut sim = vec![0f32; rows * n];
+            glace_nn::linalg::matmul_wt(fs, rows, dim, &cand_features, n, &mut sim);
+            let mut row_best = vec![(usize::MAX, f32::NEG_INFINITY); rows];
+            let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); n];
+            for (r, q) in px.iter().enumerate() {
+                for (k, (_, uv)) in candidates.iter().enumerate() {
+                    let (du, dv) = (uv.x - q.x, uv.y - q.y);
+                    if du * du + dv * dv > w2 {
+                        continue;
+                    }
+                    let s = sim[r * n + k];
+                    if s > row_best[r].1 {
+                        row_best[r] = (k, s);
+                    }
+                    if s > col_best[k].1 {
+                        col_best[k] = (b * BLOCK + r, s);
+                    }
+                }
+            }
+            (row_best, col_best)
+        })
+        .collect();
+    let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); n];
+    for (_, cols) in &blocks {
+        for (best, c) in col_best.iter_mut().zip(cols) {
+            if c.1 > best.1 {
+                *best = *c;
+            }
+        }
+    }
+    blocks
+        .iter()
+        .flat_map(|(rows, _)| rows.iter())
+        .enumerate()
+        .filter(|&(q, &(k, s))| k != usize::MAX && s >= min_similarity && col_best[k].0 == q)
+        .map(|(q, &(k, _))| (q, k))
+        .collect()
+}
+
+/// Refines `coarse`, the pose found from `prediction`'s scene coordinates, against the map's
+/// structure (see the module's documentation). `ransac` gives the solver's hypotheses, seed and
+/// refinement; `cfg` its threshold. `None` when no round found enough inliers.
+pub fn refine(
+    prediction: &Prediction,
+    structure: &Structure,
+    coarse: &WorldToCam,
+    distortion: Option<Distortion>,
+    ransac: &RansacConfig,
+    cfg: &StructureConfig,
+) -> Option<Refined> {
+    if structure.dim != prediction.encoded.features.channels {
+        return None;
+    }
+    let (mut pixels, mut features, scores) = query_cells(prediction, distortion);
+    if cfg.min_score > 0.0 {
+        let dim = structure.dim;
+        let keep: Vec<usize> = (0..pixels.len()).filter(|&c| scores[c] >= cfg.min_score).collect();
+        pixels = keep.iter().map(|&c| pixels[c]).collect();
+        features = keep.iter().flat_map(|&c| features[c * dim..(c + 1) * dim].iter().copied()).collect();
+    }
+    let image = &prediction.image;
+    let query = QueryCells {
+        pixels: &pixels,
+        features: &features,
+        intrinsics: image.intrinsics,
+        size: (image.width as f64, image.height as f64),
+    };
+    refine_cells(&query, structure, coarse, ransac, cfg)
+}
+
+/// A query as the refinement sees it.
+pub struct QueryCells<'a> {
+    /// Keypoints, undistorted pixels.
+    pub pixels: &'a [Point2<f64>],
+    /// Their unit features (`pixels × structure.dim`).
+    pub features: &'a [f32],
+    /// Pinhole intrinsics of the (undistorted) pixels.
+    pub intrinsics: glace_geometry::Intrinsics,
+    /// Image width and height in those pixels.
+    pub size: (f64, f64),
+}
+
+/// [`refine`] on a query's keypoints and features.
+pub fn refine_cells(
+    query: &QueryCells,
+    structure: &Structure,
+    coarse: &WorldToCam,
+    ransac: &RansacConfig,
+    cfg: &StructureConfig,
+) -> Option<Refined> {
+    if structure.is_empty() || query.features.len() != query.pixels.len() * structure.dim {
+        return None;
+    }
+    let (pixels, features) = (query.pixels, query.features);
+    let pinhole = Camera::pinhole(query.intrinsics);
+    let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
+    let mut pose = *coarse;
+    let mut best: Option<Refined> = None;
+    for &window in &cfg.windows_px {
+        let candidates = visible_points(structure, &pose, &pinhole, query.size, window, cfg);
+        let found = matches_within(pixels, features, structure, &candidates, window, cfg.min_similarity);
+        tracing::debug!("structure window {window} px: {} candidate points, {} matches", candidates.len(), found.len());
+        if found.len() < cfg.min_inliers {
+            break;
+        }
+        let px: Vec<[f64; 2]> = found.iter().map(|&(q, _)| [pixels[q].x, pixels[q].y]).collect();
+        let pts: Vec<[f64; 3]> = found
+            .iter()
+            .map(|&(_, k)| {
+                let x = &structure.points_n3[3 * candidates[k].0..][..3];
+                [x[0] as f64, x[1] as f64, x[2] as f64]
+            })
+            .collect();
+        let Ok(result) = ransac_pnp(&px, &pts, &query.intrinsics, &solver) else { break };
+        tracing::debug!("structure window {window} px: {} inliers", result.inliers);
+        if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
+            break;
+        }
+        pose = result.pose;
+        let rounds = best.as_ref().map_or(0, |b| b.rounds) + 1;
+        best = Some(Refined { result, matches: found.len(), rounds });
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glace_geometry::Intrinsics;
+    use nalgebra::{Isometry3, Translation3, UnitQuaternion};
+
+    /// Unit features as a seeded stream of Gaussians (distinct enough in 16-d).
+    fn features(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut s = glace_rng::SplitMix64::from_state(seed);
+        let mut f: Vec<f32> = (0..n * dim).map(|_| s.normal() as f32).collect();
+        glace_nn::xfeat::l2_normalize_rows(&mut f, dim);
+        f
+    }
+
+    /// Points on the plane z = 4 seen by two mapping views; a query between them.
+    fn scene() -> (Structure, WorldToCam, Intrinsics, Vec<Point2<f64>>, Vec<f32>) {
+        let dim = 16;
+        let k = Intrinsics { fx: 300.0, fy: 300.0, cx: 160.0, cy: 120.0 };
+        let mut s = glace_rng::SplitMix64::from_state(7);
+        let points: Vec<Point3<f64>> =
+            (0..600).map(|_| Point3::new(4.0 * s.f64() - 2.0, 3.0 * s.f64() - 1.5, 4.0)).collect();
+        let feats = features(points.len(), dim, 11);
+        let structure = Structure {
+            points_n3: points.iter().flat_map(|p| [p.x as f32, p.y as f32, p.z as f32]).collect(),
+            features_nd: feats.clone(),
+            dim,
+            view_of_point: (0..points.len() as u32).map(|i| i % 2).collect(),
+            support: vec![2; points.len()],
+            score: vec![1.0; points.len()],
+            centres_v3: vec![-0.5, 0.0, 0.0, 0.5, 0.0, 0.0],
+        };
+        let truth = WorldToCam(Isometry3::from_parts(
+            Translation3::new(0.1, -0.05, 0.2),
+            UnitQuaternion::from_euler_angles(0.02, -0.03, 0.01),
+        ));
+        // The query sees every other point with a slightly different feature, and noise cells.
+        let cam = Camera::pinhole(k);
+        let (mut pixels, mut qf) = (Vec::new(), Vec::new());
+        let noise = features(points.len(), dim, 13);
+        for (i, p) in points.iter().enumerate().step_by(2) {
+            let Some(uv) = cam.project(&truth.transform_point(p)) else { continue };
+            pixels.push(Point2::new(uv.x + 0.3 * s.normal(), uv.y + 0.3 * s.normal()));
+            let mut f: Vec<f32> =
+                feats[i * dim..][..dim].iter().zip(&noise[i * dim..][..dim]).map(|(a, b)| a + 0.3 * b).collect();
+            glace_nn::xfeat::l2_normalize_rows(&mut f, dim);
+            qf.extend(f);
+        }
+        for _ in 0..200 {
+            pixels.push(Point2::new(320.0 * s.f64(), 240.0 * s.f64()));
+        }
+        qf.extend(features(200, dim, 17));
+        (structure, truth, k, pixels, qf)
+    }
+
+    fn rotation_deg(a: &WorldToCam, b: &WorldToCam) -> f64 {
+        (a.0.rotation.inverse() * b.0.rotation).angle().to_degrees()
+    }
+
+    #[test]
+    fn a_pose_off_by_degrees_is_refined_to_the_points() {
+        let (structure, truth, k, pixels, features) = scene();
+        let query = QueryCells { pixels: &pixels, features: &features, intrinsics: k, size: (320.0, 240.0) };
+        // Off by 2° and 5 cm, as regressed coordinates leave a photo collection's query.
+        let coarse = WorldToCam(
+            Isometry3::from_parts(
+                Translation3::new(0.05, 0.0, 0.0),
+                UnitQuaternion::from_euler_angles(0.0, 0.035, 0.0),
+            ) * truth.0,
+        );
+        assert!(rotation_deg(&coarse, &truth) > 1.9);
+        let refined = refine_cells(&query, &structure, &coarse, &RansacConfig::default(), &StructureConfig::default())
+            .expect("refined");
+        let (r, t) = (
+            rotation_deg(&refined.result.pose, &truth),
+            (refined.result.pose.0.translation.vector - truth.0.translation.vector).norm(),
+        );
+        assert!(r < 0.1 && t < 0.01, "refined pose off by {r}° and {t}");
+        assert_eq!(refined.rounds, 3);
+        assert!(refined.result.inliers >= 200, "{} inliers", refined.result.inliers);
+    }
+
+    #[test]
+    fn features_that_match_nothing_leave_the_pose_alone() {
+        let (structure, truth, k, pixels, _) = scene();
+        let unrelated = features(pixels.len(), structure.dim, 99);
+        let query = QueryCells { pixels: &pixels, features: &unrelated, intrinsics: k, size: (320.0, 240.0) };
+        let cfg = StructureConfig { min_similarity: 0.8, ..Default::default() };
+        assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
+        // An empty structure, or features of another width, are no structure.
+        let query = QueryCells { pixels: &pixels, features: &unrelated[..16], intrinsics: k, size: (320.0, 240.0) };
+        assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
+        let empty = Structure { dim: structure.dim, ..Default::default() };
+        assert!(refine_cells(&query, &empty, &truth, &RansacConfig::default(), &cfg).is_none());
+    }
+}
