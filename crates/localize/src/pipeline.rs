@@ -200,7 +200,7 @@ pub fn predict(
 
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
-    let enc = encoders.local.encode_with(encoders.matmul, &rgb_hw3, &image_hw, width, height);
+    let enc = encoders.local.encode_keypoints_with(encoders.matmul, &rgb_hw3, &image_hw, width, height);
     let mut global: Vec<f32> =
         match (&map.info.global, descriptor) {
             (GlobalSource::None, _) => Vec::new(),

@@ -554,7 +554,12 @@ pub fn map_scene(
     let encode_upright = |f: &glace_data::Frame| -> Result<(glace_data::Preprocessed, glace_nn::Encoded), MapError> {
         let rgb = f.load_rgb()?;
         let p = preprocess(&rgb, &f.calibration, opts.image_height);
-        let enc = encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+        // Keypoints only for the triangulation.
+        let enc = if triangulating {
+            encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
+        } else {
+            encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
+        };
         Ok((p, enc))
     };
     // Upright encodings of the mapping frames for the depth targets (the built-in global

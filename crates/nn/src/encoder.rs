@@ -74,6 +74,25 @@ impl LocalEncoder {
     pub fn encode_with(&self, mm: Matmul, rgb_hw3: &[u8], gray_hw: &[f32], width: usize, height: usize) -> Encoded {
         match self {
             LocalEncoder::XFeat(net, _) => {
+                let (features, (sh, sw)) = net.encode_with(mm, rgb_hw3, height, width);
+                Encoded { features, cell_scale: (sw, sh), keypoints: None }
+            }
+            LocalEncoder::Ace(..) => self.encode_keypoints_with(mm, rgb_hw3, gray_hw, width, height),
+        }
+    }
+
+    /// [`LocalEncoder::encode_with`] and, for encoders that detect them (XFeat), each cell's
+    /// keypoint with its descriptor.
+    pub fn encode_keypoints_with(
+        &self,
+        mm: Matmul,
+        rgb_hw3: &[u8],
+        gray_hw: &[f32],
+        width: usize,
+        height: usize,
+    ) -> Encoded {
+        match self {
+            LocalEncoder::XFeat(net, _) => {
                 let (features, keypoints, (sh, sw)) = net.encode_keypoints_with(mm, rgb_hw3, height, width);
                 Encoded { features, cell_scale: (sw, sh), keypoints: Some(keypoints) }
             }

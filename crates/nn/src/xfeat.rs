@@ -261,8 +261,11 @@ impl XFeat {
 
     /// [`XFeat::encode`] with the convolutions' products computed as `mm` says.
     pub fn encode_with(&self, mm: Matmul, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
-        let (d, _, scale) = self.encode_keypoints_with(mm, rgb, height, width);
-        (d, scale)
+        let input = Self::preprocess(rgb, height, width);
+        let mut d = self.forward_with(mm, &input).descriptors;
+        l2_normalize_rows(&mut d.data, d.channels);
+        d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
+        (d, input.scale_hw)
     }
 
     /// [`XFeat::encode_with`] and each cell's keypoint ([`cell_keypoints`], in the network
