@@ -24,7 +24,7 @@ pub struct StageTimes {
     pub encode_s: f64,
     /// Head forward.
     pub head_s: f64,
-    /// RANSAC.
+    /// RANSAC, and the refinement against the map's structure where it runs.
     pub ransac_s: f64,
 }
 
