@@ -379,7 +379,12 @@ impl Localizer {
             ransac.validate().map_err(|(option, message)| Error::usage(option, message))?;
         }
         let mut times = StageTimes::default();
-        let encoders = Encoders { local: &self.local, r2former: self.r2former.as_ref(), matmul: self.matmul };
+        let encoders = Encoders {
+            local: &self.local,
+            r2former: self.r2former.as_ref(),
+            matmul: self.matmul,
+            keypoints: self.structure.is_some(),
+        };
         // Each orientation is a full pass; the pose with the most inliers wins (the first on ties).
         let inliers = |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
         let mut best: Option<(Prediction, std::result::Result<RansacResult, PoseFailure>)> = None;

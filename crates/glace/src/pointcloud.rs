@@ -20,7 +20,12 @@ impl Localizer {
         descriptor: Option<&[f32]>,
         max_error: f64,
     ) -> Result<Vec<ColouredPoint>> {
-        let encoders = Encoders { local: self.local_encoder(), r2former: self.r2former(), matmul: self.matmul() };
+        let encoders = Encoders {
+            local: self.local_encoder(),
+            r2former: self.r2former(),
+            matmul: self.matmul(),
+            keypoints: false,
+        };
         Ok(glace_localize::pointcloud::frame_points(
             self.map().glace_map(),
             &encoders,

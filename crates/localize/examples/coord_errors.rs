@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let kind = if args.get(2).map(String::as_str) == Some("train") { SplitKind::Train } else { SplitKind::Test };
     let every: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1).max(1);
     let encoder = glace_formats::load_xfeat(&glace_formats::weights::xfeat_weights()?)?;
-    let encoders = Encoders { local: &encoder, r2former: None, matmul: Default::default() };
+    let encoders = Encoders { local: &encoder, r2former: None, matmul: Default::default(), keypoints: false };
     let image_height = map.trained_image_height();
 
     let mut all = Vec::new();

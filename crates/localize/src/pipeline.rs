@@ -57,6 +57,9 @@ pub struct Encoders<'a> {
     pub r2former: Option<&'a R2Former>,
     /// How the head's and the local encoder's products are computed.
     pub matmul: Matmul,
+    /// Also detect each cell's keypoint ([`Encoded::keypoints`]), for refining against a
+    /// map's structure.
+    pub keypoints: bool,
 }
 
 /// A frame's scene-coordinate prediction: the preprocessed image, its encoding and one world
@@ -200,7 +203,11 @@ pub fn predict(
 
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
-    let enc = encoders.local.encode_keypoints_with(encoders.matmul, &rgb_hw3, &image_hw, width, height);
+    let enc = if encoders.keypoints {
+        encoders.local.encode_keypoints_with(encoders.matmul, &rgb_hw3, &image_hw, width, height)
+    } else {
+        encoders.local.encode_with(encoders.matmul, &rgb_hw3, &image_hw, width, height)
+    };
     let mut global: Vec<f32> =
         match (&map.info.global, descriptor) {
             (GlobalSource::None, _) => Vec::new(),
