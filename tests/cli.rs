@@ -31,6 +31,15 @@ fn synth_tiny_room(out: &std::path::Path, test_frames: &str, size: &str, texture
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }
 
+/// Whether the XFeat weights can be had; prints the skip line for `test` when not.
+fn xfeat_available(test: &str) -> bool {
+    let ok = glace_formats::weights::xfeat_weights().is_ok();
+    if !ok {
+        eprintln!("SKIPPED {test}: XFeat weights unavailable");
+    }
+    ok
+}
+
 #[test]
 fn info_tum_desk() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "info_tum_desk") else { return };
@@ -212,8 +221,7 @@ fn eval_refuses_dummy_poses() {
 
 #[test]
 fn map_localize_eval_end_to_end_on_a_tiny_room() {
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED map_localize_eval_end_to_end_on_a_tiny_room: XFeat weights unavailable");
+    if !xfeat_available("map_localize_eval_end_to_end_on_a_tiny_room") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -301,8 +309,7 @@ fn real_tum_desk_in_bf16() {
         eprintln!("SKIPPED real_tum_desk_in_bf16: this CPU has neither AMX-BF16 nor AVX512-BF16");
         return;
     };
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED real_tum_desk_in_bf16: XFeat weights unavailable");
+    if !xfeat_available("real_tum_desk_in_bf16") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -330,8 +337,7 @@ fn real_tum_desk_in_bf16() {
 fn photo_collection_poses_are_refined_against_the_maps_points() {
     let name = "photo_collection_poses_are_refined_against_the_maps_points";
     let Some(scene) = shared_path("data/middlebury_temple_ring", name) else { return };
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED {name}: XFeat weights unavailable");
+    if !xfeat_available(name) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -367,8 +373,7 @@ fn photo_collection_poses_are_refined_against_the_maps_points() {
 #[test]
 fn real_tum_desk_maps_and_localizes() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "real_tum_desk_maps_and_localizes") else { return };
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED real_tum_desk_maps_and_localizes: XFeat weights unavailable");
+    if !xfeat_available("real_tum_desk_maps_and_localizes") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -506,8 +511,7 @@ fn r2former_features_map_and_localize() {
     let Some(ckpt) = glace_data::testing::shared_path("fixtures/r2former_random_2blocks.pth", "r2former_cli") else {
         return;
     };
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED r2former_features_map_and_localize: XFeat weights unavailable");
+    if !xfeat_available("r2former_features_map_and_localize") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -587,8 +591,7 @@ fn r2former_features_map_and_localize() {
 /// accuracy is recorded in the README).
 #[test]
 fn demo_runs_every_step_and_writes_its_outputs() {
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED demo_runs_every_step_and_writes_its_outputs: XFeat weights unavailable");
+    if !xfeat_available("demo_runs_every_step_and_writes_its_outputs") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -613,8 +616,7 @@ fn demo_runs_every_step_and_writes_its_outputs() {
 /// budget; the measured numbers are in the README).
 #[test]
 fn ablation_bench_runs_variants_and_writes_json() {
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED ablation_bench_runs_variants_and_writes_json: XFeat weights unavailable");
+    if !xfeat_available("ablation_bench_runs_variants_and_writes_json") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -85,14 +85,7 @@ fn query_cells(prediction: &Prediction, distortion: Option<Distortion>) -> (Vec<
             pixels.push(camera.undistort_pixel(&Point2::new(u, v)));
         }
     }
-    let features = match &prediction.encoded.keypoints {
-        Some(k) => k.features.clone(),
-        None => {
-            let mut unit = f.data.clone();
-            glace_nn::xfeat::l2_normalize_rows(&mut unit, f.channels);
-            unit
-        }
-    };
+    let features = prediction.encoded.matching_features();
     let scores = match &prediction.encoded.keypoints {
         Some(k) => k.points.iter().map(|p| p[2]).collect(),
         None => vec![1.0; pixels.len()],

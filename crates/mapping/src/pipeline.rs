@@ -23,17 +23,9 @@ use crate::triangulate::{depth_targets, TriangulationConfig, TriangulationView};
 fn triangulation_view(
     frame: &glace_data::Frame,
     p: &glace_data::Preprocessed,
-    enc: &mut glace_nn::Encoded,
+    enc: &glace_nn::Encoded,
     distortion: Option<glace_geometry::Distortion>,
 ) -> TriangulationView {
-    let (features, keypoints) = match enc.keypoints.take() {
-        Some(k) => (k.features, Some(k.points)),
-        None => {
-            let mut unit = enc.features.data.clone();
-            glace_nn::xfeat::l2_normalize_rows(&mut unit, enc.features.channels);
-            (unit, None)
-        }
-    };
     let f = &enc.features;
     TriangulationView {
         cam_to_world: frame.cam_to_world,
@@ -41,9 +33,9 @@ fn triangulation_view(
         rows: f.height,
         cols: f.width,
         cell_scale: enc.cell_scale,
-        features,
+        features: enc.matching_features(),
         dim: f.channels,
-        keypoints,
+        keypoints: enc.keypoints.as_ref().map(|k| k.points.clone()),
     }
 }
 
@@ -605,9 +597,9 @@ pub fn map_scene(
             progress.phase("global descriptors", frames.len());
             let mut inputs = Vec::with_capacity(frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, mut enc) = encode_upright(f)?;
+                let (p, enc) = encode_upright(f)?;
                 if triangulating {
-                    upright.push(triangulation_view(f, &p, &mut enc, scene.distortion));
+                    upright.push(triangulation_view(f, &p, &enc, scene.distortion));
                 }
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
@@ -643,8 +635,8 @@ pub fn map_scene(
         if upright.is_empty() {
             progress.phase("encoding mapping views", frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, mut enc) = encode_upright(f)?;
-                upright.push(triangulation_view(f, &p, &mut enc, scene.distortion));
+                let (p, enc) = encode_upright(f)?;
+                upright.push(triangulation_view(f, &p, &enc, scene.distortion));
                 progress.step(k + 1, "");
                 if progress.cancelled() {
                     return Err(MapError::Cancelled);

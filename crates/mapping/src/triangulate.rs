@@ -302,7 +302,7 @@ pub fn depth_targets(
     for (t, cells) in targets.iter_mut().zip(estimates) {
         t.depth = cells.into_iter().map(|e| agreed_depth(e, cfg)).collect();
     }
-    let mut found: Vec<(usize, usize, Point3<f64>, usize)> = Vec::new();
+    let mut found: Vec<(usize, usize, Point3<f64>, usize, f32)> = Vec::new();
     for (v, (view, cells)) in views.iter().zip(own).enumerate() {
         for (c, e) in cells.into_iter().enumerate() {
             let (d, support) = agreement(e, cfg);
@@ -311,7 +311,7 @@ pub fn depth_targets(
             if d.is_finite() && score >= glace_nn::Structure::MIN_SCORE {
                 let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
                 let x = view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d));
-                found.push((v, c, x, support));
+                found.push((v, c, x, support, score));
             }
         }
     }
@@ -325,13 +325,11 @@ pub fn depth_targets(
             .collect(),
         ..Default::default()
     };
-    for &(v, c, x, support) in found.iter().step_by(stride) {
+    for &(v, c, x, support, score) in found.iter().step_by(stride) {
         structure.support.push(support.min(u8::MAX as usize) as u8);
-        structure.score.push(views[v].keypoints.as_ref().map_or(1.0, |k| k[c][2]));
+        structure.score.push(score);
         structure.points_n3.extend([x.x as f32, x.y as f32, x.z as f32]);
-        let f = &views[v].features[c * dim..(c + 1) * dim];
-        let n = f.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        structure.features_nd.extend(f.iter().map(|x| x / n));
+        structure.features_nd.extend_from_slice(&views[v].features[c * dim..(c + 1) * dim]);
         structure.view_of_point.push(v as u32);
     }
     Triangulated { targets, structure }

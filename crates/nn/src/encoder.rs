@@ -44,6 +44,18 @@ impl Encoded {
             None => self.cell_pixel(i, j),
         }
     }
+    /// The unit features cells are matched with, one per cell: XFeat's descriptors at the
+    /// keypoints, else each cell's feature L2-normalised.
+    pub fn matching_features(&self) -> Vec<f32> {
+        match &self.keypoints {
+            Some(k) => k.features.clone(),
+            None => {
+                let mut unit = self.features.data.clone();
+                crate::xfeat::l2_normalize_rows(&mut unit, self.features.channels);
+                unit
+            }
+        }
+    }
 }
 
 impl LocalEncoder {

@@ -262,10 +262,15 @@ impl XFeat {
     /// [`XFeat::encode`] with the convolutions' products computed as `mm` says.
     pub fn encode_with(&self, mm: Matmul, rgb: &[u8], height: usize, width: usize) -> (FeatureMap, (f64, f64)) {
         let input = Self::preprocess(rgb, height, width);
-        let mut d = self.forward_with(mm, &input).descriptors;
+        let d = Self::cell_features(self.forward_with(mm, &input).descriptors);
+        (d, input.scale_hw)
+    }
+
+    /// Descriptors as glace's head takes them: unit per cell, times [`Self::FEATURE_SCALE`].
+    fn cell_features(mut d: FeatureMap) -> FeatureMap {
         l2_normalize_rows(&mut d.data, d.channels);
         d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
-        (d, input.scale_hw)
+        d
     }
 
     /// [`XFeat::encode_with`] and each cell's keypoint ([`cell_keypoints`], in the network
@@ -281,10 +286,7 @@ impl XFeat {
         let out = self.forward_with(mm, &input);
         let points = cell_keypoints(&out.keypoint_logits, &out.reliability);
         let features = keypoint_features(&out.descriptors, &points);
-        let mut d = out.descriptors;
-        l2_normalize_rows(&mut d.data, d.channels);
-        d.data.iter_mut().for_each(|v| *v *= Self::FEATURE_SCALE);
-        (d, Keypoints { points, features }, input.scale_hw)
+        (Self::cell_features(out.descriptors), Keypoints { points, features }, input.scale_hw)
     }
 }
 
