@@ -330,46 +330,65 @@ fn real_tum_desk_in_bf16() {
     assert!(r["median_trans_m"].as_f64().unwrap() < 0.02 && r["median_rot_deg"].as_f64().unwrap() < 2.0, "{r}");
 }
 
-/// Real images with lens distortion: map the TUM desk clip with a small CPU budget and localize
-/// its 5 test frames (measured with the cpu preset's soft clamp 300: all within 2 cm / 2°, median
-/// 0.70° / 1.3 cm; the ground truth's own floor is about 1 cm / 0.5°).
-#[test]
-fn photo_collection_poses_are_refined_against_the_maps_points() {
-    let name = "photo_collection_poses_are_refined_against_the_maps_points";
-    let Some(scene) = shared_path("data/middlebury_temple_ring", name) else { return };
+/// Maps the Middlebury temple ring with a small budget and `map_extra`, localizes its test frames
+/// with and without the refinement against the map's points, and checks that the refinement
+/// halves the rotation error; the map's `glace info --json` (None when the data or weights are
+/// not here).
+fn temple_poses_refined(name: &str, map_extra: &[&str]) -> Option<serde_json::Value> {
+    let scene = shared_path("data/middlebury_temple_ring", name)?;
     if !xfeat_available(name) {
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
     let map = tmp.path().join("temple.glace");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let run = glace(&["map", &s(&scene), &s(&map), "--buffer-size", "20000", "--iterations", "300"]);
+    let (scene_s, map_s) = (s(&scene), s(&map));
+    let mut args = vec!["map", &scene_s, &map_s, "--buffer-size", "20000", "--iterations", "300"];
+    args.extend_from_slice(map_extra);
+    let run = glace(&args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let log: serde_json::Value = serde_json::from_slice(&std::fs::read(map.with_extension("json")).unwrap()).unwrap();
     let points = log["structure_points"].as_u64().unwrap();
     assert!(points > 1000, "{log}");
-    let info = glace(&["info", &s(&map), "--json"]);
+    let info = glace(&["info", &map_s, "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(info["structure_points"].as_u64(), Some(points), "{info}");
     let localize = |extra: &[&str]| {
-        let out = tmp.path().join(format!("poses{}.txt", extra.len()));
-        let mut args = vec!["localize", &s(&scene), &s(&map), "--out", &s(&out), "--json"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s(&tmp.path().join(format!("poses{}.txt", extra.len())));
+        let mut args = vec!["localize", &scene_s, &map_s, "--json", "--out", &out];
+        args.extend_from_slice(extra);
         let run = glace(&args);
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()
     };
     let (refined, regressed) = (localize(&[]), localize(&["--no-structure"]));
-    eprintln!("temple: refined {refined}, scene coordinates only {regressed}");
+    eprintln!("temple {map_extra:?}: refined {refined}, scene coordinates only {regressed}");
     let rot = |r: &serde_json::Value| r["median_rot_deg"].as_f64().unwrap();
     assert!(rot(&refined) < 2.0 && rot(&refined) < rot(&regressed) / 2.0, "{refined} against {regressed}");
     assert_eq!(refined["failed"].as_u64(), Some(0), "{refined}");
+    Some(info)
 }
 
+#[test]
+fn photo_collection_poses_are_refined_against_the_maps_points() {
+    let Some(info) = temple_poses_refined("photo_collection_poses_are_refined_against_the_maps_points", &[]) else {
+        return;
+    };
+    // The images' own 480 px is the network's: no resolution of its own.
+    assert_eq!(info["structure_height"], serde_json::Value::Null, "{info}");
+}
+
+#[test]
+fn points_detected_finer_than_the_network_refine_its_poses() {
+    // A network at 240 px; the points at the images' own 480 (the rule: at most twice the network's).
+    let name = "points_detected_finer_than_the_network_refine_its_poses";
+    let Some(info) = temple_poses_refined(name, &["--image-height", "240"]) else { return };
+    assert_eq!(info["structure_height"].as_u64(), Some(480), "{info}");
+}
+
+/// Real images with lens distortion: map the TUM desk clip with a small CPU budget and localize
+/// its 5 test frames (measured with the cpu preset's soft clamp 300: all within 2 cm / 2°, median
+/// 0.70° / 1.3 cm; the ground truth's own floor is about 1 cm / 0.5°).
 #[test]
 fn real_tum_desk_maps_and_localizes() {
     let Some(scene) = shared_path("data/tum_fr2_desk", "real_tum_desk_maps_and_localizes") else { return };

@@ -67,8 +67,9 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
         );
         println!("  global         {:?}", i.global);
         if map.structure_points() > 0 {
+            let at = map.structure_height().map_or(String::new(), |h| format!(", detected at {h} px"));
             println!(
-                "  structure      {} triangulated points (poses are refined against them)",
+                "  structure      {} triangulated points{at} (poses are refined against them)",
                 map.structure_points()
             );
         }

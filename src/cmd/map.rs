@@ -114,6 +114,12 @@ pub struct MapArgs {
     /// Shorter image side (reference 480).
     #[arg(long)]
     pub image_height: Option<u32>,
+    /// Shorter image side the map's triangulated points are detected at (keypoint precision is
+    /// in pixels; queries are encoded once more at it to be matched to them) [default: the
+    /// training images' own, at least --image-height and at most twice it; the reference has no
+    /// points]
+    #[arg(long)]
+    pub structure_height: Option<u32>,
     /// Depth in metres of the pseudo target that invalid predictions are pulled to (reference 10).
     #[arg(long)]
     pub depth_target: Option<f64>,
@@ -232,6 +238,9 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     );
     if let Some(v) = args.noise {
         o.noise_std = v;
+    }
+    if args.structure_height.is_some() {
+        o.structure_height = args.structure_height;
     }
     // A budget the user states is the budget used.
     if args.iterations.is_some() || args.buffer_size.is_some() {

@@ -137,6 +137,10 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
             "structure.centres".into(),
             Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(&st.centres_v3) },
         ));
+        if st.image_height > 0 {
+            let h = [st.image_height as f32];
+            t.push(("structure.height".into(), Owned { dtype: Dtype::F32, shape: vec![1], bytes: f32_bytes(&h) }));
+        }
     }
     t
 }
@@ -381,6 +385,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
         if views.iter().chain(&support).any(|v| !(*v >= 0.0 && v.fract() == 0.0)) {
             return Err(bad("structure view indices or support counts are not whole numbers ≥ 0".into()));
         }
+        let image_height = match structure.remove("height").map(|(_, h)| h) {
+            None => 0,
+            Some(h) if h.len() == 1 && h[0] >= 0.0 && h[0].fract() == 0.0 => h[0] as u32,
+            Some(h) => return Err(bad(format!("structure.height {h:?}: expected one whole number of pixels"))),
+        };
         let st = Structure {
             points_n3: points,
             features_nd: features,
@@ -389,6 +398,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
             support: support.iter().map(|&s| s.min(u8::MAX as f32) as u8).collect(),
             score,
             centres_v3: centres,
+            image_height,
         };
         st.check().map_err(|m| bad(format!("map structure: {m}")))?;
         Some(st)

@@ -97,6 +97,7 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         support: vec![1, 2, 1, 3, 1],
         score: vec![0.5; 5],
         centres_v3: vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        image_height: 912,
     };
     let map = GlaceMap { structure: Some(structure.clone()), ..tiny_xfeat_map() };
     let back = map_file::from_bytes(&map_file::to_bytes(&map).unwrap(), "m.glace".as_ref()).unwrap();
@@ -105,6 +106,7 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         (&got.points_n3, &got.view_of_point, &got.centres_v3, &got.support),
         (&structure.points_n3, &structure.view_of_point, &structure.centres_v3, &structure.support)
     );
+    assert_eq!(got.image_height, 912);
     // Features are stored in fp16.
     assert!(got.features_nd.iter().zip(&structure.features_nd).all(|(a, b)| (a - b).abs() < 1e-3));
 
@@ -119,4 +121,14 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     s.dim = 32;
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("structure"), "{err}");
+    // A resolution beyond any image a query is encoded at is refused; maps without one read as 0
+    // (the network's).
+    let mut bad = map.clone();
+    bad.structure.as_mut().unwrap().image_height = 100_000;
+    let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("structure") && err.contains("100000"), "{err}");
+    let mut old = map.clone();
+    old.structure.as_mut().unwrap().image_height = 0;
+    let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();
+    assert_eq!(back.structure.unwrap().image_height, 0);
 }

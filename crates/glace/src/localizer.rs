@@ -6,6 +6,7 @@ use std::time::Instant;
 use glace_data::Calibration;
 use glace_geometry::ransac::RansacResult;
 use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, WorldToCam};
+use glace_localize::pipeline::KeypointImage;
 use glace_localize::pipeline::{predict, solve, Encoders, PoseFailure, Prediction};
 use glace_localize::structure::StructureConfig;
 use glace_nn::linalg::{Matmul, Precision};
@@ -269,7 +270,16 @@ pub struct Localizer {
     ransac: RansacOptions,
     matmul: Matmul,
     turns: Vec<u8>,
-    structure: Option<StructureConfig>,
+    structure: Option<Refinement>,
+}
+
+/// How a localizer refines poses against its map's structure.
+struct Refinement {
+    /// Windows and threshold in the pixels of the image the keypoints are matched in.
+    cfg: StructureConfig,
+    /// The structure's own resolution, where it is not the network's: queries are encoded once
+    /// more at it.
+    image_height: Option<u32>,
 }
 
 impl Localizer {
@@ -297,7 +307,18 @@ impl Localizer {
             Turns::Upright => vec![0],
             Turns::All => vec![0, 1, 2, 3],
         };
-        let structure = (!options.skip_structure && map.inner.structure.is_some()).then(StructureConfig::default);
+        let structure = map.inner.structure.as_ref().filter(|_| !options.skip_structure).map(|s| {
+            // Windows and thresholds are of the network's image; the structure's own keeps their angles.
+            let own = (s.image_height > 0 && s.image_height != image_height).then_some(s.image_height);
+            let scale = own.map_or(1.0, |h| h as f64 / image_height as f64);
+            let d = StructureConfig::default();
+            let cfg = StructureConfig {
+                windows_px: d.windows_px.iter().map(|w| w * scale).collect(),
+                threshold: d.threshold * scale,
+                ..d
+            };
+            Refinement { cfg, image_height: own }
+        });
         Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul, turns, structure })
     }
 
@@ -383,7 +404,7 @@ impl Localizer {
             local: &self.local,
             r2former: self.r2former.as_ref(),
             matmul: self.matmul,
-            keypoints: self.structure.is_some(),
+            keypoints: self.structure.as_ref().is_some_and(|r| r.image_height.is_none()),
         };
         // Each orientation is a full pass; the pose with the most inliers wins (the first on ties).
         let inliers = |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
@@ -408,12 +429,29 @@ impl Localizer {
         }
         let (prediction, mut result) = best.expect("at least one orientation");
         let mut refined = false;
-        if let (Some(cfg), Some(structure), Ok(coarse)) = (&self.structure, &self.map.inner.structure, &result) {
+        if let (Some(r), Some(structure), Ok(coarse)) = (&self.structure, &self.map.inner.structure, &result) {
+            // At the structure's own resolution, the query is encoded once more, in the turn
+            // that won.
+            let own = match r.image_height {
+                Some(h) => Some(glace_localize::pipeline::encode_keypoints(
+                    &encoders,
+                    rgb,
+                    calibration,
+                    h,
+                    prediction.quarter_turns,
+                    &mut times,
+                )?),
+                None => None,
+            };
+            let image = match &own {
+                Some((image, encoded)) => KeypointImage { image, encoded, quarter_turns: prediction.quarter_turns },
+                None => prediction.keypoints(),
+            };
             let t = Instant::now();
-            if let Some(r) =
-                glace_localize::structure::refine(&prediction, structure, &coarse.pose, distortion, ransac, cfg)
+            if let Some(found) =
+                glace_localize::structure::refine(&image, structure, &coarse.pose, distortion, ransac, &r.cfg)
             {
-                result = Ok(r.result);
+                result = Ok(found.result);
                 refined = true;
             }
             times.ransac_s += t.elapsed().as_secs_f64();

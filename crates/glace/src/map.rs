@@ -164,6 +164,7 @@ impl Map {
             "parameters": self.parameters(),
             "info": (self.format != MapFormat::ReferencePt).then(|| self.description().clone()),
             "structure_points": self.structure_points(),
+            "structure_height": self.structure_height(),
         })
     }
 
@@ -171,5 +172,13 @@ impl Map {
     /// maps of dense captures, maps made before them and official heads).
     pub fn structure_points(&self) -> usize {
         self.inner.structure.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// Shorter image side the structure's points were detected at (queries are encoded at it
+    /// to be matched to them); `None` without a structure, or where it is the network's
+    /// ([`Map::trained_image_height`]).
+    pub fn structure_height(&self) -> Option<u32> {
+        let h = self.inner.structure.as_ref()?.image_height;
+        (h > 0 && h != self.trained_image_height()).then_some(h)
     }
 }

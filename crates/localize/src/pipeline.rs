@@ -127,8 +127,12 @@ impl Prediction {
     /// Keypoint of cell `(i, j)` in the upright preprocessed image's pixels (its centre for
     /// encoders without keypoints).
     pub fn keypoint_pixel(&self, i: usize, j: usize) -> (f64, f64) {
-        let (u, v) = self.encoded.keypoint_pixel(i, j);
-        upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
+        self.keypoints().keypoint_pixel(i, j)
+    }
+
+    /// The image and its local features, as the refinement against a structure reads them.
+    pub fn keypoints(&self) -> KeypointImage<'_> {
+        KeypointImage { image: &self.image, encoded: &self.encoded, quarter_turns: self.quarter_turns }
     }
 
     /// Per cell (row-major), the pixel distance between the cell's centre and its predicted point
@@ -153,6 +157,88 @@ impl Prediction {
                 }
             })
             .collect()
+    }
+}
+
+/// A preprocessed image and the local features of it turned `quarter_turns` quarter turns
+/// clockwise: what [`crate::structure::refine`] matches against a map's points.
+#[derive(Clone, Copy)]
+pub struct KeypointImage<'a> {
+    /// The preprocessed image, upright (as given).
+    pub image: &'a Preprocessed,
+    /// Its local features, with keypoints.
+    pub encoded: &'a Encoded,
+    /// Quarter turns clockwise the image was encoded in.
+    pub quarter_turns: u8,
+}
+
+impl KeypointImage<'_> {
+    /// Keypoint of cell `(i, j)` in the upright preprocessed image's pixels (its centre for
+    /// encoders without keypoints).
+    pub fn keypoint_pixel(&self, i: usize, j: usize) -> (f64, f64) {
+        let (u, v) = self.encoded.keypoint_pixel(i, j);
+        upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
+    }
+}
+
+/// Preprocesses `rgb` (seen with `calibration`) at shorter side `image_height` and encodes it
+/// turned `quarter_turns` quarter turns clockwise with keypoints: the image of a query at the
+/// resolution a map's structure was detected at. The times count as decoding and encoding.
+pub fn encode_keypoints(
+    encoders: &Encoders,
+    rgb: &RgbImage,
+    calibration: &Calibration,
+    image_height: u32,
+    quarter_turns: u8,
+    times: &mut StageTimes,
+) -> Result<(Preprocessed, Encoded), LocalizeError> {
+    let t = Instant::now();
+    let (p, turned) = preprocess_turned(rgb, calibration, image_height, quarter_turns)?;
+    times.decode_s += t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (rgb_hw3, image_hw, width, height) = planes(&p, &turned);
+    let enc = encoders.local.encode_keypoints_with(encoders.matmul, rgb_hw3, image_hw, width, height);
+    times.encode_s += t.elapsed().as_secs_f64();
+    Ok((p, enc))
+}
+
+/// A preprocessed image's colour and grey planes turned some quarter turns clockwise, with
+/// their width and height.
+type Turned = (Vec<u8>, Vec<f32>, usize, usize);
+
+/// `rgb` preprocessed at `image_height` (refused beyond [`MAX_NETWORK_PIXELS`]), and its planes
+/// turned `quarter_turns` quarter turns clockwise when that is not 0.
+fn preprocess_turned(
+    rgb: &RgbImage,
+    calibration: &Calibration,
+    image_height: u32,
+    quarter_turns: u8,
+) -> Result<(Preprocessed, Option<Turned>), LocalizeError> {
+    let (w0, h0) = rgb.dimensions();
+    if w0 == 0 || h0 == 0 {
+        return Err(LocalizeError::Input(format!("the image is empty ({w0}×{h0} pixels)")));
+    }
+    let (w, h) = glace_data::preprocess::resized_size(w0, h0, image_height);
+    if (w as usize).saturating_mul(h as usize) > MAX_NETWORK_PIXELS {
+        return Err(LocalizeError::Input(format!(
+            "a {w0}×{h0} image becomes {w}×{h} at shorter side {image_height}: more than {MAX_NETWORK_PIXELS} pixels"
+        )));
+    }
+    let p = preprocess(rgb, calibration, image_height);
+    let turns = quarter_turns % 4;
+    let turned = (turns > 0).then(|| {
+        let (rgb_hw3, width, height) = turn_image(&p.rgb_hw3, p.width, p.height, 3, turns);
+        let (image_hw, ..) = turn_image(&p.image_hw, p.width, p.height, 1, turns);
+        (rgb_hw3, image_hw, width, height)
+    });
+    Ok((p, turned))
+}
+
+/// The planes the networks see: the turned ones, else the image's own.
+fn planes<'a>(p: &'a Preprocessed, turned: &'a Option<Turned>) -> (&'a [u8], &'a [f32], usize, usize) {
+    match turned {
+        Some((rgb, grey, w, h)) => (rgb, grey, *w, *h),
+        None => (&p.rgb_hw3, &p.image_hw, p.width, p.height),
     }
 }
 
@@ -182,31 +268,16 @@ pub fn predict(
     let quarter_turns = quarter_turns % 4;
     let t = Instant::now();
     let (w0, h0) = rgb.dimensions();
-    if w0 == 0 || h0 == 0 {
-        return Err(LocalizeError::Input(format!("the image is empty ({w0}×{h0} pixels)")));
-    }
-    let (w, h) = glace_data::preprocess::resized_size(w0, h0, image_height);
-    if (w as usize).saturating_mul(h as usize) > MAX_NETWORK_PIXELS {
-        return Err(LocalizeError::Input(format!(
-            "a {w0}×{h0} image becomes {w}×{h} at shorter side {image_height}: more than {MAX_NETWORK_PIXELS} pixels"
-        )));
-    }
-    let p = preprocess(rgb, calibration, image_height);
-    let (rgb_hw3, image_hw, width, height) = if quarter_turns == 0 {
-        (std::borrow::Cow::Borrowed(&p.rgb_hw3), std::borrow::Cow::Borrowed(&p.image_hw), p.width, p.height)
-    } else {
-        let (rgb_hw3, width, height) = turn_image(&p.rgb_hw3, p.width, p.height, 3, quarter_turns);
-        let (image_hw, ..) = turn_image(&p.image_hw, p.width, p.height, 1, quarter_turns);
-        (std::borrow::Cow::Owned(rgb_hw3), std::borrow::Cow::Owned(image_hw), width, height)
-    };
+    let (p, turned) = preprocess_turned(rgb, calibration, image_height, quarter_turns)?;
+    let (rgb_hw3, image_hw, width, height) = planes(&p, &turned);
     times.decode_s += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let global_dim = map.head.config.c_in.saturating_sub(encoders.local.dim());
     let enc = if encoders.keypoints {
-        encoders.local.encode_keypoints_with(encoders.matmul, &rgb_hw3, &image_hw, width, height)
+        encoders.local.encode_keypoints_with(encoders.matmul, rgb_hw3, image_hw, width, height)
     } else {
-        encoders.local.encode_with(encoders.matmul, &rgb_hw3, &image_hw, width, height)
+        encoders.local.encode_with(encoders.matmul, rgb_hw3, image_hw, width, height)
     };
     let mut global: Vec<f32> =
         match (&map.info.global, descriptor) {
@@ -217,7 +288,7 @@ pub fn predict(
                 })?;
                 g.encode(&GlobalInput {
                     descriptors: enc.features.data.clone(),
-                    colour: colour_layout(&rgb_hw3, width, height),
+                    colour: colour_layout(rgb_hw3, width, height),
                 })
             }
             (GlobalSource::R2Former { .. } | GlobalSource::FeaturesNpy, Some(d)) => d.to_vec(),
@@ -260,7 +331,6 @@ pub fn predict(
     }
     let coords_n3 = map.head.forward_with(encoders.matmul, &x, cells).coords_n3;
     times.head_s += t.elapsed().as_secs_f64();
-    drop((rgb_hw3, image_hw)); // they may borrow `p`
     Ok(Prediction { image: p, encoded: enc, coords_n3, quarter_turns })
 }
 

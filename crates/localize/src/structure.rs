@@ -17,7 +17,7 @@ use glace_nn::Structure;
 use nalgebra::{Point2, Point3, Vector3};
 use rayon::prelude::*;
 
-use crate::pipeline::Prediction;
+use crate::pipeline::KeypointImage;
 
 /// Parameters of the refinement.
 #[derive(Clone, Debug)]
@@ -75,18 +75,18 @@ pub struct Refined {
 
 /// The query's keypoints (undistorted pixels of the upright preprocessed image), unit features
 /// and scores, one per cell.
-fn query_cells(prediction: &Prediction, distortion: Option<Distortion>) -> (Vec<Point2<f64>>, Vec<f32>, Vec<f32>) {
-    let f = &prediction.encoded.features;
-    let camera = Camera { intrinsics: prediction.image.intrinsics, distortion };
+fn query_cells(query: &KeypointImage, distortion: Option<Distortion>) -> (Vec<Point2<f64>>, Vec<f32>, Vec<f32>) {
+    let f = &query.encoded.features;
+    let camera = Camera { intrinsics: query.image.intrinsics, distortion };
     let mut pixels = Vec::with_capacity(f.height * f.width);
     for i in 0..f.height {
         for j in 0..f.width {
-            let (u, v) = prediction.keypoint_pixel(i, j);
+            let (u, v) = query.keypoint_pixel(i, j);
             pixels.push(camera.undistort_pixel(&Point2::new(u, v)));
         }
     }
-    let features = prediction.encoded.matching_features();
-    let scores = match &prediction.encoded.keypoints {
+    let features = query.encoded.matching_features();
+    let scores = match &query.encoded.keypoints {
         Some(k) => k.points.iter().map(|p| p[2]).collect(),
         None => vec![1.0; pixels.len()],
     };
@@ -212,35 +212,37 @@ fn matches_within(
         .collect()
 }
 
-/// Refines `coarse`, the pose found from `prediction`'s scene coordinates, against the map's
-/// structure (see the module's documentation). `ransac` gives the solver's hypotheses, seed and
-/// refinement; `cfg` its threshold. `None` when no round found enough inliers.
+/// Refines `coarse`, the pose found from a query's scene coordinates, against the map's
+/// structure (see the module's documentation), matching the keypoints of `query` (the query
+/// image at the resolution the structure was detected at: [`Structure::image_height`]).
+/// `ransac` gives the solver's hypotheses, seed and refinement; `cfg` its threshold and windows,
+/// in `query`'s pixels. `None` when no round found enough inliers.
 pub fn refine(
-    prediction: &Prediction,
+    query: &KeypointImage,
     structure: &Structure,
     coarse: &WorldToCam,
     distortion: Option<Distortion>,
     ransac: &RansacConfig,
     cfg: &StructureConfig,
 ) -> Option<Refined> {
-    if structure.dim != prediction.encoded.features.channels {
+    if structure.dim != query.encoded.features.channels {
         return None;
     }
-    let (mut pixels, mut features, scores) = query_cells(prediction, distortion);
+    let (mut pixels, mut features, scores) = query_cells(query, distortion);
     if cfg.min_score > 0.0 {
         let dim = structure.dim;
         let keep: Vec<usize> = (0..pixels.len()).filter(|&c| scores[c] >= cfg.min_score).collect();
         pixels = keep.iter().map(|&c| pixels[c]).collect();
         features = keep.iter().flat_map(|&c| features[c * dim..(c + 1) * dim].iter().copied()).collect();
     }
-    let image = &prediction.image;
-    let query = QueryCells {
+    let image = query.image;
+    let cells = QueryCells {
         pixels: &pixels,
         features: &features,
         intrinsics: image.intrinsics,
         size: (image.width as f64, image.height as f64),
     };
-    refine_cells(&query, structure, coarse, ransac, cfg)
+    refine_cells(&cells, structure, coarse, ransac, cfg)
 }
 
 /// A query as the refinement sees it.
@@ -328,6 +330,7 @@ mod tests {
             support: vec![2; points.len()],
             score: vec![1.0; points.len()],
             centres_v3: vec![-0.5, 0.0, 0.0, 0.5, 0.0, 0.0],
+            image_height: 240,
         };
         let truth = WorldToCam(Isometry3::from_parts(
             Translation3::new(0.1, -0.05, 0.2),

@@ -16,7 +16,7 @@ use crate::buffer::{fill, BufferConfig};
 use crate::loss::LossConfig;
 use crate::rng::Rng;
 use crate::train::{train, IterStats, TrainConfig};
-use crate::triangulate::{depth_targets, TriangulationConfig, TriangulationView};
+use crate::triangulate::{depth_targets, structure_points, KeypointView, TriangulationConfig, TriangulationView};
 
 /// A mapping frame's upright encoding as the triangulation takes it: its keypoints and their
 /// descriptors where the encoder has them (XFeat), else the cells' centres and unit features.
@@ -110,6 +110,11 @@ pub struct MapOptions {
     pub lr_max: f64,
     /// Shorter image side.
     pub image_height: u32,
+    /// Shorter image side the map's points are detected and matched at (they are matched at
+    /// keypoints, whose precision is in pixels); `None`: [`structure_height`]'s rule. Logs
+    /// written before this option read as `None`.
+    #[serde(default)]
+    pub structure_height: Option<u32>,
     /// Augmentation on/off.
     pub augment: bool,
     /// Largest in-plane rotation of the augmentation, degrees either way (reference
@@ -160,6 +165,7 @@ impl MapOptions {
             scene_budget: false,
             lr_max: 5e-3,
             image_height: 480,
+            structure_height: None,
             augment: true,
             rotation_deg: 15.0,
             depth_target: 10.0,
@@ -296,6 +302,9 @@ impl MapOptions {
         if !(16..=4096).contains(&self.image_height) {
             return Err(("--image-height", format!("{}: expected 16 to 4096 pixels", self.image_height)));
         }
+        if let Some(h) = self.structure_height.filter(|h| !(16..=4096).contains(h)) {
+            return Err(("--structure-height", format!("{h}: expected 16 to 4096 pixels")));
+        }
         // Invalid points are pulled to the pseudo target, which must itself be a valid depth
         // (beyond the loss's 0.1 m minimum and short of the maximum). Written as "is valid"
         // tests so that NaN fails them.
@@ -352,6 +361,26 @@ pub fn query_turns(cam_to_world: &[glace_geometry::CamToWorld]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// The shorter image side the map's points are detected at when the options do not say: the
+/// training images' own (the median of their shorter sides), but never below the network's
+/// `image_height` nor above twice it. The points are matched at keypoints, whose error is in
+/// pixels: images larger than the network's give more precise points and poses (measured in
+/// docs/experiments.md), at the cost of one more encoder pass per mapping view and query.
+///
+/// ```
+/// use glace_mapping::pipeline::structure_height;
+/// assert_eq!(structure_height(&[912, 912, 900], 480), 912);
+/// assert_eq!(structure_height(&[480, 480], 480), 480);
+/// assert_eq!(structure_height(&[3000, 3000, 2000], 480), 960);
+/// assert_eq!(structure_height(&[240], 480), 480);
+/// ```
+pub fn structure_height(native_heights: &[u32], image_height: u32) -> u32 {
+    let mut h = native_heights.to_vec();
+    h.sort_unstable();
+    let native = h.get(h.len() / 2).copied().unwrap_or(image_height);
+    native.clamp(image_height, image_height.saturating_mul(2))
 }
 
 /// Mapping views whose optical axes lie this far (degrees, median over the views) from their
@@ -542,8 +571,9 @@ pub fn map_scene(
         tracing::info!("mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns");
     }
     // A mapping frame as the networks see it unaugmented: the built-in global encoder's input,
-    // and the triangulation's.
-    let encode_upright = |f: &glace_data::Frame| -> Result<(glace_data::Preprocessed, glace_nn::Encoded), MapError> {
+    // and the triangulation's; with the shorter side of the image as stored.
+    type Upright = (glace_data::Preprocessed, glace_nn::Encoded, u32);
+    let encode_upright = |f: &glace_data::Frame| -> Result<Upright, MapError> {
         let rgb = f.load_rgb()?;
         let p = preprocess(&rgb, &f.calibration, opts.image_height);
         // Keypoints only for the triangulation.
@@ -552,11 +582,12 @@ pub fn map_scene(
         } else {
             encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
         };
-        Ok((p, enc))
+        Ok((p, enc, rgb.width().min(rgb.height())))
     };
     // Upright encodings of the mapping frames for the depth targets (the built-in global
-    // encoder's pass makes them on the way).
+    // encoder's pass makes them on the way), and the frames' own shorter sides.
     let mut upright: Vec<TriangulationView> = Vec::new();
+    let mut native_heights: Vec<u32> = Vec::new();
     let (globals, global_dim, global_enc) = match &opts.global {
         GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
         GlobalChoice::FeaturesNpy => {
@@ -597,9 +628,10 @@ pub fn map_scene(
             progress.phase("global descriptors", frames.len());
             let mut inputs = Vec::with_capacity(frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, enc) = encode_upright(f)?;
+                let (p, enc, native) = encode_upright(f)?;
                 if triangulating {
                     upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                    native_heights.push(native);
                 }
                 inputs.push(GlobalInput {
                     descriptors: enc.features.data,
@@ -635,8 +667,9 @@ pub fn map_scene(
         if upright.is_empty() {
             progress.phase("encoding mapping views", frames.len());
             for (k, f) in frames.iter().enumerate() {
-                let (p, enc) = encode_upright(f)?;
+                let (p, enc, native) = encode_upright(f)?;
                 upright.push(triangulation_view(f, &p, &enc, scene.distortion));
+                native_heights.push(native);
                 progress.step(k + 1, "");
                 if progress.cancelled() {
                     return Err(MapError::Cancelled);
@@ -644,10 +677,10 @@ pub fn map_scene(
             }
         }
         progress.phase("triangulating depth targets", 0);
-        let crate::triangulate::Triangulated { targets, structure } =
-            depth_targets(&upright, &TriangulationConfig::default(), &mut |done, total| {
-                progress.step(done, &format!("{done}/{total} view pairs"));
-            });
+        let cfg = TriangulationConfig::default();
+        let targets = depth_targets(&upright, &cfg, &mut |done, total| {
+            progress.step(done, &format!("{done}/{total} view pairs"));
+        });
         if progress.cancelled() {
             return Err(MapError::Cancelled);
         }
@@ -658,6 +691,36 @@ pub fn map_scene(
             100.0 * cells as f64 / all.max(1) as f64,
             upright.len()
         );
+        // The map's points, at the network's resolution or (from images larger than it) a
+        // finer one of their own.
+        let height = opts.structure_height.unwrap_or_else(|| structure_height(&native_heights, opts.image_height));
+        let keypoints: Vec<KeypointView> = if height == opts.image_height {
+            upright.iter().map(KeypointView::from_view).collect()
+        } else {
+            drop(std::mem::take(&mut upright));
+            progress.phase(&format!("keypoints at {height} px for the map's points"), frames.len());
+            let mut views = Vec::with_capacity(frames.len());
+            for (k, f) in frames.iter().enumerate() {
+                let rgb = f.load_rgb()?;
+                let p = preprocess(&rgb, &f.calibration, height);
+                let enc = encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
+                let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion: scene.distortion };
+                views.push(KeypointView::new(f.cam_to_world, camera, &enc));
+                progress.step(k + 1, "");
+                if progress.cancelled() {
+                    return Err(MapError::Cancelled);
+                }
+            }
+            views
+        };
+        progress.phase("triangulating the map's points", 0);
+        let structure = structure_points(&keypoints, &cfg, height, &mut |done, total| {
+            progress.step(done, &format!("{done}/{total} view pairs"));
+        });
+        if progress.cancelled() {
+            return Err(MapError::Cancelled);
+        }
+        tracing::info!("{} points triangulated at {height} px for the map", structure.len());
         (targets, (!structure.is_empty()).then_some(structure))
     } else {
         (Vec::new(), None)

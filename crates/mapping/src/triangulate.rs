@@ -9,6 +9,9 @@
 //! views at a useful triangulation angle; a cell's depth is the median of its triangulations
 //! that agree with their median. Training then pulls a sample's depth towards its cell's target
 //! ([`crate::loss`]).
+//!
+//! The same matching at the views' keypoints, at a resolution of its own ([`structure_points`]),
+//! gives the points the map keeps for localization to match against ([`glace_nn::Structure`]).
 
 use glace_geometry::{CamToWorld, Camera};
 use nalgebra::{Point2, Point3, Vector3};
@@ -77,8 +80,97 @@ impl TriangulationView {
         let (i, j) = (c / self.cols, c % self.cols);
         Point2::new((8 * j + 4) as f64 * self.cell_scale.0, (8 * i + 4) as f64 * self.cell_scale.1)
     }
-    fn cell_size(&self) -> f64 {
-        8.0 * self.cell_scale.0.max(self.cell_scale.1)
+    fn eye(&self, cfg: &TriangulationConfig) -> Eye<'_> {
+        let cell_size = 8.0 * self.cell_scale.0.max(self.cell_scale.1);
+        Eye {
+            pose: &self.cam_to_world,
+            intrinsics: &self.camera.intrinsics,
+            max_error: cfg.max_error_cells * cell_size,
+        }
+    }
+}
+
+/// Keypoints of a view kept at most for its points (the strongest): bounds the memory of
+/// [`structure_points`] (about 300 bytes each) whatever the resolution.
+pub const MAX_VIEW_KEYPOINTS: usize = 4096;
+
+/// One mapping view's keypoints for the map's points ([`structure_points`]), at the
+/// resolution they were detected at.
+pub struct KeypointView {
+    /// Pose.
+    pub cam_to_world: CamToWorld,
+    /// Camera of the resized image the keypoints lie in (its distortion, if any).
+    pub camera: Camera,
+    /// Keypoints, pixels of that image as detected.
+    pub pixels: Vec<Point2<f64>>,
+    /// Their unit features, `pixels × dim`.
+    pub features: Vec<f32>,
+    /// Feature width.
+    pub dim: usize,
+    /// Their scores.
+    pub scores: Vec<f32>,
+    /// Side of a feature cell in that image's pixels (triangulations must reproject within
+    /// [`TriangulationConfig::max_error_cells`] of it).
+    pub cell_size: f64,
+}
+
+impl KeypointView {
+    /// The keypoints of `encoded` (one per cell; cell centres and score 1 for encoders without
+    /// keypoints) that score at least [`glace_nn::Structure::MIN_SCORE`], the strongest
+    /// [`MAX_VIEW_KEYPOINTS`]; `camera` is that of the image `encoded` was made from.
+    pub fn new(cam_to_world: CamToWorld, camera: Camera, encoded: &glace_nn::Encoded) -> KeypointView {
+        let f = &encoded.features;
+        let pixel = |c: usize| {
+            let (u, v) = encoded.keypoint_pixel(c / f.width, c % f.width);
+            Point2::new(u, v)
+        };
+        let score = |c: usize| encoded.keypoints.as_ref().map_or(1.0, |k| k.points[c][2]);
+        let cell_size = 8.0 * encoded.cell_scale.0.max(encoded.cell_scale.1);
+        let features = encoded.matching_features();
+        Self::select(cam_to_world, camera, (f.height * f.width, f.channels), &features, pixel, score, cell_size)
+    }
+
+    /// [`KeypointView::new`] for a view the depth targets were triangulated on (the network's
+    /// resolution).
+    pub fn from_view(view: &TriangulationView) -> KeypointView {
+        let score = |c: usize| view.keypoints.as_ref().map_or(1.0, |k| k[c][2]);
+        let cell_size = 8.0 * view.cell_scale.0.max(view.cell_scale.1);
+        let cells = (view.rows * view.cols, view.dim);
+        Self::select(view.cam_to_world, view.camera, cells, &view.features, |c| view.cell_pixel(c), score, cell_size)
+    }
+
+    fn select(
+        cam_to_world: CamToWorld,
+        camera: Camera,
+        (cells, dim): (usize, usize),
+        features: &[f32],
+        pixel: impl Fn(usize) -> Point2<f64>,
+        score: impl Fn(usize) -> f32,
+        cell_size: f64,
+    ) -> KeypointView {
+        let mut keep: Vec<usize> = (0..cells).filter(|&c| score(c) >= glace_nn::Structure::MIN_SCORE).collect();
+        if keep.len() > MAX_VIEW_KEYPOINTS {
+            keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+            keep.truncate(MAX_VIEW_KEYPOINTS);
+            keep.sort_unstable();
+        }
+        KeypointView {
+            cam_to_world,
+            camera,
+            pixels: keep.iter().map(|&c| pixel(c)).collect(),
+            features: keep.iter().flat_map(|&c| features[c * dim..(c + 1) * dim].iter().copied()).collect(),
+            dim,
+            scores: keep.iter().map(|&c| score(c)).collect(),
+            cell_size,
+        }
+    }
+
+    fn eye(&self, cfg: &TriangulationConfig) -> Eye<'_> {
+        Eye {
+            pose: &self.cam_to_world,
+            intrinsics: &self.camera.intrinsics,
+            max_error: cfg.max_error_cells * self.cell_size,
+        }
     }
 }
 
@@ -129,13 +221,13 @@ impl DepthTargets {
 
 /// The neighbours each view is matched with: other views whose optical axes are within
 /// `max_axis_deg`, nearest first, skipping views at the same place looking the same way.
-fn neighbour_pairs(views: &[TriangulationView], cfg: &TriangulationConfig) -> Vec<(usize, usize)> {
-    let axes: Vec<Vector3<f64>> = views.iter().map(|v| v.cam_to_world.rotation().column(2).into_owned()).collect();
-    let centres: Vec<Vector3<f64>> = views.iter().map(|v| v.cam_to_world.center()).collect();
+fn neighbour_pairs(poses: &[CamToWorld], cfg: &TriangulationConfig) -> Vec<(usize, usize)> {
+    let axes: Vec<Vector3<f64>> = poses.iter().map(|p| p.rotation().column(2).into_owned()).collect();
+    let centres: Vec<Vector3<f64>> = poses.iter().map(|p| p.center()).collect();
     let cos_max = cfg.max_axis_deg.to_radians().cos();
     let mut pairs = Vec::new();
-    for a in 0..views.len() {
-        let mut near: Vec<(f64, usize)> = (0..views.len())
+    for a in 0..poses.len() {
+        let mut near: Vec<(f64, usize)> = (0..poses.len())
             .filter(|&b| b != a)
             .map(|b| (axes[a].dot(&axes[b]), b))
             .filter(|&(c, b)| c >= cos_max && (centres[a] - centres[b]).norm() > 1e-9)
@@ -150,66 +242,80 @@ fn neighbour_pairs(views: &[TriangulationView], cfg: &TriangulationConfig) -> Ve
     pairs
 }
 
-/// The ray in world coordinates through undistorted pixel `px` of `view`.
-fn ray(view: &TriangulationView, px: &Point2<f64>) -> Vector3<f64> {
-    let xy = view.camera.intrinsics.to_normalized(px);
-    view.cam_to_world.rotation() * Vector3::new(xy.x, xy.y, 1.0)
+/// A view as a triangulation sees it: its pose, the pinhole intrinsics of its undistorted
+/// pixels, and how far (pixels) a triangulated point may reproject from where it was seen.
+#[derive(Clone, Copy)]
+struct Eye<'a> {
+    pose: &'a CamToWorld,
+    intrinsics: &'a glace_geometry::Intrinsics,
+    max_error: f64,
 }
 
-/// Mutual nearest neighbours between the cells of two views (cosine similarity).
-fn mutual_matches(a: &TriangulationView, b: &TriangulationView, min_similarity: f32) -> Vec<(usize, usize)> {
-    let (na, nb) = (a.rows * a.cols, b.rows * b.cols);
-    let mut sim = vec![0f32; na * nb];
-    glace_nn::linalg::matmul_wt(&a.features, na, a.dim, &b.features, nb, &mut sim);
-    let best_b: Vec<(usize, f32)> = sim
-        .par_chunks(nb)
-        .map(|row| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (j, &s)| if s > m.1 { (j, s) } else { m }))
-        .collect();
-    // The best row of each column: per block of rows in parallel, then merged (the first of
-    // equals, as a serial scan would keep).
-    const BLOCK: usize = 256;
-    let merge = |mut x: Vec<(usize, f32)>, y: Vec<(usize, f32)>| {
-        for (a, b) in x.iter_mut().zip(y) {
-            if b.1 > a.1 || (b.1 == a.1 && b.0 < a.0) {
-                *a = b;
-            }
-        }
-        x
-    };
-    let best_a = sim
-        .par_chunks(nb * BLOCK)
+impl Eye<'_> {
+    /// The ray in world coordinates through undistorted pixel `px`.
+    fn ray(&self, px: &Point2<f64>) -> Vector3<f64> {
+        let xy = self.intrinsics.to_normalized(px);
+        self.pose.rotation() * Vector3::new(xy.x, xy.y, 1.0)
+    }
+}
+
+/// Mutual nearest neighbours between the rows of `a` and of `b` (unit features of width `dim`,
+/// cosine similarity of at least `min_similarity`); on ties the first row. Blocks of rows at a
+/// time, so memory stays a block's similarities whatever the counts.
+fn mutual_nearest(a: &[f32], b: &[f32], dim: usize, min_similarity: f32) -> Vec<(usize, usize)> {
+    let nb = b.len() / dim.max(1);
+    if nb == 0 || a.is_empty() {
+        return Vec::new();
+    }
+    const BLOCK: usize = 512;
+    type Best = Vec<(usize, f32)>;
+    let blocks: Vec<(Best, Best)> = a
+        .par_chunks(BLOCK * dim)
         .enumerate()
-        .map(|(block, rows)| {
-            let mut best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
-            for (r, row) in rows.chunks(nb).enumerate() {
-                for (j, &s) in row.iter().enumerate() {
-                    if s > best[j].1 {
-                        best[j] = (block * BLOCK + r, s);
+        .map(|(block, fa)| {
+            let rows = fa.len() / dim;
+            let mut sim = vec![0f32; rows * nb];
+            glace_nn::linalg::matmul_wt(fa, rows, dim, b, nb, &mut sim);
+            let mut row_best = Vec::with_capacity(rows);
+            let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
+            for (r, row) in sim.chunks_exact(nb).enumerate() {
+                let mut best = (0, f32::NEG_INFINITY);
+                for ((j, &s), col) in row.iter().enumerate().zip(col_best.iter_mut()) {
+                    if s > best.1 {
+                        best = (j, s);
+                    }
+                    if s > col.1 {
+                        *col = (block * BLOCK + r, s);
                     }
                 }
+                row_best.push(best);
             }
-            best
+            (row_best, col_best)
         })
-        .reduce(|| vec![(usize::MAX, f32::NEG_INFINITY); nb], merge);
-    best_b
+        .collect();
+    // Blocks in order: a later block takes a column only with a strictly better row.
+    let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
+    for (_, cols) in &blocks {
+        for (best, c) in col_best.iter_mut().zip(cols) {
+            if c.1 > best.1 {
+                *best = *c;
+            }
+        }
+    }
+    blocks
         .iter()
+        .flat_map(|(rows, _)| rows.iter())
         .enumerate()
-        .filter(|(i, (j, s))| *s >= min_similarity && best_a[*j].0 == *i)
-        .map(|(i, (j, _))| (i, *j))
+        .filter(|&(i, &(j, s))| s >= min_similarity && col_best[j].0 == i)
+        .map(|(i, &(j, _))| (i, j))
         .collect()
 }
 
-/// Triangulates a match between undistorted pixels `pa` of `a` and `pb` of `b`; the depths of
-/// the point in both views when it passes the checks.
-fn triangulate(
-    a: &TriangulationView,
-    pa: Point2<f64>,
-    b: &TriangulationView,
-    pb: Point2<f64>,
-    cfg: &TriangulationConfig,
-) -> Option<(f64, f64)> {
-    let (ra, rb) = (ray(a, &pa), ray(b, &pb));
-    let (oa, ob) = (a.cam_to_world.center(), b.cam_to_world.center());
+/// Triangulates a match between undistorted pixels `pa` seen by `a` and `pb` seen by `b`; the
+/// depths of the point in both views when it passes the checks.
+fn triangulate(a: Eye, pa: Point2<f64>, b: Eye, pb: Point2<f64>, cfg: &TriangulationConfig) -> Option<(f64, f64)> {
+    let (ra, rb) = (a.ray(&pa), b.ray(&pb));
+    let (oa, ob) = (a.pose.center(), b.pose.center());
     let (ua, ub) = (ra.normalize(), rb.normalize());
     let cos = ua.dot(&ub);
     if cos > cfg.min_angle_deg.to_radians().cos() {
@@ -225,10 +331,10 @@ fn triangulate(
     }
     let x = Point3::from((oa + s * ua + ob + t * ub) / 2.0);
     let mut depths = [0.0; 2];
-    for (k, (view, px)) in [(a, pa), (b, pb)].into_iter().enumerate() {
-        let cam = view.cam_to_world.inverse().transform_point(&x);
-        let q = glace_geometry::Camera::pinhole(view.camera.intrinsics).project(&cam)?;
-        if (q - px).norm() > cfg.max_error_cells * view.cell_size() {
+    for (k, (eye, px)) in [(a, pa), (b, pb)].into_iter().enumerate() {
+        let cam = eye.pose.inverse().transform_point(&x);
+        let q = glace_geometry::Camera::pinhole(*eye.intrinsics).project(&cam)?;
+        if (q - px).norm() > eye.max_error {
             return None;
         }
         depths[k] = cam.z;
@@ -248,16 +354,6 @@ pub const MAX_VIEWS: usize = 2000;
 /// an even subsample.
 pub const MAX_STRUCTURE_POINTS: usize = 300_000;
 
-/// What the triangulation gives: per view, the depth targets of its cells; and the triangulated
-/// points with their features, for the map.
-pub struct Triangulated {
-    /// Per view, in the order given.
-    pub targets: Vec<DepthTargets>,
-    /// Each cell with an agreed depth and a distinct keypoint
-    /// ([`glace_nn::Structure::MIN_SCORE`]) as a world point, with its unit feature.
-    pub structure: glace_nn::Structure,
-}
-
 /// Depth targets for every view (see the module's documentation); views without any keep a
 /// grid of NaN, as do views of more than [`MAX_CELLS`] cells. `on_pair(done, total)` reports
 /// progress.
@@ -265,8 +361,9 @@ pub fn depth_targets(
     views: &[TriangulationView],
     cfg: &TriangulationConfig,
     on_pair: &mut dyn FnMut(usize, usize),
-) -> Triangulated {
-    let pairs: Vec<(usize, usize)> = neighbour_pairs(views, cfg)
+) -> Vec<DepthTargets> {
+    let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
+    let pairs: Vec<(usize, usize)> = neighbour_pairs(&poses, cfg)
         .into_iter()
         .filter(|&(a, b)| [a, b].iter().all(|&v| views[v].rows * views[v].cols <= MAX_CELLS))
         .collect();
@@ -279,19 +376,12 @@ pub fn depth_targets(
     let slots: Vec<Vec<Option<usize>>> =
         targets.iter().zip(&pixels).map(|(t, px)| px.iter().map(|p| t.cell_index(p.x, p.y)).collect()).collect();
     let mut estimates: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.rows * v.cols]).collect();
-    // The same per cell matched (its structure point lies on the ray through its pixel).
-    let mut own: Vec<Vec<Vec<f32>>> = estimates.clone();
     for (k, &(ia, ib)) in pairs.iter().enumerate() {
         let (a, b) = (&views[ia], &views[ib]);
-        let found: Vec<(usize, usize, f64, f64)> = mutual_matches(a, b, cfg.min_similarity)
-            .into_par_iter()
-            .filter_map(|(ca, cb)| {
-                triangulate(a, pixels[ia][ca], b, pixels[ib][cb], cfg).map(|(da, db)| (ca, cb, da, db))
-            })
-            .collect();
+        let found =
+            matched_depths((a.eye(cfg), &pixels[ia], &a.features), (b.eye(cfg), &pixels[ib], &b.features), a.dim, cfg);
         for (ca, cb, da, db) in found {
             for (view, c, depth) in [(ia, ca, da), (ib, cb, db)] {
-                own[view][c].push(depth as f32);
                 if let Some(slot) = slots[view][c] {
                     estimates[view][slot].push(depth as f32);
                 }
@@ -302,16 +392,55 @@ pub fn depth_targets(
     for (t, cells) in targets.iter_mut().zip(estimates) {
         t.depth = cells.into_iter().map(|e| agreed_depth(e, cfg)).collect();
     }
-    let mut found: Vec<(usize, usize, Point3<f64>, usize, f32)> = Vec::new();
-    for (v, (view, cells)) in views.iter().zip(own).enumerate() {
-        for (c, e) in cells.into_iter().enumerate() {
+    targets
+}
+
+/// One side of a view pair: how the view sees, its undistorted pixels, their unit features.
+type Side<'a> = (Eye<'a>, &'a [Point2<f64>], &'a [f32]);
+
+/// The mutual nearest features of two views that triangulate: (index in a, index in b, depth
+/// in a, depth in b).
+fn matched_depths(a: Side, b: Side, dim: usize, cfg: &TriangulationConfig) -> Vec<(usize, usize, f64, f64)> {
+    mutual_nearest(a.2, b.2, dim, cfg.min_similarity)
+        .into_par_iter()
+        .filter_map(|(ca, cb)| triangulate(a.0, a.1[ca], b.0, b.1[cb], cfg).map(|(da, db)| (ca, cb, da, db)))
+        .collect()
+}
+
+/// The map's points: each view's keypoints matched to those of its neighbouring views and
+/// triangulated as the depth targets are; a keypoint whose triangulations agree becomes a world
+/// point on its own ray at their median depth, with its feature and score (at most
+/// [`MAX_STRUCTURE_POINTS`], an even subsample beyond). `image_height` is the shorter image side
+/// the keypoints were detected at. `on_pair(done, total)` reports progress.
+pub fn structure_points(
+    views: &[KeypointView],
+    cfg: &TriangulationConfig,
+    image_height: u32,
+    on_pair: &mut dyn FnMut(usize, usize),
+) -> glace_nn::Structure {
+    let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
+    let pairs = neighbour_pairs(&poses, cfg);
+    let pixels: Vec<Vec<Point2<f64>>> =
+        views.iter().map(|v| v.pixels.iter().map(|p| v.camera.undistort_pixel(p)).collect()).collect();
+    let mut own: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.pixels.len()]).collect();
+    for (k, &(ia, ib)) in pairs.iter().enumerate() {
+        let (a, b) = (&views[ia], &views[ib]);
+        let found =
+            matched_depths((a.eye(cfg), &pixels[ia], &a.features), (b.eye(cfg), &pixels[ib], &b.features), a.dim, cfg);
+        for (ca, cb, da, db) in found {
+            own[ia][ca].push(da as f32);
+            own[ib][cb].push(db as f32);
+        }
+        on_pair(k + 1, pairs.len());
+    }
+    let mut found: Vec<(usize, usize, Point3<f64>, usize)> = Vec::new();
+    for (v, (view, points)) in views.iter().zip(own).enumerate() {
+        for (c, e) in points.into_iter().enumerate() {
             let (d, support) = agreement(e, cfg);
-            let d = d as f64;
-            let score = view.keypoints.as_ref().map_or(1.0, |k| k[c][2]);
-            if d.is_finite() && score >= glace_nn::Structure::MIN_SCORE {
+            if d.is_finite() {
+                let d = d as f64;
                 let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
-                let x = view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d));
-                found.push((v, c, x, support, score));
+                found.push((v, c, view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d)), support));
             }
         }
     }
@@ -319,20 +448,18 @@ pub fn depth_targets(
     let dim = views.first().map_or(0, |v| v.dim);
     let mut structure = glace_nn::Structure {
         dim,
-        centres_v3: views
-            .iter()
-            .flat_map(|v| v.cam_to_world.center().iter().map(|&x| x as f32).collect::<Vec<_>>())
-            .collect(),
+        centres_v3: poses.iter().flat_map(|p| p.center().iter().map(|&x| x as f32).collect::<Vec<_>>()).collect(),
+        image_height,
         ..Default::default()
     };
-    for &(v, c, x, support, score) in found.iter().step_by(stride) {
+    for &(v, c, x, support) in found.iter().step_by(stride) {
         structure.support.push(support.min(u8::MAX as usize) as u8);
-        structure.score.push(score);
+        structure.score.push(views[v].scores[c]);
         structure.points_n3.extend([x.x as f32, x.y as f32, x.z as f32]);
         structure.features_nd.extend_from_slice(&views[v].features[c * dim..(c + 1) * dim]);
         structure.view_of_point.push(v as u32);
     }
-    Triangulated { targets, structure }
+    structure
 }
 
 /// The median of the estimates that agree with it, when at least `min_support` do.
@@ -411,11 +538,27 @@ mod tests {
             .chain(std::iter::once(plane_view(Vector3::new(6.0, 0.0, 4.0))))
             .collect();
         let cfg = TriangulationConfig::default();
-        assert!(neighbour_pairs(&views, &cfg).iter().all(|&(a, b)| a < 3 && b < 3), "the side view has no neighbour");
-        let Triangulated { targets, structure } = depth_targets(&views, &cfg, &mut |_, _| {});
+        let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
+        assert!(neighbour_pairs(&poses, &cfg).iter().all(|&(a, b)| a < 3 && b < 3), "the side view has no neighbour");
+        let targets = depth_targets(&views, &cfg, &mut |_, _| {});
+        // The same cells as keypoints: the map's points lie on the plane z = 5.
+        let keypoints: Vec<KeypointView> = views
+            .iter()
+            .map(|v| KeypointView {
+                cam_to_world: v.cam_to_world,
+                camera: v.camera,
+                pixels: (0..v.rows * v.cols).map(|c| v.cell_pixel(c)).collect(),
+                features: v.features.clone(),
+                dim: v.dim,
+                scores: vec![1.0; v.rows * v.cols],
+                cell_size: 8.0,
+            })
+            .collect();
+        let structure = structure_points(&keypoints, &cfg, 120, &mut |_, _| {});
         structure.check().unwrap();
-        assert_eq!(structure.len(), targets.iter().map(|t| t.count()).sum::<usize>());
-        // Structure points lie on the plane z = 5.
+        assert_eq!(structure.image_height, 120);
+        assert!(structure.len() > 300, "{} points", structure.len());
+        assert!(structure.view_of_point.iter().all(|&v| v < 3), "the side view sees no point");
         let mut off: Vec<f32> = structure.points_n3.chunks(3).map(|p| (p[2] - 5.0).abs() / 5.0).collect();
         off.sort_by(|a, b| a.total_cmp(b));
         assert!(off[off.len() / 2] < 0.03, "structure depth error median {}", off[off.len() / 2]);

@@ -102,6 +102,9 @@ pub struct Structure {
     pub score: Vec<f32>,
     /// Views × 3 camera centres of the mapping views.
     pub centres_v3: Vec<f32>,
+    /// Shorter image side the points' keypoints were detected at, which a query's keypoints are
+    /// detected at too; 0: the network's (maps before the structure had its own resolution).
+    pub image_height: u32,
 }
 
 impl Structure {
@@ -109,6 +112,8 @@ impl Structure {
     /// without a distinct keypoint (flat or blurred surfaces, a plain background) match
     /// look-alikes along the epipolar line and triangulate wrong (measured in docs/experiments.md).
     pub const MIN_SCORE: f32 = 0.03;
+    /// Largest [`Structure::image_height`] a map may name.
+    pub const MAX_IMAGE_HEIGHT: u32 = 4096;
     /// Points held.
     pub fn len(&self) -> usize {
         self.view_of_point.len()
@@ -152,6 +157,13 @@ impl Structure {
             .any(|v| !v.is_finite())
         {
             return Err("structure holds NaN or infinite values".into());
+        }
+        if self.image_height > Self::MAX_IMAGE_HEIGHT {
+            return Err(format!(
+                "structure detected at {} pixels, more than {}",
+                self.image_height,
+                Self::MAX_IMAGE_HEIGHT
+            ));
         }
         Ok(())
     }
