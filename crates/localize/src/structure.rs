@@ -37,8 +37,11 @@ pub struct StructureConfig {
     pub threshold: f64,
     /// Inliers a round needs for its pose to be taken.
     pub min_inliers: usize,
-    /// Points matched at most per query (the points of the best-seeing views first).
+    /// Points matched at most per query and round (the points of the best-seeing views first).
     pub max_points: usize,
+    /// In a round whose window is wide (a sixteenth of the image or more), where each keypoint
+    /// is compared with every candidate, the candidates are cut to this many.
+    pub wide_max_points: usize,
     /// Only points this many triangulations agree on are matched.
     pub min_support: u8,
     /// Only keypoints (the query's and the points') of at least this score are matched
@@ -55,7 +58,8 @@ impl Default for StructureConfig {
             windows_px: vec![96.0, 32.0, 12.0],
             threshold: 4.0,
             min_inliers: 24,
-            max_points: 16384,
+            max_points: 65536,
+            wide_max_points: 16384,
             min_support: 1,
             min_score: Structure::MIN_SCORE,
         }
@@ -149,16 +153,20 @@ fn visible_points(
     found.into_iter().map(|(_, p, uv)| (p, uv)).collect()
 }
 
+/// A round's matching: the query's keypoints (undistorted pixels) and unit features, and the
+/// structure's candidate points with their projections under the round's pose.
+#[derive(Clone, Copy)]
+struct Round<'a> {
+    pixels: &'a [Point2<f64>],
+    features: &'a [f32],
+    structure: &'a Structure,
+    candidates: &'a [(usize, Point2<f64>)],
+}
+
 /// Mutual nearest neighbours between query cells and candidate points, among the pairs whose
 /// point projects within `window` of the cell's keypoint.
-fn matches_within(
-    pixels: &[Point2<f64>],
-    features: &[f32],
-    structure: &Structure,
-    candidates: &[(usize, Point2<f64>)],
-    window: f64,
-    min_similarity: f32,
-) -> Vec<(usize, usize)> {
+fn matches_within(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, usize)> {
+    let Round { pixels, features, structure, candidates } = round;
     let dim = structure.dim;
     let n = candidates.len();
     let cand_features: Vec<f32> =
@@ -208,6 +216,68 @@ fn matches_within(
         .flat_map(|(rows, _)| rows.iter())
         .enumerate()
         .filter(|&(q, &(k, s))| k != usize::MAX && s >= min_similarity && col_best[k].0 == q)
+        .map(|(q, &(k, _))| (q, k))
+        .collect()
+}
+
+/// [`matches_within`] for a narrow window: candidates and keypoints bucketed in a grid of the
+/// window's size, so each keypoint is compared only with the candidates near it.
+fn matches_near(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, usize)> {
+    let Round { pixels, features, structure, candidates } = round;
+    let dim = structure.dim;
+    let cell = window.max(1.0);
+    let key = |p: &Point2<f64>| ((p.x / cell).floor() as i64, (p.y / cell).floor() as i64);
+    let bucket = |points: &mut dyn Iterator<Item = Point2<f64>>| {
+        let mut grid: std::collections::HashMap<(i64, i64), Vec<usize>> = std::collections::HashMap::new();
+        for (i, p) in points.enumerate() {
+            grid.entry(key(&p)).or_default().push(i);
+        }
+        grid
+    };
+    let query_grid = bucket(&mut pixels.iter().copied());
+    let cand_grid = bucket(&mut candidates.iter().map(|c| c.1));
+    let w2 = window * window;
+    let similarity = |q: usize, k: usize| -> f32 {
+        let (a, b) = (&features[q * dim..][..dim], &structure.features_nd[candidates[k].0 * dim..][..dim]);
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    };
+    // The best of the other side within the window; the lowest index on ties, as the dense
+    // product's scan in order keeps.
+    let best_near = |at: &Point2<f64>,
+                     grid: &std::collections::HashMap<(i64, i64), Vec<usize>>,
+                     place: &dyn Fn(usize) -> Point2<f64>,
+                     sim: &dyn Fn(usize) -> f32| {
+        let (cx, cy) = key(at);
+        let mut best = (usize::MAX, f32::NEG_INFINITY);
+        for dy in -1..=1 {
+            for dx in -1..=1 {
+                for &i in grid.get(&(cx + dx, cy + dy)).into_iter().flatten() {
+                    if (place(i) - at).norm_squared() > w2 {
+                        continue;
+                    }
+                    let s = sim(i);
+                    if s > best.1 || (s == best.1 && i < best.0) {
+                        best = (i, s);
+                    }
+                }
+            }
+        }
+        best
+    };
+    let row_best: Vec<(usize, f32)> = pixels
+        .par_iter()
+        .enumerate()
+        .map(|(q, p)| best_near(p, &cand_grid, &|k| candidates[k].1, &|k| similarity(q, k)))
+        .collect();
+    let col_best: Vec<usize> = candidates
+        .par_iter()
+        .enumerate()
+        .map(|(k, c)| best_near(&c.1, &query_grid, &|q| pixels[q], &|q| similarity(q, k)).0)
+        .collect();
+    row_best
+        .iter()
+        .enumerate()
+        .filter(|&(q, &(k, s))| k != usize::MAX && s >= min_similarity && col_best[k] == q)
         .map(|(q, &(k, _))| (q, k))
         .collect()
 }
@@ -274,8 +344,17 @@ pub fn refine_cells(
     let mut pose = *coarse;
     let mut best: Option<Refined> = None;
     for &window in &cfg.windows_px {
-        let candidates = visible_points(structure, &pose, &pinhole, query.size, window, cfg);
-        let found = matches_within(pixels, features, structure, &candidates, window, cfg.min_similarity);
+        let mut candidates = visible_points(structure, &pose, &pinhole, query.size, window, cfg);
+        let wide = std::f64::consts::PI * window * window >= query.size.0 * query.size.1 / 16.0;
+        if wide {
+            candidates.truncate(cfg.wide_max_points);
+        }
+        let round = Round { pixels, features, structure, candidates: &candidates };
+        let found = if wide {
+            matches_within(round, window, cfg.min_similarity)
+        } else {
+            matches_near(round, window, cfg.min_similarity)
+        };
         tracing::debug!("structure window {window} px: {} candidate points, {} matches", candidates.len(), found.len());
         if found.len() < cfg.min_inliers {
             break;
@@ -380,6 +459,25 @@ mod tests {
         assert!(r < 0.1 && t < 0.01, "refined pose off by {r}° and {t}");
         assert_eq!(refined.rounds, 3);
         assert!(refined.result.inliers >= 200, "{} inliers", refined.result.inliers);
+    }
+
+    #[test]
+    fn the_grid_finds_the_matches_the_dense_product_finds() {
+        let (structure, truth, k, pixels, features) = scene();
+        let cam = Camera::pinhole(k);
+        let candidates: Vec<(usize, Point2<f64>)> = (0..structure.len())
+            .filter_map(|p| {
+                let x = &structure.points_n3[3 * p..][..3];
+                let uv = cam.project(&truth.transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)))?;
+                Some((p, uv))
+            })
+            .collect();
+        for window in [4.0, 12.0, 40.0] {
+            let round = Round { pixels: &pixels, features: &features, structure: &structure, candidates: &candidates };
+            let (dense, near) = (matches_within(round, window, 0.3), matches_near(round, window, 0.3));
+            assert!(dense.len() > 100, "{window} px: {} matches", dense.len());
+            assert_eq!(dense, near, "{window} px");
+        }
     }
 
     #[test]

@@ -408,8 +408,9 @@ fn matched_depths(a: Side, b: Side, dim: usize, cfg: &TriangulationConfig) -> Ve
 }
 
 /// The map's points: each view's keypoints matched to those of its neighbouring views and
-/// triangulated as the depth targets are; a keypoint whose triangulations agree becomes a world
-/// point on its own ray at their median depth, with its feature and score (at most
+/// triangulated as the depth targets are; a keypoint whose triangulations agree (on the depth
+/// along its ray) becomes the world point nearest to the rays of its view and of the keypoints
+/// it agrees with, with its feature and score (at most
 /// [`MAX_STRUCTURE_POINTS`], an even subsample beyond). `image_height` is the shorter image side
 /// the keypoints were detected at. `on_pair(done, total)` reports progress.
 pub fn structure_points(
@@ -422,28 +423,50 @@ pub fn structure_points(
     let pairs = neighbour_pairs(&poses, cfg);
     let pixels: Vec<Vec<Point2<f64>>> =
         views.iter().map(|v| v.pixels.iter().map(|p| v.camera.undistort_pixel(p)).collect()).collect();
-    let mut own: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.pixels.len()]).collect();
+    // Per keypoint, its triangulations: depth in its view, and the other view's keypoint.
+    let mut own: Vec<Vec<Vec<(f32, u32, u32)>>> = views.iter().map(|v| vec![Vec::new(); v.pixels.len()]).collect();
     for (k, &(ia, ib)) in pairs.iter().enumerate() {
         let (a, b) = (&views[ia], &views[ib]);
         let found =
             matched_depths((a.eye(cfg), &pixels[ia], &a.features), (b.eye(cfg), &pixels[ib], &b.features), a.dim, cfg);
         for (ca, cb, da, db) in found {
-            own[ia][ca].push(da as f32);
-            own[ib][cb].push(db as f32);
+            own[ia][ca].push((da as f32, ib as u32, cb as u32));
+            own[ib][cb].push((db as f32, ia as u32, ca as u32));
         }
         on_pair(k + 1, pairs.len());
     }
-    let mut found: Vec<(usize, usize, Point3<f64>, usize)> = Vec::new();
-    for (v, (view, points)) in views.iter().zip(own).enumerate() {
-        for (c, e) in points.into_iter().enumerate() {
-            let (d, support) = agreement(e, cfg);
-            if d.is_finite() {
-                let d = d as f64;
-                let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
-                found.push((v, c, view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d)), support));
-            }
-        }
-    }
+    let found: Vec<(usize, usize, Point3<f64>, usize)> = own
+        .into_par_iter()
+        .enumerate()
+        .flat_map_iter(|(v, points)| {
+            let (view, pixels) = (&views[v], &pixels);
+            points.into_iter().enumerate().filter_map(move |(c, e)| {
+                let (d, support) = agreement(e.iter().map(|t| t.0).collect(), cfg);
+                if !d.is_finite() {
+                    return None;
+                }
+                let ray = |w: usize, px: &Point2<f64>| {
+                    let eye = views[w].eye(cfg);
+                    (views[w].cam_to_world.center(), eye.ray(px).normalize())
+                };
+                let on_ray = {
+                    let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
+                    let d = d as f64;
+                    view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d))
+                };
+                // The point nearest to the rays of every view that agrees on it.
+                let rays: Vec<(Vector3<f64>, Vector3<f64>)> = std::iter::once(ray(v, &pixels[v][c]))
+                    .chain(
+                        e.iter()
+                            .filter(|t| ((t.0 - d) / d).abs() as f64 <= cfg.agreement)
+                            .map(|&(_, w, k)| ray(w as usize, &pixels[w as usize][k as usize])),
+                    )
+                    .collect();
+                let x = nearest_to_rays(&rays).unwrap_or(on_ray);
+                Some((v, c, x, support))
+            })
+        })
+        .collect();
     let stride = found.len().div_ceil(MAX_STRUCTURE_POINTS).max(1);
     let dim = views.first().map_or(0, |v| v.dim);
     let mut structure = glace_nn::Structure {
@@ -460,6 +483,19 @@ pub fn structure_points(
         structure.view_of_point.push(v as u32);
     }
     structure
+}
+
+/// The point with the least sum of squared distances to the rays `(origin, unit direction)`;
+/// `None` when they are (nearly) parallel.
+fn nearest_to_rays(rays: &[(Vector3<f64>, Vector3<f64>)]) -> Option<Point3<f64>> {
+    let (mut a, mut b) = (nalgebra::Matrix3::zeros(), Vector3::zeros());
+    for (o, u) in rays {
+        let p = nalgebra::Matrix3::identity() - u * u.transpose();
+        a += p;
+        b += p * o;
+    }
+    let x = a.try_inverse()? * b;
+    x.iter().all(|v| v.is_finite()).then(|| Point3::from(x))
 }
 
 /// The median of the estimates that agree with it, when at least `min_support` do.
