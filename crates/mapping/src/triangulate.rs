@@ -150,7 +150,10 @@ impl KeypointView {
     ) -> KeypointView {
         let mut keep: Vec<usize> = (0..cells).filter(|&c| score(c) >= glace_nn::Structure::MIN_SCORE).collect();
         if keep.len() > MAX_VIEW_KEYPOINTS {
-            keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+            // Equal scores (an encoder without keypoints: all 1) in a scrambled order, so that a
+            // cut keeps cells from the whole image rather than its top rows.
+            let scramble = |c: usize| (c as u32).wrapping_mul(0x9E37_79B1);
+            keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(scramble(a).cmp(&scramble(b))));
             keep.truncate(MAX_VIEW_KEYPOINTS);
             keep.sort_unstable();
         }
@@ -563,6 +566,37 @@ mod tests {
             dim,
             keypoints: None,
         }
+    }
+
+    #[test]
+    fn a_view_keeps_its_strongest_keypoints_from_the_whole_image() {
+        let (rows, cols, dim) = (80, 64, 2);
+        let view = |keypoints: Option<Vec<[f32; 3]>>| TriangulationView {
+            cam_to_world: CamToWorld(Isometry3::identity()),
+            camera: Camera::pinhole(Intrinsics { fx: 100.0, fy: 100.0, cx: 256.0, cy: 320.0 }),
+            rows,
+            cols,
+            cell_scale: (1.0, 1.0),
+            features: vec![0.5f32.sqrt(); rows * cols * dim],
+            dim,
+            keypoints,
+        };
+        // Without keypoints (all cells score 1): a cut to the most a view keeps spans every row.
+        let all = KeypointView::from_view(&view(None));
+        assert_eq!(all.pixels.len(), MAX_VIEW_KEYPOINTS);
+        let lowest = all.pixels.iter().map(|p| p.y).fold(0.0, f64::max);
+        assert!(lowest > 8.0 * (rows - 2) as f64, "the lowest kept cell is at y = {lowest}");
+        // With keypoints: those below the score floor go, the strongest stay.
+        let points: Vec<[f32; 3]> = (0..rows * cols)
+            .map(|c| {
+                [(8 * (c % cols)) as f32 + 2.5, (8 * (c / cols)) as f32 + 5.5, if c % 3 == 0 { 0.01 } else { 0.5 }]
+            })
+            .collect();
+        let kept = KeypointView::from_view(&view(Some(points)));
+        assert_eq!(kept.pixels.len(), 2 * rows * cols / 3);
+        assert!(kept.scores.iter().all(|&s| s == 0.5));
+        assert_eq!((kept.pixels[0].x, kept.pixels[0].y), (10.5, 5.5));
+        assert_eq!(kept.features.len(), kept.pixels.len() * dim);
     }
 
     #[test]
