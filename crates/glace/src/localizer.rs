@@ -432,17 +432,13 @@ impl Localizer {
         if let (Some(r), Some(structure), Ok(coarse)) = (&self.structure, &self.map.inner.structure, &result) {
             // At the structure's own resolution, the query is encoded once more, in the turn
             // that won.
-            let own = match r.image_height {
-                Some(h) => Some(glace_localize::pipeline::encode_keypoints(
-                    &encoders,
-                    rgb,
-                    calibration,
-                    h,
-                    prediction.quarter_turns,
-                    &mut times,
-                )?),
-                None => None,
-            };
+            let own = r
+                .image_height
+                .map(|h| {
+                    let turns = prediction.quarter_turns;
+                    glace_localize::pipeline::encode_keypoints(&encoders, rgb, calibration, h, turns, &mut times)
+                })
+                .transpose()?;
             let image = match &own {
                 Some((image, encoded)) => KeypointImage { image, encoded, quarter_turns: prediction.quarter_turns },
                 None => prediction.keypoints(),

@@ -124,12 +124,6 @@ impl Prediction {
         upright_point(u, v, self.image.width, self.image.height, self.quarter_turns)
     }
 
-    /// Keypoint of cell `(i, j)` in the upright preprocessed image's pixels (its centre for
-    /// encoders without keypoints).
-    pub fn keypoint_pixel(&self, i: usize, j: usize) -> (f64, f64) {
-        self.keypoints().keypoint_pixel(i, j)
-    }
-
     /// The image and its local features, as the refinement against a structure reads them.
     pub fn keypoints(&self) -> KeypointImage<'_> {
         KeypointImage { image: &self.image, encoded: &self.encoded, quarter_turns: self.quarter_turns }

@@ -168,56 +168,12 @@ struct Round<'a> {
 fn matches_within(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, usize)> {
     let Round { pixels, features, structure, candidates } = round;
     let dim = structure.dim;
-    let n = candidates.len();
     let cand_features: Vec<f32> =
         candidates.iter().flat_map(|&(p, _)| structure.features_nd[p * dim..(p + 1) * dim].iter().copied()).collect();
-    const BLOCK: usize = 256;
     let w2 = window * window;
-    // Per block of query cells: each cell's best candidate, each candidate's best cell.
-    type Best = Vec<(usize, f32)>;
-    let blocks: Vec<(Best, Best)> = pixels
-        .par_chunks(BLOCK)
-        .zip(features.par_chunks(BLOCK * dim))
-        .enumerate()
-        .map(|(b, (px, fs))| {
-            let rows = px.len();
-            let mut sim = vec![0f32; rows * n];
-            glace_nn::linalg::matmul_wt(fs, rows, dim, &cand_features, n, &mut sim);
-            let mut row_best = vec![(usize::MAX, f32::NEG_INFINITY); rows];
-            let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); n];
-            for (r, q) in px.iter().enumerate() {
-                for (k, (_, uv)) in candidates.iter().enumerate() {
-                    let (du, dv) = (uv.x - q.x, uv.y - q.y);
-                    if du * du + dv * dv > w2 {
-                        continue;
-                    }
-                    let s = sim[r * n + k];
-                    if s > row_best[r].1 {
-                        row_best[r] = (k, s);
-                    }
-                    if s > col_best[k].1 {
-                        col_best[k] = (b * BLOCK + r, s);
-                    }
-                }
-            }
-            (row_best, col_best)
-        })
-        .collect();
-    let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); n];
-    for (_, cols) in &blocks {
-        for (best, c) in col_best.iter_mut().zip(cols) {
-            if c.1 > best.1 {
-                *best = *c;
-            }
-        }
-    }
-    blocks
-        .iter()
-        .flat_map(|(rows, _)| rows.iter())
-        .enumerate()
-        .filter(|&(q, &(k, s))| k != usize::MAX && s >= min_similarity && col_best[k].0 == q)
-        .map(|(q, &(k, _))| (q, k))
-        .collect()
+    glace_nn::matching::mutual_nearest(features, &cand_features, dim, min_similarity, |q, k| {
+        (candidates[k].1 - pixels[q]).norm_squared() <= w2
+    })
 }
 
 /// [`matches_within`] for a narrow window: candidates and keypoints bucketed in a grid of the

@@ -262,58 +262,6 @@ impl Eye<'_> {
     }
 }
 
-/// Mutual nearest neighbours between the rows of `a` and of `b` (unit features of width `dim`,
-/// cosine similarity of at least `min_similarity`); on ties the first row. Blocks of rows at a
-/// time, so memory stays a block's similarities whatever the counts.
-fn mutual_nearest(a: &[f32], b: &[f32], dim: usize, min_similarity: f32) -> Vec<(usize, usize)> {
-    let nb = b.len() / dim.max(1);
-    if nb == 0 || a.is_empty() {
-        return Vec::new();
-    }
-    const BLOCK: usize = 512;
-    type Best = Vec<(usize, f32)>;
-    let blocks: Vec<(Best, Best)> = a
-        .par_chunks(BLOCK * dim)
-        .enumerate()
-        .map(|(block, fa)| {
-            let rows = fa.len() / dim;
-            let mut sim = vec![0f32; rows * nb];
-            glace_nn::linalg::matmul_wt(fa, rows, dim, b, nb, &mut sim);
-            let mut row_best = Vec::with_capacity(rows);
-            let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
-            for (r, row) in sim.chunks_exact(nb).enumerate() {
-                let mut best = (0, f32::NEG_INFINITY);
-                for ((j, &s), col) in row.iter().enumerate().zip(col_best.iter_mut()) {
-                    if s > best.1 {
-                        best = (j, s);
-                    }
-                    if s > col.1 {
-                        *col = (block * BLOCK + r, s);
-                    }
-                }
-                row_best.push(best);
-            }
-            (row_best, col_best)
-        })
-        .collect();
-    // Blocks in order: a later block takes a column only with a strictly better row.
-    let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
-    for (_, cols) in &blocks {
-        for (best, c) in col_best.iter_mut().zip(cols) {
-            if c.1 > best.1 {
-                *best = *c;
-            }
-        }
-    }
-    blocks
-        .iter()
-        .flat_map(|(rows, _)| rows.iter())
-        .enumerate()
-        .filter(|&(i, &(j, s))| s >= min_similarity && col_best[j].0 == i)
-        .map(|(i, &(j, _))| (i, j))
-        .collect()
-}
-
 /// Triangulates a match between undistorted pixels `pa` seen by `a` and `pb` seen by `b`; the
 /// depths of the point in both views when it passes the checks.
 fn triangulate(a: Eye, pa: Point2<f64>, b: Eye, pb: Point2<f64>, cfg: &TriangulationConfig) -> Option<(f64, f64)> {
@@ -404,7 +352,7 @@ type Side<'a> = (Eye<'a>, &'a [Point2<f64>], &'a [f32]);
 /// The mutual nearest features of two views that triangulate: (index in a, index in b, depth
 /// in a, depth in b).
 fn matched_depths(a: Side, b: Side, dim: usize, cfg: &TriangulationConfig) -> Vec<(usize, usize, f64, f64)> {
-    mutual_nearest(a.2, b.2, dim, cfg.min_similarity)
+    glace_nn::matching::mutual_nearest(a.2, b.2, dim, cfg.min_similarity, |_, _| true)
         .into_par_iter()
         .filter_map(|(ca, cb)| triangulate(a.0, a.1[ca], b.0, b.1[cb], cfg).map(|(da, db)| (ca, cb, da, db)))
         .collect()
@@ -452,7 +400,7 @@ pub fn structure_points(
                     let eye = views[w].eye(cfg);
                     (views[w].cam_to_world.center(), eye.ray(px).normalize())
                 };
-                let on_ray = {
+                let on_ray = || {
                     let xy = view.camera.intrinsics.to_normalized(&pixels[v][c]);
                     let d = d as f64;
                     view.cam_to_world.transform_point(&Point3::new(xy.x * d, xy.y * d, d))
@@ -465,7 +413,7 @@ pub fn structure_points(
                             .map(|&(_, w, k)| ray(w as usize, &pixels[w as usize][k as usize])),
                     )
                     .collect();
-                let x = nearest_to_rays(&rays).unwrap_or(on_ray);
+                let x = nearest_to_rays(&rays).unwrap_or_else(on_ray);
                 Some((v, c, x, support))
             })
         })
