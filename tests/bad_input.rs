@@ -186,6 +186,7 @@ fn cases() -> Vec<Case> {
         ("--noise", &["NaN", "-0.1", "inf"]),
         ("--lr-max", &["NaN", "0", "-1e-3", "inf"]),
         ("--image-height", &["0", "8", "5000"]),
+        ("--structure-height", &["0", "8", "5000", "-1", "tall"]),
         ("--depth-target", &["NaN", "0.05", "-3"]),
         ("--depth-max", &["5", "NaN"]),
         ("--soft-clamp", &["NaN", "-1", "inf"]),
