@@ -137,6 +137,26 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
             "structure.centres".into(),
             Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(&st.centres_v3) },
         ));
+        if st.has_patches() {
+            // Shapes from the data, so that a structure that does not add up is written as it is
+            // and refused on reading.
+            let rows = |len: usize, width: usize| {
+                if len.is_multiple_of(width) {
+                    vec![len / width, width]
+                } else {
+                    vec![len]
+                }
+            };
+            let (patches, axes) = (&st.patches, &st.pixel_axes_v6);
+            t.push((
+                "structure.patches".into(),
+                Owned { dtype: Dtype::U8, shape: rows(patches.len(), Structure::PATCH_LEN), bytes: patches.clone() },
+            ));
+            t.push((
+                "structure.pixel_axes".into(),
+                Owned { dtype: Dtype::F32, shape: rows(axes.len(), 6), bytes: f32_bytes(axes) },
+            ));
+        }
         if st.image_height > 0 {
             let h = [st.image_height as f32];
             t.push(("structure.height".into(), Owned { dtype: Dtype::F32, shape: vec![1], bytes: f32_bytes(&h) }));
@@ -282,7 +302,20 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
     let mut h_beta = None;
     let mut global: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     let mut structure: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    let mut patches = None;
     for (name, t) in &owned {
+        if name == "structure.patches" {
+            if t.dtype != Dtype::U8 || t.shape.len() != 2 || t.shape[1] != Structure::PATCH_LEN {
+                return Err(bad(format!(
+                    "tensor 'structure.patches' is {:?} {:?}; expected U8 [points, {}]",
+                    t.dtype,
+                    t.shape,
+                    Structure::PATCH_LEN
+                )));
+            }
+            patches = Some(t.bytes.clone());
+            continue;
+        }
         let data = as_f32(name, t)?;
         if name == "heads.centres" {
             centres = Some(data);
@@ -399,6 +432,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
             score,
             centres_v3: centres,
             image_height,
+            patches: patches.unwrap_or_default(),
+            pixel_axes_v6: structure.remove("pixel_axes").map(|(_, a)| a).unwrap_or_default(),
         };
         st.check().map_err(|m| bad(format!("map structure: {m}")))?;
         Some(st)

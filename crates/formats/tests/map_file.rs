@@ -98,6 +98,8 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         score: vec![0.5; 5],
         centres_v3: vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
         image_height: 912,
+        patches: (0..n * glace_nn::Structure::PATCH_LEN).map(|i| (i * 7 % 256) as u8).collect(),
+        pixel_axes_v6: vec![0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.001, 0.0],
     };
     let map = GlaceMap { structure: Some(structure.clone()), ..tiny_xfeat_map() };
     let back = map_file::from_bytes(&map_file::to_bytes(&map).unwrap(), "m.glace".as_ref()).unwrap();
@@ -107,6 +109,7 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         (&structure.points_n3, &structure.view_of_point, &structure.centres_v3, &structure.support)
     );
     assert_eq!(got.image_height, 912);
+    assert_eq!((&got.patches, &got.pixel_axes_v6), (&structure.patches, &structure.pixel_axes_v6));
     // Features are stored in fp16.
     assert!(got.features_nd.iter().zip(&structure.features_nd).all(|(a, b)| (a - b).abs() < 1e-3));
 
@@ -127,6 +130,21 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     bad.structure.as_mut().unwrap().image_height = 100_000;
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("structure") && err.contains("100000"), "{err}");
+    // Patches for some points only, or without the axes that place them: refused.
+    let mut bad = map.clone();
+    bad.structure.as_mut().unwrap().patches.truncate(3 * glace_nn::Structure::PATCH_LEN);
+    let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("patch"), "{err}");
+    let mut bad = map.clone();
+    bad.structure.as_mut().unwrap().pixel_axes_v6.clear();
+    let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("patch"), "{err}");
+    // Maps without patches (before they were kept) read as such.
+    let mut old = map.clone();
+    let s = old.structure.as_mut().unwrap();
+    (s.patches, s.pixel_axes_v6) = (Vec::new(), Vec::new());
+    let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();
+    assert!(!back.structure.unwrap().has_patches());
     let mut old = map.clone();
     old.structure.as_mut().unwrap().image_height = 0;
     let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();

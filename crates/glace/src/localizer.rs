@@ -315,6 +315,7 @@ impl Localizer {
             let cfg = StructureConfig {
                 windows_px: d.windows_px.iter().map(|w| w * scale).collect(),
                 threshold: d.threshold * scale,
+                aligned_threshold: d.aligned_threshold.map(|t| t * scale),
                 ..d
             };
             Refinement { cfg, image_height: own }

@@ -11,6 +11,7 @@
 //! and the matching is repeated in a narrower window around it. The result replaces the
 //! regressed pose only when enough matches agree with it.
 
+use glace_data::align::{align_patch, patch_warp, AlignConfig, GrayImage};
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion, WorldToCam};
 use glace_nn::Structure;
@@ -47,6 +48,11 @@ pub struct StructureConfig {
     /// Only keypoints (the query's and the points') of at least this score are matched
     /// (XFeat's keypoint probability × reliability; the default is the one maps keep points of).
     pub min_score: f32,
+    /// Where the map's points carry patches: after the last round, each matched point's patch
+    /// is aligned into the query image around where the pose projects it, and the pose is
+    /// solved again on the aligned matches with this inlier threshold (pixels as `threshold`);
+    /// `None`: the keypoints as detected.
+    pub aligned_threshold: Option<f64>,
 }
 
 impl Default for StructureConfig {
@@ -62,6 +68,7 @@ impl Default for StructureConfig {
             wide_max_points: 16384,
             min_support: 1,
             min_score: Structure::MIN_SCORE,
+            aligned_threshold: Some(1.5),
         }
     }
 }
@@ -75,6 +82,8 @@ pub struct Refined {
     pub matches: usize,
     /// Rounds whose pose was taken.
     pub rounds: usize,
+    /// Matches aligned to the points' patches, when the pose was solved on them.
+    pub aligned: Option<usize>,
 }
 
 /// The query's keypoints (undistorted pixels of the upright preprocessed image), unit features
@@ -267,6 +276,8 @@ pub fn refine(
         features: &features,
         intrinsics: image.intrinsics,
         size: (image.width as f64, image.height as f64),
+        gray: Some(GrayImage { pixels: &image.gray_hw, width: image.width, height: image.height }),
+        distortion,
     };
     refine_cells(&cells, structure, coarse, ransac, cfg)
 }
@@ -281,6 +292,11 @@ pub struct QueryCells<'a> {
     pub intrinsics: glace_geometry::Intrinsics,
     /// Image width and height in those pixels.
     pub size: (f64, f64),
+    /// The image in grey levels, as taken (before undistortion), for aligning the points'
+    /// patches; `None`: no alignment.
+    pub gray: Option<GrayImage<'a>>,
+    /// The image's lens distortion (its pixels against the undistorted `pixels`).
+    pub distortion: Option<Distortion>,
 }
 
 /// [`refine`] on a query's keypoints and features.
@@ -299,6 +315,9 @@ pub fn refine_cells(
     let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
     let mut pose = *coarse;
     let mut best: Option<Refined> = None;
+    // The last taken round's matches and candidates.
+    type Matched = (Vec<(usize, usize)>, Vec<(usize, Point2<f64>)>);
+    let mut last: Option<Matched> = None;
     for &window in &cfg.windows_px {
         let mut candidates = visible_points(structure, &pose, &pinhole, query.size, window, cfg);
         let wide = std::f64::consts::PI * window * window >= query.size.0 * query.size.1 / 16.0;
@@ -330,9 +349,66 @@ pub fn refine_cells(
         }
         pose = result.pose;
         let rounds = best.as_ref().map_or(0, |b| b.rounds) + 1;
-        best = Some(Refined { result, matches: found.len(), rounds });
+        best = Some(Refined { result, matches: found.len(), rounds, aligned: None });
+        last = Some((found, candidates));
+    }
+    if let (Some(b), Some((found, candidates)), Some(t)) = (best.as_mut(), last, cfg.aligned_threshold) {
+        if let Some((result, aligned)) = aligned_pose(query, structure, &pose, &found, &candidates, ransac, cfg, t) {
+            b.result = result;
+            b.aligned = Some(aligned);
+        }
     }
     best
+}
+
+/// The pose solved again on `found` (query cell, candidate) with each point's keypoint found
+/// in the query by aligning its patch there, from where `pose` projects it: the pose and the
+/// aligned matches, when enough align and agree.
+#[allow(clippy::too_many_arguments)]
+fn aligned_pose(
+    query: &QueryCells,
+    structure: &Structure,
+    pose: &WorldToCam,
+    found: &[(usize, usize)],
+    candidates: &[(usize, Point2<f64>)],
+    ransac: &RansacConfig,
+    cfg: &StructureConfig,
+    threshold: f64,
+) -> Option<(RansacResult, usize)> {
+    let gray = query.gray?;
+    if !structure.has_patches() {
+        return None;
+    }
+    let camera = Camera { intrinsics: query.intrinsics, distortion: query.distortion };
+    let len = Structure::PATCH_LEN;
+    let (px, pts): (Vec<[f64; 2]>, Vec<[f64; 3]>) = found
+        .par_iter()
+        .filter_map(|&(_, k)| {
+            let p = candidates[k].0;
+            let x = &structure.points_n3[3 * p..][..3];
+            let x = Point3::new(x[0] as f64, x[1] as f64, x[2] as f64);
+            let v = structure.view_of_point[p] as usize;
+            let a = &structure.pixel_axes_v6[6 * v..][..6];
+            let axes = [Vector3::new(a[0], a[1], a[2]).cast::<f64>(), Vector3::new(a[3], a[4], a[5]).cast::<f64>()];
+            let c = &structure.centres_v3[3 * v..][..3];
+            let depth =
+                (x.coords - Vector3::new(c[0], c[1], c[2]).cast::<f64>()).dot(&axes[0].cross(&axes[1]).normalize());
+            let warp = patch_warp(axes, x, depth, pose, &query.intrinsics)?;
+            let start = camera.project(&pose.transform_point(&x))?;
+            let template: &[u8; Structure::PATCH_LEN] = structure.patches[p * len..][..len].try_into().ok()?;
+            let (at, _) = align_patch(template, &gray, start, &warp, &AlignConfig::default())?;
+            let u = camera.undistort_pixel(&at);
+            Some(([u.x, u.y], [x.x, x.y, x.z]))
+        })
+        .unzip();
+    tracing::debug!("structure: {} of {} matches aligned to the points' patches", px.len(), found.len());
+    if px.len() < cfg.min_inliers {
+        return None;
+    }
+    let solver = RansacConfig { threshold, ..ransac.clone() };
+    let result = ransac_pnp(&px, &pts, &query.intrinsics, &solver).ok()?;
+    (result.inliers >= cfg.min_inliers && result.pose.to_matrix().iter().all(|v| v.is_finite()))
+        .then_some((result, px.len()))
 }
 
 #[cfg(test)]
@@ -366,6 +442,8 @@ mod tests {
             score: vec![1.0; points.len()],
             centres_v3: vec![-0.5, 0.0, 0.0, 0.5, 0.0, 0.0],
             image_height: 240,
+            patches: Vec::new(),
+            pixel_axes_v6: Vec::new(),
         };
         let truth = WorldToCam(Isometry3::from_parts(
             Translation3::new(0.1, -0.05, 0.2),
@@ -397,7 +475,14 @@ mod tests {
     #[test]
     fn a_pose_off_by_degrees_is_refined_to_the_points() {
         let (structure, truth, k, pixels, features) = scene();
-        let query = QueryCells { pixels: &pixels, features: &features, intrinsics: k, size: (320.0, 240.0) };
+        let query = QueryCells {
+            pixels: &pixels,
+            features: &features,
+            intrinsics: k,
+            size: (320.0, 240.0),
+            gray: None,
+            distortion: None,
+        };
         // Off by 2° and 5 cm, as regressed coordinates leave a photo collection's query.
         let coarse = WorldToCam(
             Isometry3::from_parts(
@@ -415,6 +500,92 @@ mod tests {
         assert!(r < 0.1 && t < 0.01, "refined pose off by {r}° and {t}");
         assert_eq!(refined.rounds, 3);
         assert!(refined.result.inliers >= 200, "{} inliers", refined.result.inliers);
+    }
+
+    /// Grey levels of the plane z = 4 at (x, y): waves of 5 to 20 pixels at the views' scale,
+    /// in several directions, so that no patch repeats nearby.
+    fn texture(x: f64, y: f64) -> f64 {
+        let waves = [(31.0, 17.0, 0.0), (-13.0, 41.0, 1.0), (52.0, -23.0, 2.0), (7.0, 19.0, 0.5), (23.0, 29.0, 4.0)];
+        128.0 + waves.iter().map(|&(a, b, p)| 22.0 * (a * x + b * y + p).sin()).sum::<f64>()
+    }
+
+    /// What a camera at `pose` with `k` sees of the textured plane, 320 × 240 grey levels.
+    fn render(pose: &WorldToCam, k: &Intrinsics) -> Vec<u8> {
+        let cam_to_world = pose.inverse();
+        let o = cam_to_world.center();
+        (0..320 * 240)
+            .map(|i| {
+                let (u, v) = ((i % 320) as f64 + 0.5, (i / 320) as f64 + 0.5);
+                let d = cam_to_world.rotation() * Vector3::new((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0);
+                let p = o + d * ((4.0 - o.z) / d.z);
+                texture(p.x, p.y).round().clamp(0.0, 255.0) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keypoints_aligned_to_the_points_patches_pin_the_pose_finer_than_detected() {
+        let (mut structure, truth, k, _, _) = scene();
+        // The mapping views (at x = ∓0.5, looking along z) give each point its patch.
+        let views: Vec<WorldToCam> =
+            [-0.5, 0.5].iter().map(|&x| WorldToCam(Isometry3::translation(-x, 0.0, 0.0))).collect();
+        let images: Vec<Vec<u8>> = views.iter().map(|v| render(v, &k)).collect();
+        let cam = Camera::pinhole(k);
+        for p in 0..structure.len() {
+            let x = &structure.points_n3[3 * p..][..3];
+            let v = structure.view_of_point[p] as usize;
+            let uv = cam.project(&views[v].transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)));
+            let image = GrayImage { pixels: &images[v], width: 320, height: 240 };
+            let patch = uv.and_then(|uv| glace_data::align::cut_patch(&image, uv)).unwrap_or([0; Structure::PATCH_LEN]);
+            structure.patches.extend(patch);
+        }
+        structure.pixel_axes_v6 = [1.0 / 300.0, 0.0, 0.0, 0.0, 1.0 / 300.0, 0.0].repeat(2);
+        structure.check().unwrap();
+        // The query detects the points it sees two pixels off, as XFeat's coarse cells do.
+        let mut s = glace_rng::SplitMix64::from_state(3);
+        let (mut pixels, mut features) = (Vec::new(), Vec::new());
+        for p in (0..structure.len()).step_by(2) {
+            let x = &structure.points_n3[3 * p..][..3];
+            let Some(uv) = cam.project(&truth.transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)))
+            else {
+                continue;
+            };
+            if uv.x < 8.0 || uv.y < 8.0 || uv.x > 312.0 || uv.y > 232.0 {
+                continue;
+            }
+            pixels.push(Point2::new(uv.x + 1.5 * s.normal(), uv.y + 1.5 * s.normal()));
+            features.extend_from_slice(&structure.features_nd[p * structure.dim..][..structure.dim]);
+        }
+        let gray = render(&truth, &k);
+        let coarse = WorldToCam(Isometry3::translation(0.02, 0.0, 0.0) * truth.0);
+        let error = |query: &QueryCells| {
+            let r = refine_cells(query, &structure, &coarse, &RansacConfig::default(), &StructureConfig::default())
+                .expect("refined");
+            let t = (r.result.pose.inverse().center() - truth.inverse().center()).norm();
+            (rotation_deg(&r.result.pose, &truth), t, r.aligned)
+        };
+        let mut query = QueryCells {
+            pixels: &pixels,
+            features: &features,
+            intrinsics: k,
+            size: (320.0, 240.0),
+            gray: None,
+            distortion: None,
+        };
+        let (r_detected, t_detected, none) = error(&query);
+        assert_eq!(none, None);
+        query.gray = Some(GrayImage { pixels: &gray, width: 320, height: 240 });
+        let (r_aligned, t_aligned, aligned) = error(&query);
+        let aligned = aligned.expect("aligned to the patches");
+        assert!(aligned > pixels.len() / 2, "{aligned} of {} aligned", pixels.len());
+        assert!(
+            r_aligned < r_detected / 3.0 && t_aligned < t_detected / 3.0,
+            "aligned {r_aligned}° {t_aligned}, detected {r_detected}° {t_detected}"
+        );
+        // A map without patches is refined as detected.
+        let bare = Structure { patches: Vec::new(), pixel_axes_v6: Vec::new(), ..structure.clone() };
+        let r = refine_cells(&query, &bare, &coarse, &RansacConfig::default(), &StructureConfig::default()).unwrap();
+        assert_eq!(r.aligned, None);
     }
 
     #[test]
@@ -440,11 +611,25 @@ mod tests {
     fn features_that_match_nothing_leave_the_pose_alone() {
         let (structure, truth, k, pixels, _) = scene();
         let unrelated = features(pixels.len(), structure.dim, 99);
-        let query = QueryCells { pixels: &pixels, features: &unrelated, intrinsics: k, size: (320.0, 240.0) };
+        let query = QueryCells {
+            pixels: &pixels,
+            features: &unrelated,
+            intrinsics: k,
+            size: (320.0, 240.0),
+            gray: None,
+            distortion: None,
+        };
         let cfg = StructureConfig { min_similarity: 0.8, ..Default::default() };
         assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         // An empty structure, or features of another width, are no structure.
-        let query = QueryCells { pixels: &pixels, features: &unrelated[..16], intrinsics: k, size: (320.0, 240.0) };
+        let query = QueryCells {
+            pixels: &pixels,
+            features: &unrelated[..16],
+            intrinsics: k,
+            size: (320.0, 240.0),
+            gray: None,
+            distortion: None,
+        };
         assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         let empty = Structure { dim: structure.dim, ..Default::default() };
         assert!(refine_cells(&query, &empty, &truth, &RansacConfig::default(), &cfg).is_none());

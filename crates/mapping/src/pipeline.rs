@@ -695,7 +695,18 @@ pub fn map_scene(
         // finer one of their own.
         let height = opts.structure_height.unwrap_or_else(|| structure_height(&native_heights, opts.image_height));
         let keypoints: Vec<KeypointView> = if height == opts.image_height {
-            upright.iter().map(KeypointView::from_view).collect()
+            // The images again, in grey, for the matches' alignment and the points' patches.
+            progress.phase("images for the map's points", frames.len());
+            let mut views = Vec::with_capacity(frames.len());
+            for (k, (f, v)) in frames.iter().zip(&upright).enumerate() {
+                let p = preprocess(&f.load_rgb()?, &f.calibration, height);
+                views.push(KeypointView::from_view(v).with_gray(p.gray_hw, p.width, p.height));
+                progress.step(k + 1, "");
+                if progress.cancelled() {
+                    return Err(MapError::Cancelled);
+                }
+            }
+            views
         } else {
             drop(std::mem::take(&mut upright));
             progress.phase(&format!("keypoints at {height} px for the map's points"), frames.len());
@@ -705,7 +716,7 @@ pub fn map_scene(
                 let p = preprocess(&rgb, &f.calibration, height);
                 let enc = encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
                 let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion: scene.distortion };
-                views.push(KeypointView::new(f.cam_to_world, camera, &enc));
+                views.push(KeypointView::new(f.cam_to_world, camera, &enc).with_gray(p.gray_hw, p.width, p.height));
                 progress.step(k + 1, "");
                 if progress.cancelled() {
                     return Err(MapError::Cancelled);

@@ -13,6 +13,7 @@
 //! The same matching at the views' keypoints, at a resolution of its own ([`structure_points`]),
 //! gives the points the map keeps for localization to match against ([`glace_nn::Structure`]).
 
+use glace_data::align::{align_patch, cut_patch, patch_warp, AlignConfig, GrayImage};
 use glace_geometry::{CamToWorld, Camera};
 use nalgebra::{Point2, Point3, Vector3};
 use rayon::prelude::*;
@@ -112,6 +113,12 @@ pub struct KeypointView {
     /// Side of a feature cell in that image's pixels (triangulations must reproject within
     /// [`TriangulationConfig::max_error_cells`] of it).
     pub cell_size: f64,
+    /// That image in grey levels (`width × height`), to align each match to a fraction of a
+    /// pixel and to cut the points' patches from; empty: matches stay at the keypoints and the
+    /// points carry no patches.
+    pub gray: Vec<u8>,
+    /// Width and height of `gray`.
+    pub gray_size: (usize, usize),
 }
 
 impl KeypointView {
@@ -165,7 +172,26 @@ impl KeypointView {
             dim,
             scores: keep.iter().map(|&c| score(c)).collect(),
             cell_size,
+            gray: Vec::new(),
+            gray_size: (0, 0),
         }
+    }
+
+    /// The view with its image's grey levels (`width × height`, the image the keypoints lie
+    /// in): its matches are aligned and its points get patches.
+    pub fn with_gray(self, gray: Vec<u8>, width: usize, height: usize) -> KeypointView {
+        KeypointView { gray, gray_size: (width, height), ..self }
+    }
+
+    fn image(&self) -> Option<GrayImage<'_>> {
+        let (width, height) = self.gray_size;
+        (width > 0 && self.gray.len() == width * height).then_some(GrayImage { pixels: &self.gray, width, height })
+    }
+
+    /// World directions of one pixel step along the image's x and y axes at unit depth.
+    fn pixel_axes(&self) -> [Vector3<f64>; 2] {
+        let (r, k) = (self.cam_to_world.rotation(), &self.camera.intrinsics);
+        [r * Vector3::new(1.0 / k.fx, 0.0, 0.0), r * Vector3::new(0.0, 1.0 / k.fy, 0.0)]
     }
 
     fn eye(&self, cfg: &TriangulationConfig) -> Eye<'_> {
@@ -374,15 +400,69 @@ pub fn structure_points(
     let pairs = neighbour_pairs(&poses, cfg);
     let pixels: Vec<Vec<Point2<f64>>> =
         views.iter().map(|v| v.pixels.iter().map(|p| v.camera.undistort_pixel(p)).collect()).collect();
-    // Per keypoint, its triangulations: depth in its view, and the other view's keypoint.
-    let mut own: Vec<Vec<Vec<(f32, u32, u32)>>> = views.iter().map(|v| vec![Vec::new(); v.pixels.len()]).collect();
+    // Per keypoint, its triangulations: depth in its view, the other view, and where the
+    // keypoint lies in that view (undistorted pixels).
+    type Seen = (f32, u32, [f32; 2]);
+    let mut own: Vec<Vec<Vec<Seen>>> = views.iter().map(|v| vec![Vec::new(); v.pixels.len()]).collect();
     for (k, &(ia, ib)) in pairs.iter().enumerate() {
         let (a, b) = (&views[ia], &views[ib]);
         let found =
             matched_depths((a.eye(cfg), &pixels[ia], &a.features), (b.eye(cfg), &pixels[ib], &b.features), a.dim, cfg);
-        for (ca, cb, da, db) in found {
-            own[ia][ca].push((da as f32, ib as u32, cb as u32));
-            own[ib][cb].push((db as f32, ia as u32, ca as u32));
+        let aligned: Vec<(usize, usize, Option<Seen>, Option<Seen>)> =
+            if let (Some(ga), Some(gb)) = (a.image(), b.image()) {
+                let side = |from: &KeypointView,
+                            g_from: &GrayImage,
+                            c_from: usize,
+                            d: f64,
+                            to: &KeypointView,
+                            g_to: &GrayImage,
+                            c_to: usize,
+                            i_from: usize| {
+                    let at = aligned_in(
+                        from,
+                        g_from,
+                        from.pixels[c_from],
+                        &pixels[i_from][c_from],
+                        d,
+                        to,
+                        g_to,
+                        to.pixels[c_to],
+                    )?;
+                    let at_u = to.camera.undistort_pixel(&at);
+                    Some((at_u, at))
+                };
+                found
+                    .into_par_iter()
+                    .map(|(ca, cb, da, db)| {
+                        // a's keypoint as b sees it, and b's as a sees it.
+                        let in_b = side(a, &ga, ca, da, b, &gb, cb, ia).and_then(|(pu, _)| {
+                            let (d, _) = triangulate(a.eye(cfg), pixels[ia][ca], b.eye(cfg), pu, cfg)?;
+                            Some((d as f32, ib as u32, [pu.x as f32, pu.y as f32]))
+                        });
+                        let in_a = side(b, &gb, cb, db, a, &ga, ca, ib).and_then(|(pu, _)| {
+                            let (_, d) = triangulate(a.eye(cfg), pu, b.eye(cfg), pixels[ib][cb], cfg)?;
+                            Some((d as f32, ia as u32, [pu.x as f32, pu.y as f32]))
+                        });
+                        (ca, cb, in_b, in_a)
+                    })
+                    .collect()
+            } else {
+                found
+                    .into_iter()
+                    .map(|(ca, cb, da, db)| {
+                        let (pa, pb) = (pixels[ia][ca], pixels[ib][cb]);
+                        (
+                            ca,
+                            cb,
+                            Some((da as f32, ib as u32, [pb.x as f32, pb.y as f32])),
+                            Some((db as f32, ia as u32, [pa.x as f32, pa.y as f32])),
+                        )
+                    })
+                    .collect()
+            };
+        for (ca, cb, in_b, in_a) in aligned {
+            own[ia][ca].extend(in_b);
+            own[ib][cb].extend(in_a);
         }
         on_pair(k + 1, pairs.len());
     }
@@ -410,7 +490,7 @@ pub fn structure_points(
                     .chain(
                         e.iter()
                             .filter(|t| ((t.0 - d) / d).abs() as f64 <= cfg.agreement)
-                            .map(|&(_, w, k)| ray(w as usize, &pixels[w as usize][k as usize])),
+                            .map(|&(_, w, p)| ray(w as usize, &Point2::new(p[0] as f64, p[1] as f64))),
                     )
                     .collect();
                 let x = nearest_to_rays(&rays).unwrap_or_else(on_ray);
@@ -426,7 +506,19 @@ pub fn structure_points(
         image_height,
         ..Default::default()
     };
+    let patched = !views.is_empty() && views.iter().all(|v| v.image().is_some());
+    if patched {
+        structure.pixel_axes_v6 =
+            views.iter().flat_map(|v| v.pixel_axes().into_iter().flat_map(|a| a.map(|x| x as f32).data.0[0])).collect();
+    }
     for &(v, c, x, support) in found.iter().step_by(stride) {
+        if patched {
+            let image = views[v].image().expect("every view has its image");
+            // Zeros (no contrast: never aligned to) where the patch leaves the image.
+            structure
+                .patches
+                .extend(cut_patch(&image, views[v].pixels[c]).unwrap_or([0; glace_nn::Structure::PATCH_LEN]));
+        }
         structure.support.push(support.min(u8::MAX as usize) as u8);
         structure.score.push(views[v].scores[c]);
         structure.points_n3.extend([x.x as f32, x.y as f32, x.z as f32]);
@@ -434,6 +526,28 @@ pub fn structure_points(
         structure.view_of_point.push(v as u32);
     }
     structure
+}
+
+const _: () = assert!(glace_data::align::PATCH_LEN == glace_nn::Structure::PATCH_LEN);
+
+/// Where the keypoint of `from` at `at` (as detected; `at_u` undistorted, at `depth` along its
+/// ray) lies in `to`, aligning its patch into `to`'s image from `start` (as detected there).
+#[allow(clippy::too_many_arguments)]
+fn aligned_in(
+    from: &KeypointView,
+    from_image: &GrayImage,
+    at: Point2<f64>,
+    at_u: &Point2<f64>,
+    depth: f64,
+    to: &KeypointView,
+    to_image: &GrayImage,
+    start: Point2<f64>,
+) -> Option<Point2<f64>> {
+    let template = cut_patch(from_image, at)?;
+    let xy = from.camera.intrinsics.to_normalized(at_u);
+    let centre = from.cam_to_world.transform_point(&Point3::new(xy.x * depth, xy.y * depth, depth));
+    let warp = patch_warp(from.pixel_axes(), centre, depth, &to.cam_to_world.inverse(), &to.camera.intrinsics)?;
+    align_patch(&template, to_image, start, &warp, &AlignConfig::default()).map(|(p, _)| p)
 }
 
 /// The point with the least sum of squared distances to the rays `(origin, unit direction)`;
@@ -570,10 +684,13 @@ mod tests {
                 dim: v.dim,
                 scores: vec![1.0; v.rows * v.cols],
                 cell_size: 8.0,
+                gray: Vec::new(),
+                gray_size: (0, 0),
             })
             .collect();
         let structure = structure_points(&keypoints, &cfg, 120, &mut |_, _| {});
         structure.check().unwrap();
+        assert!(!structure.has_patches());
         assert_eq!(structure.image_height, 120);
         assert!(structure.len() > 300, "{} points", structure.len());
         assert!(structure.view_of_point.iter().all(|&v| v < 3), "the side view sees no point");
@@ -601,5 +718,39 @@ mod tests {
             assert_eq!(t.at(-1.0, 5.0), None);
         }
         assert_eq!(targets[3].count(), 0);
+
+        // With the views' images, each match is aligned: the points lie on the plane to a
+        // fraction of the cell-centre error, and carry their patches.
+        let textured: Vec<KeypointView> = keypoints
+            .into_iter()
+            .map(|v| {
+                let image = render_plane(&v.cam_to_world, &v.camera.intrinsics);
+                v.with_gray(image, 160, 120)
+            })
+            .collect();
+        let aligned = structure_points(&textured, &cfg, 120, &mut |_, _| {});
+        aligned.check().unwrap();
+        assert!(aligned.has_patches() && aligned.pixel_axes_v6.len() == 6 * 4);
+        assert!(aligned.len() > 300, "{} points", aligned.len());
+        let mut off_aligned: Vec<f32> = aligned.points_n3.chunks(3).map(|p| (p[2] - 5.0).abs() / 5.0).collect();
+        off_aligned.sort_by(|a, b| a.total_cmp(b));
+        let (before, after) = (off[off.len() / 2], off_aligned[off_aligned.len() / 2]);
+        assert!(after < before / 3.0, "structure depth error median {after}, unaligned {before}");
+    }
+
+    /// Grey levels of the plane z = 5 as a camera sees it (160 × 120): waves of 5 to 20 pixels.
+    fn render_plane(pose: &CamToWorld, k: &Intrinsics) -> Vec<u8> {
+        let o = pose.center();
+        (0..160 * 120)
+            .map(|i| {
+                let (u, v) = ((i % 160) as f64 + 0.5, (i / 160) as f64 + 0.5);
+                let d = pose.rotation() * Vector3::new((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0);
+                let p = o + d * ((5.0 - o.z) / d.z);
+                let waves = [(31.0, 17.0, 0.0), (-13.0, 41.0, 1.0), (52.0, -23.0, 2.0), (7.0, 19.0, 0.5)];
+                let g = 128.0
+                    + waves.iter().map(|&(a, b, ph)| 25.0 * (a * p.x / 2.0 + b * p.y / 2.0 + ph).sin()).sum::<f64>();
+                g.round().clamp(0.0, 255.0) as u8
+            })
+            .collect()
     }
 }

@@ -105,6 +105,13 @@ pub struct Structure {
     /// Shorter image side the points' keypoints were detected at, which a query's keypoints are
     /// detected at too; 0: the network's (maps before the structure had its own resolution).
     pub image_height: u32,
+    /// Per point, the grey levels around its keypoint in its view, at `image_height`
+    /// ([`Structure::PATCH_LEN`] a point, rows of [`Structure::PATCH_SIDE`] one pixel apart along
+    /// the view's image axes): what a query aligns its keypoint to. Empty: none (older maps).
+    pub patches: Vec<u8>,
+    /// Per view, the world direction of one pixel step along its image's x and then y axis, at
+    /// unit depth (6 values a view; empty with the patches): how a patch lies in the world.
+    pub pixel_axes_v6: Vec<f32>,
 }
 
 impl Structure {
@@ -114,6 +121,14 @@ impl Structure {
     pub const MIN_SCORE: f32 = 0.03;
     /// Largest [`Structure::image_height`] a map may name.
     pub const MAX_IMAGE_HEIGHT: u32 = 4096;
+    /// Side of a point's patch, in pixels of its view.
+    pub const PATCH_SIDE: usize = 11;
+    /// Grey levels of a point's patch.
+    pub const PATCH_LEN: usize = Self::PATCH_SIDE * Self::PATCH_SIDE;
+    /// Whether its points carry patches (and their views the axes to place them).
+    pub fn has_patches(&self) -> bool {
+        !self.patches.is_empty()
+    }
     /// Points held.
     pub fn len(&self) -> usize {
         self.view_of_point.len()
@@ -148,12 +163,22 @@ impl Structure {
         if !self.centres_v3.len().is_multiple_of(3) || self.view_of_point.iter().any(|&v| v as usize >= self.views()) {
             return Err(format!("structure names views beyond its {} mapping views", self.views()));
         }
+        let patched = self.patches.len() == Self::PATCH_LEN * n && self.pixel_axes_v6.len() == 6 * self.views();
+        if (self.has_patches() || !self.pixel_axes_v6.is_empty()) && !patched {
+            return Err(format!(
+                "structure of {n} points and {} views has {} patch values and {} pixel axes",
+                self.views(),
+                self.patches.len(),
+                self.pixel_axes_v6.len()
+            ));
+        }
         if self
             .points_n3
             .iter()
             .chain(&self.features_nd)
             .chain(&self.centres_v3)
             .chain(&self.score)
+            .chain(&self.pixel_axes_v6)
             .any(|v| !v.is_finite())
         {
             return Err("structure holds NaN or infinite values".into());
