@@ -144,27 +144,58 @@ pub fn align_patch(
     (correlation >= cfg.min_correlation && (centre - start).norm() <= cfg.max_shift).then_some((centre, correlation))
 }
 
-/// How a patch lands in a camera seen from `pose` with `intrinsics`: the linear warp of the
-/// patch's pixel steps. The patch is centred on the world point `centre`, which its own view saw
-/// at `depth` with one pixel step along its image axes being `pixel_axes` × depth in the world
-/// (the surface taken to face that view). `None` behind the camera.
-pub fn patch_warp(
-    pixel_axes: [Vector3<f64>; 2],
-    centre: Point3<f64>,
-    depth: f64,
-    pose: &WorldToCam,
-    intrinsics: &Intrinsics,
-) -> Option<Matrix2<f64>> {
-    let p = pose.transform_point(&centre);
-    if !(p.z > 0.0 && depth > 0.0) {
-        return None;
+/// A patch placed in the world: its grey levels (a [`cut_patch`] of its own view), the world
+/// point at its centre, and the world displacement of one pixel step along its rows and columns
+/// there (the surface taken to face its view).
+#[derive(Clone, Copy, Debug)]
+pub struct WorldPatch<'a> {
+    /// Grey levels.
+    pub template: &'a [u8; PATCH_LEN],
+    /// World point at the centre.
+    pub centre: Point3<f64>,
+    /// World displacement of one pixel step along x and along y of the patch.
+    pub steps: [Vector3<f64>; 2],
+}
+
+impl<'a> WorldPatch<'a> {
+    /// The patch its view saw `centre` in at `depth`, one pixel step of that view being
+    /// `pixel_axes` × depth in the world; `None` for a depth that is not positive.
+    pub fn new(
+        template: &'a [u8; PATCH_LEN],
+        centre: Point3<f64>,
+        pixel_axes: [Vector3<f64>; 2],
+        depth: f64,
+    ) -> Option<WorldPatch<'a>> {
+        (depth > 0.0).then(|| WorldPatch { template, centre, steps: pixel_axes.map(|a| a * depth) })
     }
-    let r = pose.0.rotation.to_rotation_matrix().into_inner();
-    let (fx, fy) = (intrinsics.fx / p.z, intrinsics.fy / p.z);
-    let jacobian = Matrix2x3::new(fx, 0.0, -fx * p.x / p.z, 0.0, fy, -fy * p.y / p.z) * r;
-    let steps = Matrix3x2::from_columns(&[pixel_axes[0] * depth, pixel_axes[1] * depth]);
-    let warp = jacobian * steps;
-    warp.iter().all(|v| v.is_finite()).then_some(warp)
+
+    /// How the patch lands in a camera seen from `pose` with `intrinsics`: the linear warp of
+    /// its pixel steps. `None` behind the camera.
+    pub fn warp(&self, pose: &WorldToCam, intrinsics: &Intrinsics) -> Option<Matrix2<f64>> {
+        let p = pose.transform_point(&self.centre);
+        if p.z.is_nan() || p.z <= 0.0 {
+            return None;
+        }
+        let r = pose.0.rotation.to_rotation_matrix().into_inner();
+        let (fx, fy) = (intrinsics.fx / p.z, intrinsics.fy / p.z);
+        let jacobian = Matrix2x3::new(fx, 0.0, -fx * p.x / p.z, 0.0, fy, -fy * p.y / p.z) * r;
+        let warp = jacobian * Matrix3x2::from_columns(&self.steps);
+        warp.iter().all(|v| v.is_finite()).then_some(warp)
+    }
+
+    /// Where the patch lies in `image`, taken by a camera at `pose` with `intrinsics` (the
+    /// warp ignores lens distortion): [`align_patch`] from `start`, in the image's pixels.
+    pub fn find_in(
+        &self,
+        image: &GrayImage,
+        pose: &WorldToCam,
+        intrinsics: &Intrinsics,
+        start: Point2<f64>,
+        cfg: &AlignConfig,
+    ) -> Option<Point2<f64>> {
+        let warp = self.warp(pose, intrinsics)?;
+        align_patch(self.template, image, start, &warp, cfg).map(|(at, _)| at)
+    }
 }
 
 fn std_dev(v: &[f32]) -> f32 {
@@ -226,18 +257,20 @@ mod tests {
         let k = Intrinsics { fx: 500.0, fy: 500.0, cx: 320.0, cy: 240.0 };
         // Its own view at the origin sees the point at depth 2; pixel steps are 1/f at unit depth.
         let axes = [Vector3::new(1.0 / 500.0, 0.0, 0.0), Vector3::new(0.0, 1.0 / 500.0, 0.0)];
-        let centre = Point3::new(0.0, 0.0, 2.0);
+        let template = [0u8; PATCH_LEN];
+        let patch = WorldPatch::new(&template, Point3::new(0.0, 0.0, 2.0), axes, 2.0).unwrap();
         let own = WorldToCam(Isometry3::identity());
-        let w = patch_warp(axes, centre, 2.0, &own, &k).unwrap();
+        let w = patch.warp(&own, &k).unwrap();
         assert!((w - Matrix2::identity()).norm() < 1e-12, "{w}");
         // From twice as far, rolled a quarter turn about its optical axis.
         let roll = UnitQuaternion::from_axis_angle(&Vector3::z_axis(), std::f64::consts::FRAC_PI_2);
         let far = WorldToCam(Isometry3::from_parts(Translation3::new(0.0, 0.0, 2.0), roll));
-        let w = patch_warp(axes, centre, 2.0, &far, &k).unwrap();
+        let w = patch.warp(&far, &k).unwrap();
         assert!((w - Matrix2::new(0.0, -0.5, 0.5, 0.0)).norm() < 1e-9, "{w}");
-        // Behind the camera: no warp.
+        // Behind the camera, or seen at no depth: no warp.
         let behind = WorldToCam(Isometry3::translation(0.0, 0.0, -3.0));
-        assert!(patch_warp(axes, centre, 2.0, &behind, &k).is_none());
+        assert!(patch.warp(&behind, &k).is_none());
+        assert!(WorldPatch::new(&template, Point3::new(0.0, 0.0, 2.0), axes, 0.0).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! and a JSON description (format version, architecture, encoder identities with weight sha256,
 //! training metadata), and for photo collections the points triangulated across the mapping
 //! views (`structure.*`: fp32 points, fp16 unit features, view index, support and keypoint
-//! score per point, fp32 view centres; readers that predate them ignore them). A sha256 over
+//! score per point, fp32 view centres, and where kept a u8 grey patch per point with fp32 pixel
+//! axes per view; readers that predate them ignore them). A sha256 over
 //! all tensors is stored and verified on load.
 
 use std::collections::HashMap;

@@ -11,7 +11,7 @@
 //! and the matching is repeated in a narrower window around it. The result replaces the
 //! regressed pose only when enough matches agree with it.
 
-use glace_data::align::{align_patch, patch_warp, AlignConfig, GrayImage};
+use glace_data::align::{AlignConfig, GrayImage, WorldPatch};
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion, WorldToCam};
 use glace_nn::Structure;
@@ -393,10 +393,10 @@ fn aligned_pose(
             let c = &structure.centres_v3[3 * v..][..3];
             let depth =
                 (x.coords - Vector3::new(c[0], c[1], c[2]).cast::<f64>()).dot(&axes[0].cross(&axes[1]).normalize());
-            let warp = patch_warp(axes, x, depth, pose, &query.intrinsics)?;
-            let start = camera.project(&pose.transform_point(&x))?;
             let template: &[u8; Structure::PATCH_LEN] = structure.patches[p * len..][..len].try_into().ok()?;
-            let (at, _) = align_patch(template, &gray, start, &warp, &AlignConfig::default())?;
+            let patch = WorldPatch::new(template, x, axes, depth)?;
+            let start = camera.project(&pose.transform_point(&x))?;
+            let at = patch.find_in(&gray, pose, &query.intrinsics, start, &AlignConfig::default())?;
             let u = camera.undistort_pixel(&at);
             Some(([u.x, u.y], [x.x, x.y, x.z]))
         })
@@ -468,6 +468,11 @@ mod tests {
         (structure, truth, k, pixels, qf)
     }
 
+    /// The scene's 320 × 240 query without an image (no alignment).
+    fn query_of<'a>(pixels: &'a [Point2<f64>], features: &'a [f32], k: Intrinsics) -> QueryCells<'a> {
+        QueryCells { pixels, features, intrinsics: k, size: (320.0, 240.0), gray: None, distortion: None }
+    }
+
     fn rotation_deg(a: &WorldToCam, b: &WorldToCam) -> f64 {
         (a.0.rotation.inverse() * b.0.rotation).angle().to_degrees()
     }
@@ -475,14 +480,7 @@ mod tests {
     #[test]
     fn a_pose_off_by_degrees_is_refined_to_the_points() {
         let (structure, truth, k, pixels, features) = scene();
-        let query = QueryCells {
-            pixels: &pixels,
-            features: &features,
-            intrinsics: k,
-            size: (320.0, 240.0),
-            gray: None,
-            distortion: None,
-        };
+        let query = query_of(&pixels, &features, k);
         // Off by 2° and 5 cm, as regressed coordinates leave a photo collection's query.
         let coarse = WorldToCam(
             Isometry3::from_parts(
@@ -564,14 +562,7 @@ mod tests {
             let t = (r.result.pose.inverse().center() - truth.inverse().center()).norm();
             (rotation_deg(&r.result.pose, &truth), t, r.aligned)
         };
-        let mut query = QueryCells {
-            pixels: &pixels,
-            features: &features,
-            intrinsics: k,
-            size: (320.0, 240.0),
-            gray: None,
-            distortion: None,
-        };
+        let mut query = query_of(&pixels, &features, k);
         let (r_detected, t_detected, none) = error(&query);
         assert_eq!(none, None);
         query.gray = Some(GrayImage { pixels: &gray, width: 320, height: 240 });
@@ -611,25 +602,11 @@ mod tests {
     fn features_that_match_nothing_leave_the_pose_alone() {
         let (structure, truth, k, pixels, _) = scene();
         let unrelated = features(pixels.len(), structure.dim, 99);
-        let query = QueryCells {
-            pixels: &pixels,
-            features: &unrelated,
-            intrinsics: k,
-            size: (320.0, 240.0),
-            gray: None,
-            distortion: None,
-        };
+        let query = query_of(&pixels, &unrelated, k);
         let cfg = StructureConfig { min_similarity: 0.8, ..Default::default() };
         assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         // An empty structure, or features of another width, are no structure.
-        let query = QueryCells {
-            pixels: &pixels,
-            features: &unrelated[..16],
-            intrinsics: k,
-            size: (320.0, 240.0),
-            gray: None,
-            distortion: None,
-        };
+        let query = query_of(&pixels, &unrelated[..16], k);
         assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         let empty = Structure { dim: structure.dim, ..Default::default() };
         assert!(refine_cells(&query, &empty, &truth, &RansacConfig::default(), &cfg).is_none());

@@ -13,7 +13,7 @@
 //! The same matching at the views' keypoints, at a resolution of its own ([`structure_points`]),
 //! gives the points the map keeps for localization to match against ([`glace_nn::Structure`]).
 
-use glace_data::align::{align_patch, cut_patch, patch_warp, AlignConfig, GrayImage};
+use glace_data::align::{cut_patch, AlignConfig, GrayImage, WorldPatch};
 use glace_geometry::{CamToWorld, Camera};
 use nalgebra::{Point2, Point3, Vector3};
 use rayon::prelude::*;
@@ -408,58 +408,36 @@ pub fn structure_points(
         let (a, b) = (&views[ia], &views[ib]);
         let found =
             matched_depths((a.eye(cfg), &pixels[ia], &a.features), (b.eye(cfg), &pixels[ib], &b.features), a.dim, cfg);
-        let aligned: Vec<(usize, usize, Option<Seen>, Option<Seen>)> =
-            if let (Some(ga), Some(gb)) = (a.image(), b.image()) {
-                let side = |from: &KeypointView,
-                            g_from: &GrayImage,
-                            c_from: usize,
-                            d: f64,
-                            to: &KeypointView,
-                            g_to: &GrayImage,
-                            c_to: usize,
-                            i_from: usize| {
-                    let at = aligned_in(
-                        from,
-                        g_from,
-                        from.pixels[c_from],
-                        &pixels[i_from][c_from],
-                        d,
-                        to,
-                        g_to,
-                        to.pixels[c_to],
-                    )?;
-                    let at_u = to.camera.undistort_pixel(&at);
-                    Some((at_u, at))
-                };
-                found
-                    .into_par_iter()
-                    .map(|(ca, cb, da, db)| {
-                        // a's keypoint as b sees it, and b's as a sees it.
-                        let in_b = side(a, &ga, ca, da, b, &gb, cb, ia).and_then(|(pu, _)| {
-                            let (d, _) = triangulate(a.eye(cfg), pixels[ia][ca], b.eye(cfg), pu, cfg)?;
-                            Some((d as f32, ib as u32, [pu.x as f32, pu.y as f32]))
-                        });
-                        let in_a = side(b, &gb, cb, db, a, &ga, ca, ib).and_then(|(pu, _)| {
-                            let (_, d) = triangulate(a.eye(cfg), pu, b.eye(cfg), pixels[ib][cb], cfg)?;
-                            Some((d as f32, ia as u32, [pu.x as f32, pu.y as f32]))
-                        });
-                        (ca, cb, in_b, in_a)
-                    })
-                    .collect()
-            } else {
-                found
-                    .into_iter()
-                    .map(|(ca, cb, da, db)| {
-                        let (pa, pb) = (pixels[ia][ca], pixels[ib][cb]);
-                        (
-                            ca,
-                            cb,
-                            Some((da as f32, ib as u32, [pb.x as f32, pb.y as f32])),
-                            Some((db as f32, ia as u32, [pa.x as f32, pa.y as f32])),
-                        )
-                    })
-                    .collect()
-            };
+        let aligned: Vec<(usize, usize, Option<Seen>, Option<Seen>)> = if a.image().is_some() && b.image().is_some() {
+            found
+                .into_par_iter()
+                .map(|(ca, cb, da, db)| {
+                    // a's keypoint as b sees it, and b's as a sees it.
+                    let in_b = aligned_in(a, ca, &pixels[ia][ca], da, b, b.pixels[cb]).and_then(|pu| {
+                        let (d, _) = triangulate(a.eye(cfg), pixels[ia][ca], b.eye(cfg), pu, cfg)?;
+                        Some((d as f32, ib as u32, [pu.x as f32, pu.y as f32]))
+                    });
+                    let in_a = aligned_in(b, cb, &pixels[ib][cb], db, a, a.pixels[ca]).and_then(|pu| {
+                        let (_, d) = triangulate(a.eye(cfg), pu, b.eye(cfg), pixels[ib][cb], cfg)?;
+                        Some((d as f32, ia as u32, [pu.x as f32, pu.y as f32]))
+                    });
+                    (ca, cb, in_b, in_a)
+                })
+                .collect()
+        } else {
+            found
+                .into_iter()
+                .map(|(ca, cb, da, db)| {
+                    let (pa, pb) = (pixels[ia][ca], pixels[ib][cb]);
+                    (
+                        ca,
+                        cb,
+                        Some((da as f32, ib as u32, [pb.x as f32, pb.y as f32])),
+                        Some((db as f32, ia as u32, [pa.x as f32, pa.y as f32])),
+                    )
+                })
+                .collect()
+        };
         for (ca, cb, in_b, in_a) in aligned {
             own[ia][ca].extend(in_b);
             own[ib][cb].extend(in_a);
@@ -530,24 +508,28 @@ pub fn structure_points(
 
 const _: () = assert!(glace_data::align::PATCH_LEN == glace_nn::Structure::PATCH_LEN);
 
-/// Where the keypoint of `from` at `at` (as detected; `at_u` undistorted, at `depth` along its
-/// ray) lies in `to`, aligning its patch into `to`'s image from `start` (as detected there).
-#[allow(clippy::too_many_arguments)]
+/// Where keypoint `c` of `from` (undistorted at `c_u`, at `depth` along its ray) lies in `to`: its patch aligned into
+/// `to`'s image from `start` (as detected there); undistorted pixels of `to`.
 fn aligned_in(
     from: &KeypointView,
-    from_image: &GrayImage,
-    at: Point2<f64>,
-    at_u: &Point2<f64>,
+    c: usize,
+    c_u: &Point2<f64>,
     depth: f64,
     to: &KeypointView,
-    to_image: &GrayImage,
     start: Point2<f64>,
 ) -> Option<Point2<f64>> {
-    let template = cut_patch(from_image, at)?;
-    let xy = from.camera.intrinsics.to_normalized(at_u);
+    let template = cut_patch(&from.image()?, from.pixels[c])?;
+    let xy = from.camera.intrinsics.to_normalized(c_u);
     let centre = from.cam_to_world.transform_point(&Point3::new(xy.x * depth, xy.y * depth, depth));
-    let warp = patch_warp(from.pixel_axes(), centre, depth, &to.cam_to_world.inverse(), &to.camera.intrinsics)?;
-    align_patch(&template, to_image, start, &warp, &AlignConfig::default()).map(|(p, _)| p)
+    let patch = WorldPatch::new(&template, centre, from.pixel_axes(), depth)?;
+    let at = patch.find_in(
+        &to.image()?,
+        &to.cam_to_world.inverse(),
+        &to.camera.intrinsics,
+        start,
+        &AlignConfig::default(),
+    )?;
+    Some(to.camera.undistort_pixel(&at))
 }
 
 /// The point with the least sum of squared distances to the rays `(origin, unit direction)`;
