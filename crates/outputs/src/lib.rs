@@ -3,7 +3,9 @@
 //! - before any work, [`Plan::check`] resolves every input and output (canonical paths,
 //!   symbolic links followed) and refuses an output that is an input or lies inside an input
 //!   folder, an input inside an output folder that would be replaced, two outputs that collide,
-//!   an existing output without `--force`, and an output whose folder does not exist;
+//!   an existing output without `--force`, and an output whose folder does not exist. An input
+//!   folder is what its files resolve to: every link inside it (a scene whose images link into
+//!   the user's capture) adds the file or folder it leads to as an input of its own;
 //! - outputs are built under a temporary sibling name ([`temp_sibling`], recognisable:
 //!   `.<name>.glace-partial-<pid>`) and put in place by [`replace`], which renames an existing
 //!   target aside first, so that at every instant either the old or the new output is complete;
@@ -48,13 +50,32 @@ struct Entry {
     resolved: PathBuf,
     kind: Kind,
     force: bool,
+    /// Found as a link inside an input folder: `path` is the link, `resolved` what it leads to.
+    linked: bool,
 }
+
+impl Entry {
+    /// How a message names the input: its path, and for what a link leads to, the link too.
+    fn shown(&self) -> String {
+        if self.linked {
+            format!("{} (through the link {})", self.resolved.display(), self.path.display())
+        } else {
+            self.path.display().to_string()
+        }
+    }
+}
+
+/// The most entries an input folder's walk visits: a tree beyond it is refused rather than
+/// checked in part.
+pub const MAX_WALKED: usize = 4_000_000;
 
 /// The inputs and outputs of one command.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     inputs: Vec<Entry>,
     outputs: Vec<Entry>,
+    /// An input folder too large to walk.
+    too_large: Option<PathBuf>,
 }
 
 /// `path` with symbolic links followed: canonical when it exists, else its canonical parent
@@ -77,28 +98,77 @@ impl Plan {
         Self::default()
     }
 
-    /// Something the command reads (a file or a folder), named by its option.
+    /// Something the command reads (a file or a folder), named by its option. A folder is
+    /// walked, and what each link inside it leads to (files, folders, links of links) becomes an
+    /// input too, so that no output can replace a file that an input only links to.
     pub fn input(mut self, option: &str, path: &Path) -> Self {
         let kind = if path.is_dir() { Kind::Dir } else { Kind::File };
-        self.inputs.push(Entry {
+        let root = Entry {
             option: option.into(),
             path: path.into(),
             resolved: resolve(path),
             kind,
             force: false,
-        });
+            linked: false,
+        };
+        if kind == Kind::Dir {
+            self.walk_links(&root);
+        }
+        self.inputs.push(root);
         self
+    }
+
+    /// Adds the targets of the links under the input folder `root`, following linked folders
+    /// (each folder once, so cycles end).
+    fn walk_links(&mut self, root: &Entry) {
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(root.resolved.clone());
+        let mut todo = vec![root.path.clone()];
+        let mut visited = 0usize;
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                visited += 1;
+                if visited > MAX_WALKED {
+                    self.too_large = Some(root.path.clone());
+                    return;
+                }
+                let Ok(file_type) = e.file_type() else { continue };
+                let path = e.path();
+                if file_type.is_dir() {
+                    todo.push(path);
+                } else if file_type.is_symlink() {
+                    // A dangling link reads nothing; a resolvable one is an input of its own.
+                    let Ok(resolved) = path.canonicalize() else { continue };
+                    let is_dir = resolved.is_dir();
+                    let kind = if is_dir { Kind::Dir } else { Kind::File };
+                    if is_dir && seen.insert(resolved.clone()) {
+                        todo.push(resolved.clone());
+                    }
+                    let option = root.option.clone();
+                    self.inputs.push(Entry { option, path, resolved, kind, force: false, linked: true });
+                }
+            }
+        }
     }
 
     /// Something the command writes; an existing one is replaced only with `force`.
     pub fn output(mut self, option: &str, path: &Path, kind: Kind, force: bool) -> Self {
-        self.outputs.push(Entry { option: option.into(), path: path.into(), resolved: resolve(path), kind, force });
+        let resolved = resolve(path);
+        self.outputs.push(Entry { option: option.into(), path: path.into(), resolved, kind, force, linked: false });
         self
     }
 
     /// Checks the rules of the crate's documentation; the first broken one is the error.
     pub fn check(&self) -> Result<(), Refused> {
         let refuse = |option: &str, message: String| Err(Refused { option: option.to_string(), message });
+        if let Some(dir) = &self.too_large {
+            let option = self.inputs.iter().find(|i| &i.path == dir).map_or("<input>", |i| i.option.as_str());
+            return refuse(
+                option,
+                format!("{}: more than {MAX_WALKED} files and folders; cannot check what they link to", dir.display()),
+            );
+        }
         for (i, o) in self.outputs.iter().enumerate() {
             let shown = o.path.display();
             let parent = o.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -109,28 +179,24 @@ impl Plan {
                 return refuse(&o.option, format!("{shown}: not a file or folder name"));
             }
             for input in &self.inputs {
+                let input_shown = input.shown();
                 if o.resolved == input.resolved {
                     return refuse(
                         &o.option,
-                        format!(
-                            "{shown} is also the input {} ({}): it would be overwritten",
-                            input.path.display(),
-                            input.option
-                        ),
+                        format!("{shown} is also the input {input_shown} ({}): it would be overwritten", input.option),
                     );
                 }
                 if input.kind == Kind::Dir && o.resolved.starts_with(&input.resolved) {
                     return refuse(
                         &o.option,
-                        format!("{shown} lies inside the input folder {} ({})", input.path.display(), input.option),
+                        format!("{shown} lies inside the input folder {input_shown} ({})", input.option),
                     );
                 }
                 if o.kind == Kind::Dir && input.resolved.starts_with(&o.resolved) {
                     return refuse(
                         &o.option,
                         format!(
-                            "{shown} holds the input {} ({}), which replacing it would destroy",
-                            input.path.display(),
+                            "{shown} holds the input {input_shown} ({}), which replacing it would destroy",
                             input.option
                         ),
                     );
@@ -275,6 +341,32 @@ mod tests {
         assert_eq!(exists.check().unwrap_err().option, "<map>");
         let nowhere = Plan::new().output("--plot", &tmp.path().join("no/such/dir/p.png"), Kind::File, false);
         assert!(nowhere.check().unwrap_err().message.contains("does not exist"));
+    }
+
+    #[test]
+    fn what_links_inside_an_input_folder_lead_to_is_an_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The user's capture, and a scene whose images link into it (as `glace convert` makes).
+        let proj = tmp.path().join("proj");
+        std::fs::create_dir_all(proj.join("images")).unwrap();
+        std::fs::write(proj.join("images/x.png"), "photo").unwrap();
+        std::fs::create_dir_all(proj.join("more")).unwrap();
+        let scene = tmp.path().join("scene");
+        std::fs::create_dir_all(scene.join("test/rgb")).unwrap();
+        std::os::unix::fs::symlink(proj.join("images/x.png"), scene.join("test/rgb/x.png")).unwrap();
+        // A linked folder, and a link back to the scene (a cycle the walk must end).
+        std::os::unix::fs::symlink(proj.join("more"), scene.join("test/more")).unwrap();
+        std::os::unix::fs::symlink(&scene, proj.join("more/back")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("gone"), scene.join("test/dangling")).unwrap();
+        let plan = |out: &Path, kind| Plan::new().input("<scene>", &scene).output("<out>", out, kind, true).check();
+        let e = plan(&proj, Kind::Dir).unwrap_err();
+        assert!(e.message.contains("holds the input") && e.message.contains("through the link"), "{e}");
+        let e = plan(&proj.join("images/x.png"), Kind::File).unwrap_err();
+        assert!(e.message.contains("is also the input"), "{e}");
+        let e = plan(&proj.join("more/new.txt"), Kind::File).unwrap_err();
+        assert!(e.message.contains("inside the input folder"), "{e}");
+        assert_eq!(plan(&proj.join("elsewhere.txt"), Kind::File), Ok(()));
+        assert_eq!(plan(&tmp.path().join("out"), Kind::Dir), Ok(()));
     }
 
     #[test]
