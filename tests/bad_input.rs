@@ -61,6 +61,25 @@ fn map_bytes(edit: impl FnOnce(&mut glace_nn::map::MapInfo)) -> Vec<u8> {
     .unwrap()
 }
 
+/// A map file of the tiny head with a structure of two points detected at `height` pixels.
+fn structure_map_bytes(height: u32) -> Vec<u8> {
+    let mut map = glace_formats::map_file::from_bytes(&map_bytes(|_| {}), "m.glace".as_ref()).unwrap();
+    let n = 2;
+    map.structure = Some(glace_nn::Structure {
+        points_n3: vec![0.0, 0.0, 2.0, 0.5, 0.0, 2.0],
+        features_nd: (0..n * 64).map(|i| if i % 64 == 0 { 1.0 } else { 0.0 }).collect(),
+        dim: 64,
+        view_of_point: vec![0, 0],
+        support: vec![2, 2],
+        score: vec![0.5, 0.5],
+        centres_v3: vec![0.0; 3],
+        image_height: height,
+        patches: Vec::new(),
+        pixel_axes_v6: Vec::new(),
+    });
+    glace_formats::map_file::to_bytes(&map).unwrap()
+}
+
 /// Every file and folder under `root`: path → content hash (folders: "dir").
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
@@ -186,11 +205,12 @@ fn cases() -> Vec<Case> {
         ("--noise", &["NaN", "-0.1", "inf"]),
         ("--lr-max", &["NaN", "0", "-1e-3", "inf"]),
         ("--image-height", &["0", "8", "5000"]),
-        ("--structure-height", &["0", "8", "5000", "-1", "tall"]),
+        ("--structure-height", &["0", "8", "16", "31", "5000", "-1", "tall"]),
         ("--depth-target", &["NaN", "0.05", "-3"]),
         ("--depth-max", &["5", "NaN"]),
         ("--soft-clamp", &["NaN", "-1", "inf"]),
-        ("--depth-weight", &["NaN", "-1", "inf", "heavy"]),
+        ("--depth-weight", &["NaN", "-1", "inf", "heavy", "1e308", "101"]),
+        ("--lr-max", &["5", "1e300"]),
         ("--rotation", &["NaN", "-5", "190"]),
         ("--precision", &["fp16", "", "BF16"]),
         ("--iterations", &["-1", "lots"]),
@@ -214,6 +234,9 @@ fn cases() -> Vec<Case> {
         ("--global", &["bogus"]),
         ("--precision", &["fp16"]),
         ("--turns", &["sideways", "", "4"]),
+        ("--min-inlier-ratio", &["2", "NaN", "-0.1"]),
+        ("--min-spread", &["1.5", "-1"]),
+        ("--min-inliers", &["-1", "many"]),
     ] {
         for val in vals {
             v.push(case(&format!("localize {opt} {val}"), &format!("localize scene map.glace {opt}={val}"), &[opt]));
@@ -581,6 +604,12 @@ fn cases() -> Vec<Case> {
         ("serve map.glace --precision fp8", "--precision"),
         ("serve map.glace --turns 180", "--turns"),
         ("serve map.glace --workers 0", "--workers"),
+        ("serve map.glace --workers 100000", "--workers"),
+        ("serve map.glace --min-inlier-ratio 7", "--min-inlier-ratio"),
+        ("serve map.glace --header-timeout-ms 0", "--header-timeout-ms"),
+        ("serve map.glace --shutdown-grace-ms 0", "--shutdown-grace-ms"),
+        ("serve map.glace --queue 1000000000000", "--queue"),
+        ("serve map.glace --workers 18446744073709551615", "--workers"),
         ("serve map.glace --queue 0", "--queue"),
         ("serve map.glace --max-body 10", "--max-body"),
         ("serve map.glace --max-body lots", "--max-body"),
@@ -612,6 +641,74 @@ fn cases() -> Vec<Case> {
         ("bench real --scenes . --baselines nowhere.json", "nowhere.json"),
     ] {
         v.push(case(args, args, &[expect]));
+    }
+    // Symbolic links: a scene whose images link into the user's capture (as `glace convert`
+    // makes it) must not let an output replace what the links lead to.
+    let linked = |t: &Path| {
+        std::fs::create_dir_all(t.join("proj/images")).unwrap();
+        std::fs::create_dir_all(t.join("proj/sparse/0")).unwrap();
+        std::fs::write(t.join("proj/sparse/0/cameras.txt"), "# the user's model\n").unwrap();
+        for i in 0..2 {
+            let image = t.join(format!("proj/images/f{i}.png"));
+            std::fs::rename(t.join(format!("scene/test/rgb/f{i}.png")), &image).unwrap();
+            std::os::unix::fs::symlink(&image, t.join(format!("scene/test/rgb/f{i}.png"))).unwrap();
+        }
+    };
+    for (name, args, expect) in [
+        (
+            "export colmap over a linked capture",
+            "export colmap scene map.glace proj --force",
+            vec!["proj", "holds the input"],
+        ),
+        (
+            "export pointcloud onto a linked image",
+            "export pointcloud scene map.glace proj/images/f0.png --force",
+            vec!["f0.png", "is also the input"],
+        ),
+        ("localize --out onto a linked image", "localize scene map.glace --out proj/images/f1.png", vec!["f1.png"]),
+    ] {
+        v.push(with(case(name, args, &expect.iter().map(|s| &**s).collect::<Vec<_>>()), linked));
+    }
+    // Images whose shape would make the network's work unbounded: refused from the header by
+    // every command that reads them, naming the file and the limit.
+    let thin = |rel: &'static str| {
+        move |t: &Path| {
+            image::GrayImage::from_pixel(1000, 7, image::Luma([90])).save(t.join(rel)).unwrap();
+        }
+    };
+    for (name, args, file) in [
+        ("map with a 1000x7 training image", "map scene out.glace", "scene/train/rgb/f1.png"),
+        ("localize a 1000x7 test image", "localize scene map.glace", "scene/test/rgb/f0.png"),
+        ("export colmap with a 1000x7 image", "export colmap scene map.glace out", "scene/test/rgb/f0.png"),
+        ("export pointcloud with a 1000x7 image", "export pointcloud scene map.glace p.ply", "scene/train/rgb/f0.png"),
+        ("info on a scene with a 1000x7 image", "info scene", "scene/test/rgb/f1.png"),
+    ] {
+        let stem = Path::new(file).file_name().unwrap().to_str().unwrap();
+        v.push(with(case(name, args, &[stem, "1000×7"]), thin(file)));
+    }
+    let deep = |t: &Path| {
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_pixel(16, 12, image::Luma([999]))
+            .save(t.join("scene/test/rgb/f1.png"))
+            .unwrap();
+    };
+    v.push(with(case("localize a 16-bit PNG", "localize scene map.glace", &["f1.png", "8-bit"]), deep));
+    // Maps that are complete files but cannot work: refused by the loader, so by every command.
+    let low_structure = |t: &Path| std::fs::write(t.join("low.glace"), structure_map_bytes(16)).unwrap();
+    let turns = |t: &Path| {
+        let bytes = map_bytes(|info| info.training["query_turns"] = serde_json::json!(vec![1; 1000]));
+        std::fs::write(t.join("turns.glace"), bytes).unwrap()
+    };
+    for command in ["info {m}", "localize scene {m}", "export colmap scene {m} out", "serve {m}"] {
+        let args = command.replace("{m}", "low.glace");
+        v.push(with(
+            case(&format!("{args}: structure detected at 16 px"), &args, &["low.glace", "at least 32"]),
+            low_structure,
+        ));
+        let args = command.replace("{m}", "turns.glace");
+        v.push(with(
+            case(&format!("{args}: a turn listed 1000 times"), &args, &["turns.glace", "quarter turns"]),
+            turns,
+        ));
     }
     // A map kept from an earlier run is not overwritten without --force.
     v.push(with(

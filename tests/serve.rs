@@ -45,16 +45,11 @@ fn pose_file(path: &Path) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
-#[test]
-fn serve_answers_like_localize_and_refuses_what_it_must() {
-    if glace_formats::weights::xfeat_weights().is_err() {
-        eprintln!("SKIPPED serve_answers_like_localize_and_refuses_what_it_must: XFeat weights unavailable");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+/// A synthetic room of 8 training and 3 test frames of 160×120 and a small map of it, in `dir`.
+fn small_room(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let scene = tmp.path().join("room");
-    let map = tmp.path().join("room.glace");
+    let scene = dir.join("room");
+    let map = dir.join("room.glace");
     let args = ["synth", "room", &s(&scene), "--frames", "8", "--test-frames", "3", "--size", "160x120"];
     assert!(glace(&[&args[..], &["--texture-size", "64"]].concat()).status.success());
     let run = glace(&[
@@ -73,8 +68,22 @@ fn serve_answers_like_localize_and_refuses_what_it_must() {
         "64",
     ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    (scene, map)
+}
+
+#[test]
+fn serve_answers_like_localize_and_refuses_what_it_must() {
+    if glace_formats::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED serve_answers_like_localize_and_refuses_what_it_must: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (scene, map) = small_room(tmp.path());
     let poses = tmp.path().join("poses.txt");
-    assert!(glace(&["localize", &s(&scene), &s(&map), "--out", &s(&poses)]).status.success());
+    // The map is trained for seconds: its poses are compared, not judged (--min-inlier-ratio 0).
+    let loose = ["--min-inlier-ratio", "0", "--min-inliers", "0"];
+    assert!(glace(&[&["localize", &s(&scene), &s(&map), "--out", &s(&poses)][..], &loose].concat()).status.success());
     let expected = pose_file(&poses);
 
     let token = tmp.path().join("token");
@@ -89,6 +98,10 @@ fn serve_answers_like_localize_and_refuses_what_it_must() {
         "20000",
         "--workers",
         "2",
+        "--min-inlier-ratio",
+        "0",
+        "--min-inliers",
+        "0",
     ]);
     let auth = ("Authorization", "Bearer s3cret");
 
@@ -172,7 +185,8 @@ fn serve_answers_like_localize_and_refuses_what_it_must() {
     );
 
     // Graceful shutdown: a request in flight when SIGTERM arrives is answered; then the port closes.
-    let slow = format!("{path}&hypotheses=4000&time_budget_ms=0");
+    // Within the caps: a threshold no sample meets keeps it drawing for its whole 2 s budget.
+    let slow = format!("{path}&threshold=0.001");
     let in_flight = std::thread::spawn(move || {
         blocking_request(addr, "POST", &slow, &[auth, ("Content-Type", "image/png")], &image, Duration::from_secs(120))
     });
@@ -205,4 +219,129 @@ fn serve_refuses_bad_options_with_exit_2() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Response {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("an answer before the timeout");
+    glace_serve::client::parse_response(&out).expect("an HTTP answer")
+}
+
+#[test]
+fn serve_cannot_be_held_or_stopped_by_a_client() {
+    if glace_formats::weights::xfeat_weights().is_err() {
+        eprintln!("SKIPPED serve_cannot_be_held_or_stopped_by_a_client: XFeat weights unavailable");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, map) = small_room(tmp.path());
+    let image = std::fs::read(scene.join("test/rgb").read_dir().unwrap().next().unwrap().unwrap().path()).unwrap();
+    let k = "fx=131.25&fy=131.25&cx=80&cy=60";
+    let path = format!("/v1/maps/room/localize?{k}");
+    let png = [("Content-Type", "image/png")];
+    let encode = |img: image::DynamicImage| {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+        bytes
+    };
+
+    // With the default caps: work beyond them, thin and 16-bit images, words in K are refused.
+    let (mut child, addr) =
+        start(&[map.to_str().unwrap(), "--workers", "1", "--deadline-ms", "3000", "--header-timeout-ms", "1000"]);
+    let refused = |r: Response, what: &str| {
+        assert_eq!(r.status, 400, "{what}: {}", String::from_utf8_lossy(&r.body));
+        r.json().unwrap()["error"].as_str().unwrap().to_string()
+    };
+    let heavy = format!("{path}&time_budget_ms=0&max_tries=99999999999999&hypotheses=100000");
+    let e = refused(call(addr, "POST", &heavy, &png, &image), "heavy options");
+    assert!(e.contains("more work than this server allows"), "{e}");
+    let thin = encode(image::DynamicImage::ImageLuma8(image::GrayImage::new(1000, 7)));
+    let e = refused(call(addr, "POST", &path, &png, &thin), "a 1000x7 image");
+    assert!(e.contains("1000×7"), "{e}");
+    let deep = encode(image::DynamicImage::ImageLuma16(image::ImageBuffer::new(32, 32)));
+    assert!(refused(call(addr, "POST", &path, &png, &deep), "16-bit").contains("8-bit"));
+    let json = [("Content-Type", "application/json")];
+    let body = br#"{"image": "aGVsbG8=", "K": [[380, "x", 0, 75], [0, 380, 60], [0, 0, 1]]}"#;
+    assert!(refused(call(addr, "POST", "/v1/maps/room/localize", &json, body), "K").starts_with("K"));
+    // A one-colour image is answered, not localized, with the reason.
+    let flat = encode(image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([120, 120, 120]))));
+    let r = call(addr, "POST", &path, &png, &flat);
+    let v = r.json().unwrap();
+    assert_eq!((r.status, &v["success"]), (200, &serde_json::json!(false)), "{v}");
+    assert!(v["failure"].as_str().is_some_and(|f| !f.is_empty()), "{v}");
+    // Heads hyper would refuse with an empty body are JSON errors too.
+    for (head, status) in [
+        (format!("POST {path} HTTP/1.1\r\nContent-Type: image/png\r\nContent-Length: 12x\r\n\r\n"), 400),
+        ("GET /v1/maps/room/localize HTTP/1.1\r\n\r\n".to_string(), 405),
+        (format!("GET /v1/maps?{} HTTP/1.1\r\n\r\n", "q".repeat(20_000)), 414),
+        (format!("GET /v1/health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(100)), 431),
+    ] {
+        let r = raw(addr, head.as_bytes(), Duration::from_secs(10));
+        assert_eq!(r.status, status, "{}", &head[..40]);
+        assert!(r.json().is_some_and(|v| v["error"].is_string()), "{status}: {:?}", String::from_utf8_lossy(&r.body));
+    }
+    // A head that never ends is answered 408 at the header timeout.
+    let t = std::time::Instant::now();
+    let r = raw(addr, format!("POST {path} HTTP/1.1\r\nContent-").as_bytes(), Duration::from_secs(10));
+    assert_eq!(r.status, 408);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Half-open connections do not hold the shutdown.
+    let _held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"POST /v1/maps/room/localize HTTP/1.1\r\nHost").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
+
+    // The operator raises the caps; a request that cannot finish and is given up on frees the
+    // only worker: the next request is answered normally.
+    let (mut child, addr) = start(&[
+        map.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--deadline-ms",
+        "3000",
+        "--hypotheses",
+        "100000",
+        "--max-tries",
+        "100000000000000",
+        "--time-budget-ms",
+        "0",
+    ]);
+    // A threshold no sample meets: every hypothesis draws until its tries run out. The server's
+    // own defaults are now heavy too, so ordinary requests here ask for the usual work.
+    let light = format!("{path}&hypotheses=64&max_tries=1000000&time_budget_ms=2000");
+    let endless = format!("{path}&threshold=0.000001&max_tries=100000000000000&hypotheses=100000");
+    let t = std::time::Instant::now();
+    let gave_up = blocking_request(addr, "POST", &endless, &png, &image, Duration::from_millis(300));
+    assert!(gave_up.is_err(), "the client gave up before any answer");
+    // Its work stops at its deadline at the latest (3 s): then the only worker is free again.
+    std::thread::sleep(Duration::from_millis(3300).saturating_sub(t.elapsed()));
+    let t = std::time::Instant::now();
+    let r = call(addr, "POST", &light, &png, &image);
+    assert_eq!(r.status, 200, "after an abandoned request: {}", String::from_utf8_lossy(&r.body));
+    assert!(t.elapsed() < Duration::from_secs(2), "the worker was still busy: {:?}", t.elapsed());
+    // One that times out is answered 504 and frees the worker at once.
+    let r = call(addr, "POST", &endless, &png, &image);
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    let t = std::time::Instant::now();
+    let r = call(addr, "POST", &light, &png, &image);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(t.elapsed() < Duration::from_secs(2), "the worker was still busy: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
 }

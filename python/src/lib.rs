@@ -246,6 +246,7 @@ impl Localizer {
                 time_budget: time_budget_ms.filter(|&ms| ms > 0).map(Duration::from_millis),
                 refinement_rounds,
                 seed,
+                cancel: None,
             },
             image_height,
             clean_global,
@@ -255,6 +256,7 @@ impl Localizer {
             precision,
             turns,
             skip_structure: !structure,
+            ..Default::default()
         };
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;
@@ -281,7 +283,7 @@ impl Localizer {
             .detach(move || {
                 let view =
                     if rgb { glace::ImageView::rgb8(w, h, &data) } else { glace::ImageView::gray8(w, h, &data) }?;
-                let query = glace::Query { descriptor: descriptor.as_deref(), coordinates, ransac: None };
+                let query = glace::Query { descriptor: descriptor.as_deref(), coordinates, ransac: None, cancel: None };
                 inner.localize_with(view, &camera, &query)
             })
             .map_err(|e| raise(py, e))?;
@@ -455,9 +457,9 @@ fn map_scene<'py>(
         o.global = g.parse().map_err(|e: String| input_error(py, "global_source", e))?;
     }
     let encoder: glace::LocalEncoderChoice = encoder.parse().map_err(|e: String| input_error(py, "encoder", e))?;
-    use glace::outputs::{Kind, Plan};
+    use glace::outputs::Kind;
     let log = log.unwrap_or_else(|| map_path.with_extension("json"));
-    Plan::new()
+    glace::plan()
         .input("scene_dir", &scene_dir)
         .output("map_path", &map_path, Kind::File, force)
         .output("log", &log, Kind::File, force)

@@ -123,6 +123,7 @@ def test_bad_arrays_raise_input_errors(tum_map):
         (np.zeros((48, 64, 4), np.uint8), K, "expected (H, W, 3) RGB or (H, W) grey"),
         (np.zeros((2, 48, 64, 3), np.uint8), K, "expected (H, W, 3)"),
         (np.zeros((0, 64, 3), np.uint8), K, "empty"),
+        (np.zeros((7, 1000, 3), np.uint8), K, "1000×7"),
         ([[0] * 64] * 48, K, "expected a numpy array"),
         (img, np.where(np.eye(3) > 0, np.nan, K), "K: "),
         (img, np.full((3, 3), np.inf), "K: "),

@@ -77,9 +77,9 @@ pub enum ExportWhat {
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     match &args.what {
         ExportWhat::Pointcloud { scene, map, out, max_error, test, force, networks } => {
-            let plan = glace::outputs::Plan::new().input("<scene>", scene).input("<map>", map);
+            let plan = glace::plan().input("<scene>", scene).input("<map>", map);
             plan.output("<out>", out, glace::outputs::Kind::File, *force).check().map_err(glace::Error::from)?;
-            let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
+            let scene = Scene::open(scene, &SceneOptions::default())?;
             let split = if *test { SplitKind::Test } else { SplitKind::Train };
             let frames = scene.split(split)?.frames.len();
             let localizer = networks.open(map, false, glace::RansacOptions::default())?;
@@ -90,10 +90,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ExportWhat::Colmap { scene, map, out, max_error, train, force, networks, ransac } => {
-            let plan = glace::outputs::Plan::new().input("<scene>", scene).input("<map>", map);
+            let plan = glace::plan().input("<scene>", scene).input("<map>", map);
             plan.output("<out>", out, glace::outputs::Kind::Dir, *force).check().map_err(glace::Error::from)?;
             let ransac = ransac.options()?;
-            let scene = Scene::open(scene, &SceneOptions { probe_images: false, ..Default::default() })?;
+            let scene = Scene::open(scene, &SceneOptions::default())?;
             let split = if *train { SplitKind::Train } else { SplitKind::Test };
             let frames = scene.split(split)?.frames.len();
             let localizer = networks.open(map, false, ransac)?;

@@ -39,7 +39,7 @@ pub fn run(args: &FeaturesArgs) -> anyhow::Result<()> {
         &SceneOptions { probe_images: false, read_features: false, skip_invalid_poses: true, ..Default::default() },
     )?;
     // features.npy is written into the scene it describes; the checkpoint must not be one of them.
-    let mut plan = glace::outputs::Plan::new().input("--global", checkpoint);
+    let mut plan = glace::plan().input("--global", checkpoint);
     for split in scene.splits() {
         plan = plan.output("<scene>", &split.dir.join(FEATURES_FILE), glace::outputs::Kind::File, args.force);
     }

@@ -7,6 +7,37 @@ use glace::{localize_scene, Localizer, LocalizerOptions, Map, RansacOptions, Sce
 
 use super::map::GlobalArg;
 
+/// When a pose from the scene coordinates counts as found (the library's defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvidenceArgs {
+    /// A pose from the scene coordinates needs at least this many inlier cells [0: no minimum].
+    #[arg(long, default_value_t = glace::EvidenceRule::default().min_inliers)]
+    pub min_inliers: usize,
+    /// ... and this share of the image's cells as inliers (0 to 1; 0: every pose RANSAC returns,
+    /// as the reference).
+    #[arg(long, default_value_t = glace::EvidenceRule::default().min_inlier_ratio)]
+    pub min_inlier_ratio: f64,
+    /// ... spread over at least this share of the image (0 to 1).
+    #[arg(long, default_value_t = glace::EvidenceRule::default().min_spread)]
+    pub min_spread: f64,
+}
+
+impl EvidenceArgs {
+    /// As the library's rule, checked (the error names the option).
+    pub fn rule(&self) -> anyhow::Result<glace::EvidenceRule> {
+        for (option, v) in [("--min-inlier-ratio", self.min_inlier_ratio), ("--min-spread", self.min_spread)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(glace::Error::usage(option, format!("{v}: expected 0 to 1")).into());
+            }
+        }
+        Ok(glace::EvidenceRule {
+            min_inliers: self.min_inliers,
+            min_inlier_ratio: self.min_inlier_ratio,
+            min_spread: self.min_spread,
+        })
+    }
+}
+
 /// How to load the networks a map needs (shared by the commands that run a map).
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetworkArgs {
@@ -35,14 +66,17 @@ pub struct NetworkArgs {
     /// them; the reference has none)
     #[arg(long)]
     pub no_structure: bool,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 }
 
 impl NetworkArgs {
     /// Opens the map and builds its localizer.
     pub fn open(&self, map_path: &Path, clean_global: bool, ransac: RansacOptions) -> anyhow::Result<Localizer> {
         use glace::GlobalSource;
-        if let Some(h) = self.image_height.filter(|h| !(16..=4096).contains(h)) {
-            return Err(glace::Error::usage("--image-height", format!("{h}: expected 16 to 4096 pixels")).into());
+        use glace_nn::{MAX_IMAGE_HEIGHT as MAX, MIN_IMAGE_HEIGHT as MIN};
+        if let Some(h) = self.image_height.filter(|h| !(MIN..=MAX).contains(h)) {
+            return Err(glace::Error::usage("--image-height", format!("{h}: expected {MIN} to {MAX} pixels")).into());
         }
         self.precision.resolve().map_err(|m| glace::Error::usage("--precision", m))?;
         let map = Map::open(map_path)?;
@@ -84,6 +118,7 @@ impl NetworkArgs {
             precision: self.precision,
             turns: self.turns,
             skip_structure: self.no_structure,
+            evidence: self.evidence.rule()?,
         };
         Ok(Localizer::new(&map, options)?)
     }
@@ -163,12 +198,12 @@ impl RansacArgs {
 /// Runs `glace localize`.
 pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
     let ransac = args.ransac.options()?;
-    let scene = Scene::open(&args.scene, &SceneOptions { probe_images: false, ..Default::default() })?;
+    let scene = Scene::open(&args.scene, &SceneOptions::default())?;
     scene.split(SplitKind::Test)?;
     let scene_name = scene.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "scene".into());
     let out = args.out.clone().unwrap_or_else(|| args.map.with_file_name(format!("poses_{scene_name}.txt")));
     let report_path = args.report.clone().unwrap_or_else(|| out.with_extension("json"));
-    let mut plan = glace::outputs::Plan::new().input("<scene>", &args.scene).input("<map>", &args.map);
+    let mut plan = glace::plan().input("<scene>", &args.scene).input("<map>", &args.map);
     // The map's training log sits beside it under the derived name a report could take.
     let map_log = args.map.with_extension("json");
     if map_log.is_file() && map_log != args.map {

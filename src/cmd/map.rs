@@ -257,7 +257,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let encoder: glace::LocalEncoderChoice =
         args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
     let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
-    let mut plan = glace::outputs::Plan::new().input("<scene>", &args.scene);
+    let mut plan = glace::plan().input("<scene>", &args.scene);
     if let glace::LocalEncoderChoice::Ace(p) = &encoder {
         plan = plan.input("--encoder", p);
     }

@@ -150,7 +150,7 @@ pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
     };
     // Kept maps must not land in the scenes or overwrite earlier ones: checked before any mapping.
     let kept = |name: &str| args.keep.as_ref().map(|dir| dir.join(format!("{name}.glace")));
-    let mut plan = glace::outputs::Plan::new().input("--scenes", &root);
+    let mut plan = glace::plan().input("--scenes", &root);
     if let Some(p) = &baselines_path {
         plan = plan.input("--baselines", p);
     }

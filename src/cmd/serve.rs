@@ -8,7 +8,7 @@ use std::time::Duration;
 use glace::LocalizerOptions;
 use glace_serve::ServeOptions;
 
-use super::localize::RansacArgs;
+use super::localize::{EvidenceArgs, RansacArgs};
 use super::map::GlobalArg;
 
 /// A byte size such as `32MB`, `512kB`, `1GiB` or a plain number of bytes.
@@ -48,6 +48,13 @@ pub struct ServiceArgs {
     /// still arriving, 504 after).
     #[arg(long, default_value_t = 30_000)]
     pub deadline_ms: u64,
+    /// Time a connection may take to send its request head, in ms (408 after; a connection that
+    /// sends nothing is closed).
+    #[arg(long, default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Time requests in flight get to finish after SIGINT or SIGTERM, in ms; then they are dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl ServiceArgs {
@@ -56,12 +63,20 @@ impl ServiceArgs {
         let workers = self.workers.unwrap_or(d.workers);
         let o = ServeOptions {
             workers,
-            queue: self.queue.unwrap_or(8 * workers),
+            queue: self.queue.unwrap_or(workers.saturating_mul(8)),
             max_body: self.max_body,
             deadline: Duration::from_millis(self.deadline_ms),
             token,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             ..d
         };
+        if self.header_timeout_ms == 0 {
+            return Err(glace::Error::usage("--header-timeout-ms", "0: connections need time to send a request").into());
+        }
+        if self.shutdown_grace_ms == 0 {
+            return Err(glace::Error::usage("--shutdown-grace-ms", "0: give requests in flight some time").into());
+        }
         o.validate()?;
         Ok(o)
     }
@@ -102,6 +117,8 @@ pub struct ServeArgs {
     /// triangulated points (maps of photo collections carry them).
     #[arg(long)]
     pub no_structure: bool,
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 }
 
 fn localizer_options(
@@ -150,6 +167,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         &args.maps,
         &LocalizerOptions {
             skip_structure: args.no_structure,
+            evidence: args.evidence.rule()?,
             ..localizer_options(
                 args.encoder.as_deref(),
                 args.global.as_ref(),
@@ -206,6 +224,9 @@ pub struct BenchServeArgs {
     /// The service's deadline in ms (the slow-body fault waits it out).
     #[arg(long, default_value_t = 5_000)]
     pub deadline_ms: u64,
+    /// The service's header timeout in ms (the half-sent-head fault waits it out).
+    #[arg(long, default_value_t = 2_000)]
+    pub header_timeout_ms: u64,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -250,8 +271,14 @@ pub fn bench(args: &BenchServeArgs) -> anyhow::Result<()> {
         &localizer_options(None, None, &ransac, glace::Precision::Auto, glace::Turns::Auto)?,
     )?;
     let frames = glace_serve::bench::query_frames(&scene)?;
-    let service =
-        ServiceArgs { workers: args.workers, queue: args.queue, max_body: 32_000_000, deadline_ms: args.deadline_ms };
+    let service = ServiceArgs {
+        workers: args.workers,
+        queue: args.queue,
+        max_body: 32_000_000,
+        deadline_ms: args.deadline_ms,
+        header_timeout_ms: args.header_timeout_ms,
+        shutdown_grace_ms: 10_000,
+    };
     let test = glace_serve::bench::LoadTest {
         clients: args.clients,
         duration: Duration::from_secs(args.duration),

@@ -1,4 +1,7 @@
-//! Image files: cheap header probing for validation, and decoding to 8-bit RGB.
+//! Image files: cheap header probing for validation, and decoding to 8-bit RGB — one policy
+//! for every way an image arrives (a scene's files, `glace::read_image`, the service's bodies):
+//! PNG or JPEG, 8-bit grey or RGB(A), whole, and within [`check_dimensions`], which is checked
+//! from the header before any pixel is allocated.
 
 use std::path::Path;
 
@@ -23,6 +26,35 @@ fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, D
         .map_err(|e| DataError::io(path, e))
 }
 
+/// The most pixels an image may have: decoded, it takes 3 bytes a pixel (192 MiB here).
+pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
+/// The most an image's longer side may be of its shorter side. The network sees the shorter
+/// side at a fixed height, so the longer side sets its work: a 1000×7 strip would become
+/// 68571×480 (gigabytes). Panoramas (2:1) and cinema frames (2.4:1) pass.
+pub const MAX_ASPECT: u32 = 4;
+
+/// Checks an image's size as its header gives it against [`MAX_IMAGE_PIXELS`] and
+/// [`MAX_ASPECT`]; the message says which limit and by how much.
+pub fn check_dimensions(width: u32, height: u32) -> Result<(), String> {
+    if width == 0 || height == 0 {
+        return Err(format!("{width}×{height}: the image is empty"));
+    }
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(format!("{width}×{height} is {pixels} pixels, more than the limit of {MAX_IMAGE_PIXELS}"));
+    }
+    let (short, long) = (width.min(height), width.max(height));
+    if long as u64 > MAX_ASPECT as u64 * short as u64 {
+        return Err(format!(
+            "{width}×{height}: its longer side is {:.1} times its shorter one, more than the limit of {MAX_ASPECT} \
+             (the network sees the shorter side at a fixed height, so such a strip would take gigabytes)",
+            long as f64 / short as f64
+        ));
+    }
+    Ok(())
+}
+
 fn check_color(path: &Path, color: ColorType) -> Result<(), DataError> {
     match color {
         ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8 => Ok(()),
@@ -33,13 +65,20 @@ fn check_color(path: &Path, color: ColorType) -> Result<(), DataError> {
     }
 }
 
-/// Width and height from the file header, checking the pixel type is 8-bit gray or RGB(A).
+fn check_header(path: &Path, decoder: &impl ImageDecoder) -> Result<(u32, u32), DataError> {
+    check_color(path, decoder.color_type())?;
+    let (w, h) = decoder.dimensions();
+    check_dimensions(w, h).map_err(|message| DataError::UnsupportedImage { path: path.to_path_buf(), message })?;
+    Ok((w, h))
+}
+
+/// Width and height from the file header, checking the pixel type is 8-bit gray or RGB(A) and
+/// the size is within [`check_dimensions`].
 pub fn probe(path: &Path) -> Result<(u32, u32), DataError> {
     let decoder = open(path)?
         .into_decoder()
         .map_err(|e| DataError::CorruptImage { path: path.to_path_buf(), message: e.to_string() })?;
-    check_color(path, decoder.color_type())?;
-    Ok(decoder.dimensions())
+    check_header(path, &decoder)
 }
 
 /// Why a JPEG's bytes are incomplete, if they are: the decoder fills a cut-off scan with grey
@@ -58,24 +97,58 @@ pub fn jpeg_truncation(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Decodes an image to 8-bit RGB (gray is replicated, alpha dropped). Truncated files are errors.
+/// Decodes an image file to 8-bit RGB (gray is replicated, alpha dropped). Truncated files are
+/// errors; see [`decode_rgb8`].
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if let Some(message) = jpeg_truncation(&bytes) {
-        return Err(DataError::CorruptImage { path: path.to_path_buf(), message });
+    decode_rgb8(&bytes, path)
+}
+
+/// Decodes a PNG or JPEG held in memory to 8-bit RGB; `name` (a file, or what the bytes are)
+/// is what errors name. Truncated data, other formats and pixel types, and sizes beyond
+/// [`check_dimensions`] are refused, the size from the header before pixels are allocated.
+pub fn decode_rgb8(bytes: &[u8], name: &Path) -> Result<RgbImage, DataError> {
+    let corrupt = |message: String| DataError::CorruptImage { path: name.to_path_buf(), message };
+    if let Some(message) = jpeg_truncation(bytes) {
+        return Err(corrupt(message));
     }
-    let img = ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::CorruptImage { path: path.to_path_buf(), message: e.to_string() })?;
-    check_color(path, img.color())?;
+    let reader =
+        ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| corrupt(e.to_string()))?;
+    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
+        return Err(DataError::UnsupportedImage {
+            path: name.to_path_buf(),
+            message: "not a PNG or JPEG image".into(),
+        });
+    }
+    let decoder = reader.into_decoder().map_err(|e| corrupt(e.to_string()))?;
+    check_header(name, &decoder)?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| corrupt(e.to_string()))?;
     Ok(img.to_rgb8())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::jpeg_truncation;
+    use super::*;
+
+    #[test]
+    fn sizes_beyond_the_limits_are_refused_from_the_header() {
+        assert!(check_dimensions(640, 480).is_ok() && check_dimensions(1080, 1920).is_ok());
+        assert!(check_dimensions(4000, 1000).is_ok() && check_dimensions(1, 1).is_ok());
+        for (w, h) in [(1000, 7), (7, 1000), (4001, 1000), (0, 5), (9000, 9000)] {
+            assert!(check_dimensions(w, h).is_err(), "{w}×{h}");
+        }
+        let mut png = Vec::new();
+        image::RgbImage::new(1000, 7).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let e = decode_rgb8(&png, Path::new("thin.png")).unwrap_err().to_string();
+        assert!(e.contains("thin.png") && e.contains("1000×7"), "{e}");
+        let mut deep = Vec::new();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::new(8, 8)
+            .write_to(&mut std::io::Cursor::new(&mut deep), image::ImageFormat::Png)
+            .unwrap();
+        let e = decode_rgb8(&deep, Path::new("deep.png")).unwrap_err().to_string();
+        assert!(e.contains("8-bit"), "{e}");
+        assert!(decode_rgb8(b"GIF89a....", Path::new("x")).is_err());
+    }
 
     #[test]
     fn cut_jpegs_are_told_from_whole_ones() {

@@ -18,7 +18,7 @@ pub mod writer;
 
 pub use error::DataError;
 pub use features::GlobalFeatures;
-pub use preprocess::{preprocess, Preprocessed};
+pub use preprocess::{check_network_size, preprocess, Preprocessed};
 pub use scene::{Frame, Scene, SceneOptions, Split, SplitKind};
 pub use summary::SceneSummary;
 pub use text::Calibration;

@@ -37,6 +37,25 @@ pub fn resized_size(width: u32, height: u32, short: u32) -> (u32, u32) {
     }
 }
 
+/// The most pixels the networks may see of one image: with the shorter side at the height a
+/// map was trained at, the longer side follows the image's aspect ([`crate::imageio::MAX_ASPECT`]).
+pub const MAX_NETWORK_PIXELS: u64 = 16 << 20;
+
+/// Checks that a `width × height` image can be given to the networks at shorter side
+/// `image_height`: within the file limits ([`crate::imageio::check_dimensions`]) and, resized,
+/// within [`MAX_NETWORK_PIXELS`]. Returns the resized size.
+pub fn check_network_size(width: u32, height: u32, image_height: u32) -> Result<(u32, u32), String> {
+    crate::imageio::check_dimensions(width, height)?;
+    let (w, h) = resized_size(width, height, image_height);
+    if w as u64 * h as u64 > MAX_NETWORK_PIXELS {
+        return Err(format!(
+            "{width}×{height} becomes {w}×{h} for the network (shorter side {image_height}), more than the limit of \
+             {MAX_NETWORK_PIXELS} pixels"
+        ));
+    }
+    Ok((w, h))
+}
+
 /// Feature-grid size (rows, cols) = (ceil(H/8), ceil(W/8)).
 pub fn feature_grid(width: usize, height: usize) -> (usize, usize) {
     (height.div_ceil(CELL), width.div_ceil(CELL))

@@ -229,14 +229,29 @@ fn check_description(info: &MapInfo) -> Result<(), String> {
     let options = &info.training["options"];
     if let Some(h) = options.get("image_height") {
         match h.as_u64() {
-            Some(h) if (16..=4096).contains(&h) => {}
-            _ => return Err(format!("training image height {h} (expected 16 to 4096)")),
+            Some(h) if (glace_nn::MIN_IMAGE_HEIGHT as u64..=glace_nn::MAX_IMAGE_HEIGHT as u64).contains(&h) => {}
+            _ => {
+                return Err(format!(
+                    "training image height {h} (expected {} to {})",
+                    glace_nn::MIN_IMAGE_HEIGHT,
+                    glace_nn::MAX_IMAGE_HEIGHT
+                ))
+            }
         }
     }
     if let Some(n) = options.get("noise_std") {
         match n.as_f64() {
             Some(n) if n.is_finite() && n >= 0.0 => {}
             _ => return Err(format!("feature-diffusion σ {n} (expected a finite number ≥ 0)")),
+        }
+    }
+    if let Some(turns) = info.training.get("query_turns") {
+        let listed: Option<Vec<u64>> = turns.as_array().and_then(|a| a.iter().map(|t| t.as_u64()).collect());
+        let valid = listed.as_ref().is_some_and(|l| {
+            !l.is_empty() && l.len() <= 4 && l.iter().all(|&t| t < 4) && (1..l.len()).all(|i| !l[..i].contains(&l[i]))
+        });
+        if !valid {
+            return Err(format!("query turns {turns}: expected one to four distinct quarter turns 0 to 3"));
         }
     }
     let c = &info.head;
@@ -393,10 +408,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
         let (
             Some((ps, points)),
             Some((fs, features)),
-            Some((_, views)),
-            Some((_, centres)),
-            Some((_, support)),
-            Some((_, score)),
+            Some((vs, views)),
+            Some((cs, centres)),
+            Some((ss, support)),
+            Some((qs, score)),
         ) = (
             structure.remove("points"),
             structure.remove("features"),
@@ -415,6 +430,41 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
                 "structure of points {ps:?} and features {fs:?} for {}-d local features",
                 info.local_encoder.dim
             )));
+        }
+        let n = ps[0];
+        // Every tensor's shape, not only its length: a file that merely adds up is refused too.
+        let shaped = |name: &str, shape: &[usize], expected: &[usize]| {
+            if shape == expected {
+                Ok(())
+            } else {
+                Err(bad(format!("tensor 'structure.{name}' has shape {shape:?}; expected {expected:?}")))
+            }
+        };
+        shaped("views", &vs, &[n])?;
+        shaped("support", &ss, &[n])?;
+        shaped("score", &qs, &[n])?;
+        if cs.len() != 2 || cs[1] != 3 {
+            return Err(bad(format!("tensor 'structure.centres' has shape {cs:?}; expected [views, 3]")));
+        }
+        let view_count = cs[0];
+        if let Some((axes_shape, _)) = structure.get("pixel_axes") {
+            if axes_shape.as_slice() != [view_count, 6] {
+                return Err(bad(format!(
+                    "tensor 'structure.pixel_axes' (which places the patches) has shape {axes_shape:?}; expected \
+                     [{view_count}, 6]"
+                )));
+            }
+        }
+        if let Some(p) = &patches {
+            if p.len() != n * Structure::PATCH_LEN {
+                return Err(bad(format!(
+                    "tensor 'structure.patches' holds {} patches for {n} points",
+                    p.len() / Structure::PATCH_LEN
+                )));
+            }
+        }
+        if let Some((height_shape, _)) = structure.get("height") {
+            shaped("height", height_shape, &[1])?;
         }
         if views.iter().chain(&support).any(|v| !(*v >= 0.0 && v.fract() == 0.0)) {
             return Err(bad("structure view indices or support counts are not whole numbers ≥ 0".into()));

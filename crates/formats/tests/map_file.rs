@@ -139,6 +139,23 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     bad.structure.as_mut().unwrap().pixel_axes_v6.clear();
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("patch"), "{err}");
+    // Right lengths in the wrong shapes (the header edited in place, offsets unchanged): refused.
+    let bytes = map_file::to_bytes(&map).unwrap();
+    for (name, from, to) in [
+        ("pixel_axes", "\"shape\":[2,6]", "\"shape\":[4,3]"),
+        ("centres", "\"shape\":[2,3]", "\"shape\":[3,2]"),
+        ("views", "\"shape\":[5]", "\"shape\":[5,1]"),
+        ("score", "\"shape\":[5]", "\"shape\":[1,5]"),
+    ] {
+        let edited = edit_tensor_header(&bytes, &format!("structure.{name}"), from, to);
+        let err = map_file::from_bytes(&edited, "m.glace".as_ref()).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("shape"), "{name}: {err}");
+    }
+    // A structure detected below what the local encoder takes: refused by the loader.
+    let mut low = map.clone();
+    low.structure.as_mut().unwrap().image_height = 16;
+    let err = map_file::from_bytes(&map_file::to_bytes(&low).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("16") && err.contains("at least 32"), "{err}");
     // Maps without patches (before they were kept) read as such.
     let mut old = map.clone();
     let s = old.structure.as_mut().unwrap();
@@ -149,4 +166,21 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     old.structure.as_mut().unwrap().image_height = 0;
     let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();
     assert_eq!(back.structure.unwrap().image_height, 0);
+}
+
+/// The map file's bytes with the header entry of tensor `name` edited from `from` to `to` (the
+/// data offsets are relative to the data, so they stay valid), then resealed.
+fn edit_tensor_header(bytes: &[u8], name: &str, from: &str, to: &str) -> Vec<u8> {
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + header_len].to_vec()).unwrap();
+    let entry = header.find(&format!("\"{name}\"")).expect("tensor in the header");
+    let at = entry + header[entry..].find(from).expect("its shape");
+    let mut edited = format!("{}{to}{}", &header[..at], &header[at + from.len()..]).into_bytes();
+    while edited.len() % 8 != 0 {
+        edited.push(b' ');
+    }
+    let mut out = (edited.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&edited);
+    out.extend_from_slice(&bytes[8 + header_len..]);
+    map_file::reseal(&out).expect("a readable file")
 }

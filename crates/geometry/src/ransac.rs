@@ -13,6 +13,8 @@
 //! through the camera plane; a hypothesis whose tries run out is dropped rather than kept as
 //! a zero pose.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nalgebra::{Matrix3, Matrix6, Rotation3, UnitQuaternion, Vector3, Vector6};
@@ -40,6 +42,9 @@ pub struct RansacConfig {
     pub refinement_rounds: usize,
     /// Seed of the per-hypothesis random streams.
     pub seed: u64,
+    /// Stop as soon as this is set (a caller that gave up on the answer): checked with the time
+    /// budget while drawing and before each refinement round.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for RansacConfig {
@@ -53,6 +58,7 @@ impl Default for RansacConfig {
             time_budget: None,
             refinement_rounds: 100,
             seed: 1305,
+            cancel: None,
         }
     }
 }
@@ -97,6 +103,9 @@ pub enum RansacError {
     /// Fewer than 4 usable correspondences.
     #[error("too few usable correspondences ({0}; at least 4 are needed)")]
     TooFewPoints(usize),
+    /// [`RansacConfig::cancel`] was set.
+    #[error("cancelled")]
+    Cancelled,
     /// No 4-point sample passed within the caps.
     #[error("no valid hypothesis within {tries} tries{}", if *.timed_out { " (time budget exhausted)" } else { "" })]
     NoHypothesis {
@@ -176,7 +185,9 @@ fn draw_hypothesis(
         tries += 1;
         // `%` rather than is_multiple_of: that needs Rust 1.87, the README promises 1.85.
         #[allow(clippy::manual_is_multiple_of)]
-        if tries % 4096 == 0 && deadline.is_some_and(|d| Instant::now() > d) {
+        // Checked on a hypothesis's first draw too, so that the hypotheses still to come after the
+        // budget ran out (or the caller gave up) stop at once rather than after 4096 draws each.
+        if tries % 4096 == 1 && (deadline.is_some_and(|d| Instant::now() > d) || cancelled(cfg)) {
             return (None, tries, true);
         }
         let idx = [stream.below(n), stream.below(n), stream.below(n), stream.below(n)];
@@ -196,6 +207,10 @@ fn draw_hypothesis(
         }
     }
     (None, tries, false)
+}
+
+fn cancelled(cfg: &RansacConfig) -> bool {
+    cfg.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
 }
 
 fn soft_score(cam: &Cam, pose: &Pose, pixels: &[[f64; 2]], points: &[Vector3<f64>], cfg: &RansacConfig) -> f64 {
@@ -323,6 +338,9 @@ pub fn ransac_pnp(
             draw_hypothesis(&cam, &px, &pts, &bearings, cfg, &mut stream, deadline)
         })
         .collect();
+    if cancelled(cfg) {
+        return Err(RansacError::Cancelled);
+    }
     let tries: u64 = drawn.iter().map(|d| d.1).sum();
     let timed_out = drawn.iter().any(|d| d.2);
     let hyps: Vec<Pose> = drawn.into_iter().filter_map(|d| d.0).collect();
@@ -338,6 +356,9 @@ pub fn ransac_pnp(
     let mut inliers = 0;
     let mut rounds = 0;
     for _ in 0..cfg.refinement_rounds {
+        if cancelled(cfg) {
+            return Err(RansacError::Cancelled);
+        }
         let idx: Vec<usize> = (0..pts.len()).filter(|&i| cam.error(&pose, &pts[i], &px[i]) < cfg.threshold).collect();
         if idx.len() <= best_count {
             break;
@@ -430,5 +451,16 @@ mod tests {
         let cfg = RansacConfig { time_budget: Some(Duration::from_millis(20)), ..Default::default() };
         let err = ransac_pnp(&px, &line, &k, &cfg).unwrap_err();
         assert!(matches!(err, RansacError::NoHypothesis { timed_out: true, .. }), "{err}");
+        // A caller that gives up stops the drawing within a few thousand tries.
+        let flag = Arc::new(AtomicBool::new(false));
+        let cfg = RansacConfig { max_tries: usize::MAX, cancel: Some(flag.clone()), ..Default::default() };
+        let setter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        assert_eq!(ransac_pnp(&px, &line, &k, &cfg).unwrap_err(), RansacError::Cancelled);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        setter.join().unwrap();
     }
 }

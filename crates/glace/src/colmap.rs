@@ -197,6 +197,7 @@ pub fn export_colmap(
     if out.exists() && !force {
         return Err(Error::usage("--force", format!("{} exists: pass --force to replace it", out.display())));
     }
+    crate::check_export(localizer, scene, out, glace_outputs::Kind::Dir, force)?;
     let mut images = Vec::new();
     let mut not_localized = Vec::new();
     localize_scene(localizer, scene, split, true, &mut |done, total, frame, outcome| {

@@ -41,8 +41,8 @@ pub use colmap::{export_colmap, model_image, model_text, write_model, ColmapSumm
 pub use encoders::LocalEncoderChoice;
 pub use error::{chain_message, error_message, Error, Result};
 pub use localizer::{
-    camera_from_matrix, ImageView, Localization, Localizer, LocalizerOptions, PixelFormat, Query, RansacOptions,
-    SceneCoordinates, StageTimes, Turns,
+    camera_from_matrix, Evidence, EvidenceRule, ImageView, Localization, Localizer, LocalizerOptions, PixelFormat,
+    Query, RansacOptions, SceneCoordinates, StageTimes, Turns,
 };
 pub use map::{Map, MapFormat};
 pub use mapping::{
@@ -66,6 +66,36 @@ pub use image::RgbImage;
 /// The linear algebra of poses ([`CamToWorld`] wraps an `nalgebra::Isometry3<f64>`).
 pub use nalgebra;
 
+/// An [`outputs::Plan`] that already reads the networks' weights (the XFeat cache and
+/// `GLACE_WEIGHTS`): every command that loads a network starts its plan here, so that no output
+/// can replace the weights it is about to read.
+pub fn plan() -> outputs::Plan {
+    let mut plan = outputs::Plan::new().input("the weights cache (GLACE_CACHE)", &glace_formats::weights::cache_dir());
+    if let Some(dir) = std::env::var_os("GLACE_WEIGHTS") {
+        plan = plan.input("GLACE_WEIGHTS", std::path::Path::new(&dir));
+    }
+    plan
+}
+
+/// Refuses, before any work, an export `out` that would replace the scene, the map or anything
+/// either links to ([`plan`]); library callers get the command line's protection.
+pub(crate) fn check_export(
+    localizer: &Localizer,
+    scene: &Scene,
+    out: &std::path::Path,
+    kind: outputs::Kind,
+    force: bool,
+) -> Result<()> {
+    let mut plan = plan();
+    if !scene.root.as_os_str().is_empty() && scene.root.exists() {
+        plan = plan.input("scene", &scene.root);
+    }
+    if let Some(p) = localizer.map().path() {
+        plan = plan.input("map", p);
+    }
+    Ok(plan.output("out", out, kind, force).check()?)
+}
+
 /// Hex sha256 of a file (how maps and weights are identified).
 pub fn file_sha256(path: impl AsRef<std::path::Path>) -> Result<String> {
     Ok(glace_formats::weights::sha256_file(path.as_ref())?)
@@ -76,24 +106,21 @@ pub fn read_image(path: impl AsRef<std::path::Path>) -> Result<RgbImage> {
     Ok(glace_data::imageio::load_rgb8(path.as_ref())?)
 }
 
-/// Decodes a PNG or JPEG held in memory to 8-bit RGB; truncated or corrupt data is an error.
-/// Images over `max_pixels` are refused before their pixels are allocated.
+/// Decodes a PNG or JPEG held in memory to 8-bit RGB, under the same policy as image files
+/// ([`glace_data::imageio::decode_rgb8`]: whole, 8-bit, within the size and aspect limits);
+/// images over `max_pixels` are also refused, all from the header before pixels are allocated.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
-    use image::ImageDecoder;
-    if let Some(why) = glace_data::imageio::jpeg_truncation(bytes) {
-        return Err(Error::usage("image", why));
+    let image = std::path::Path::new("image");
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    if let Some((w, h)) = reader.ok().and_then(|r| r.into_dimensions().ok()) {
+        if (w as u64) * (h as u64) > max_pixels {
+            return Err(Error::usage("image", format!("{w}×{h} is more than {max_pixels} pixels")));
+        }
     }
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::usage("image", e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(Error::usage("image", "not a PNG or JPEG image"));
-    }
-    let decoder = reader.into_decoder().map_err(|e| Error::usage("image", e.to_string()))?;
-    let (w, h) = decoder.dimensions();
-    if (w as u64) * (h as u64) > max_pixels {
-        return Err(Error::usage("image", format!("{w}×{h} is more than {max_pixels} pixels")));
-    }
-    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| Error::usage("image", e.to_string()))?;
-    Ok(img.to_rgb8())
+    glace_data::imageio::decode_rgb8(bytes, image).map_err(|e| Error::usage("image", strip_name(&e.to_string())))
+}
+
+/// A data error's message without the leading "image: " the name adds (the usage error adds it).
+fn strip_name(message: &str) -> String {
+    message.strip_prefix("image: ").unwrap_or(message).to_string()
 }

@@ -130,10 +130,13 @@ impl Map {
     /// (`glace_mapping::pipeline::query_turns`), else only upright; maps made before the rule,
     /// and official heads, read as upright.
     pub fn query_turns(&self) -> Vec<u8> {
-        let turns: Vec<u8> = self.inner.info.training["query_turns"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_u64()).filter(|&t| t < 4).map(|t| t as u8).collect())
-            .unwrap_or_default();
+        let mut turns: Vec<u8> = Vec::new();
+        // The loader refuses repeats; a map built in memory is deduplicated here all the same.
+        for t in self.inner.info.training["query_turns"].as_array().into_iter().flatten().filter_map(|t| t.as_u64()) {
+            if t < 4 && !turns.contains(&(t as u8)) {
+                turns.push(t as u8);
+            }
+        }
         if turns.is_empty() {
             vec![0]
         } else {

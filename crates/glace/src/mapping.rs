@@ -74,7 +74,7 @@ pub fn options_from_json(preset_name: &str, changes: &serde_json::Value) -> Resu
     Ok(options)
 }
 
-/// A flag another thread can raise to stop a mapping run ([`Error::Cancelled`]).
+/// A flag another thread can raise to stop a mapping run or a query ([`Error::Cancelled`]).
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 
@@ -90,6 +90,10 @@ impl CancelToken {
     /// True once [`CancelToken::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
+    }
+    /// The flag itself, for the solvers that check it inside their loops.
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
     }
 }
 

@@ -51,6 +51,8 @@ pub fn export_pointcloud(
     if !(max_error.is_finite() && max_error > 0.0) {
         return Err(Error::usage("--max-error", format!("{max_error}: expected a positive number of pixels")));
     }
+    // The command line replaces with --force; a library caller names the file it wants replaced.
+    crate::check_export(localizer, scene, out, glace_outputs::Kind::File, true)?;
     let data = scene.split(split)?;
     let mut points = Vec::new();
     for (k, f) in data.frames.iter().enumerate() {

@@ -90,6 +90,19 @@ impl SceneRun {
         report["ms_per_frame"] = serde_json::json!(self.ms_per_frame());
         report["global_scale"] = serde_json::json!(self.global_scale);
         report["stage_ms_per_frame"] = serde_json::json!(self.stage_ms());
+        // Per frame: what each pose rests on, and why a frame got none.
+        report["per_frame"] = self
+            .frames
+            .iter()
+            .map(|f| {
+                let l = &f.localization;
+                serde_json::json!({
+                    "name": f.name, "localized": l.success(), "inliers": l.inliers, "refined": l.refined,
+                    "evidence": l.evidence, "failure": l.failure,
+                    "rot_err_deg": f.error.map(|e| e.rot_deg), "trans_err": f.error.map(|e| e.trans),
+                })
+            })
+            .collect();
         report
     }
 }
@@ -124,7 +137,7 @@ pub fn localize_scene(
         let query = Query {
             descriptor: if localizer.needs_descriptor() { data.global_feature(frame) } else { None },
             coordinates,
-            ransac: None,
+            ..Default::default()
         };
         let mut found =
             localizer.localize_rgb(&rgb, &frame.calibration, scene.distortion, &query).map_err(|e| match e {
@@ -134,6 +147,9 @@ pub fn localize_scene(
                     }
                     other => other.into(),
                 },
+                Error::Usage { option, message } if option == "image" => {
+                    glace_data::DataError::format(&frame.rgb_path, None, message).into()
+                }
                 other => other,
             })?;
         found.times.decode_s += decode_s;

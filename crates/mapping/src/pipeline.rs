@@ -221,6 +221,47 @@ pub struct Budget {
     pub iterations: usize,
 }
 
+/// Largest `--depth-weight`: beyond it the depth pull drowns the reprojection term.
+pub const MAX_DEPTH_WEIGHT: f64 = 100.0;
+/// Largest `--lr-max`: AdamW steps of this size already throw the head away each step.
+pub const MAX_LR: f64 = 1.0;
+
+impl MapOptions {
+    /// What to blame when training diverges: the options set away from the preset's values that
+    /// move the loss or its steps, as the command line spells them; else the inputs.
+    ///
+    /// ```
+    /// let o = glace_mapping::pipeline::MapOptions::preset("cpu").unwrap();
+    /// assert!(o.divergence_suspects().starts_with("the inputs"));
+    /// let heavy = glace_mapping::pipeline::MapOptions { depth_weight: 90.0, lr_max: 0.5, ..o };
+    /// assert!(heavy.divergence_suspects().contains("--lr-max 0.5, --depth-weight 90"), "{}", heavy.divergence_suspects());
+    /// ```
+    pub fn divergence_suspects(&self) -> String {
+        let Some(p) = MapOptions::preset(&self.preset) else { return "the options or the inputs".into() };
+        let mut changed: Vec<String> = Vec::new();
+        let mut note = |changed_here: bool, option: &str, value: String| {
+            if changed_here {
+                changed.push(format!("{option} {value}"));
+            }
+        };
+        note(self.lr_max != p.lr_max, "--lr-max", self.lr_max.to_string());
+        note(self.depth_weight != p.depth_weight, "--depth-weight", self.depth_weight.to_string());
+        note(self.soft_clamp != p.soft_clamp, "--soft-clamp", self.soft_clamp.to_string());
+        note(self.noise_std != p.noise_std, "--noise", self.noise_std.to_string());
+        note(self.mlp_ratio != p.mlp_ratio, "--mlp-ratio", self.mlp_ratio.to_string());
+        note(self.depth_target != p.depth_target, "--depth-target", self.depth_target.to_string());
+        note(self.depth_max != p.depth_max, "--depth-max", self.depth_max.to_string());
+        note(self.batch_size != p.batch_size, "--batch-size", self.batch_size.to_string());
+        if changed.is_empty() {
+            "the inputs (a pose far outside the scene, or encoder weights that give NaN), since every option is \
+             the preset's"
+                .into()
+        } else {
+            format!("the options set away from the '{}' preset: {}", self.preset, changed.join(", "))
+        }
+    }
+}
+
 /// Augmented visits of each training image that fill a scene-sized buffer.
 pub const BUFFER_VISITS_PER_FRAME: usize = 4;
 /// Samples trained per training frame under a scene-sized budget (in batches of
@@ -290,8 +331,17 @@ impl MapOptions {
         if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
             return Err(("--noise", format!("{}: expected a finite σ ≥ 0", self.noise_std)));
         }
-        if !(self.depth_weight.is_finite() && self.depth_weight >= 0.0) {
-            return Err(("--depth-weight", format!("{}: expected a finite weight ≥ 0", self.depth_weight)));
+        if !(self.depth_weight.is_finite() && (0.0..=MAX_DEPTH_WEIGHT).contains(&self.depth_weight)) {
+            return Err((
+                "--depth-weight",
+                format!(
+                    "{}: expected a weight from 0 to {MAX_DEPTH_WEIGHT} (the reprojection term weighs 1)",
+                    self.depth_weight
+                ),
+            ));
+        }
+        if self.lr_max > MAX_LR {
+            return Err(("--lr-max", format!("{}: at most {MAX_LR} (the presets use 5e-3)", self.lr_max)));
         }
         if !(self.soft_clamp.is_finite() && self.soft_clamp >= 0.0) {
             return Err(("--soft-clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
@@ -299,11 +349,15 @@ impl MapOptions {
         if !(self.rotation_deg.is_finite() && (0.0..=180.0).contains(&self.rotation_deg)) {
             return Err(("--rotation", format!("{}: expected 0 to 180 degrees", self.rotation_deg)));
         }
-        if !(16..=4096).contains(&self.image_height) {
-            return Err(("--image-height", format!("{}: expected 16 to 4096 pixels", self.image_height)));
+        use glace_nn::{MAX_IMAGE_HEIGHT as MAX, MIN_IMAGE_HEIGHT as MIN};
+        if !(MIN..=MAX).contains(&self.image_height) {
+            return Err(("--image-height", format!("{}: expected {MIN} to {MAX} pixels", self.image_height)));
         }
-        if let Some(h) = self.structure_height.filter(|h| !(16..=4096).contains(h)) {
-            return Err(("--structure-height", format!("{h}: expected 16 to 4096 pixels")));
+        if let Some(h) = self.structure_height.filter(|h| !(MIN..=MAX).contains(h)) {
+            return Err((
+                "--structure-height",
+                format!("{h}: expected {MIN} to {MAX} pixels (the local encoder needs at least {MIN})"),
+            ));
         }
         // Invalid points are pulled to the pseudo target, which must itself be a valid depth
         // (beyond the loss's 0.1 m minimum and short of the maximum). Written as "is valid"
@@ -496,14 +550,16 @@ pub enum MapError {
     Invalid(String),
     /// The loss or the weights stopped being finite; no map is made.
     #[error(
-        "training diverged at iteration {iteration} (loss {loss}); likely causes: a pose far outside the scene, \
-         encoder weights that give NaN, or an option such as --lr-max or --soft-clamp; no map was written"
+        "training diverged at iteration {iteration} (loss {loss}); most likely to blame: {blame}; no map was written"
     )]
     Diverged {
         /// 0-based iteration where it was seen.
         iteration: usize,
         /// The loss there.
         loss: f64,
+        /// The options set away from the preset that move the loss, as the command line spells
+        /// them, or the inputs when there are none.
+        blame: String,
     },
     /// [`Progress::cancelled`] asked to stop.
     #[error("mapping cancelled")]
@@ -533,6 +589,17 @@ pub fn map_scene(
     let frames = &train_split.frames;
     if frames.is_empty() {
         return Err(MapError::Invalid(format!("{}: no valid training frames", train_split.dir.display())));
+    }
+    // Bounded work per image: each frame's size (from its header or its pixels) at every
+    // resolution it is encoded at, before any is decoded.
+    for f in frames {
+        let Some((w, h)) = f.image_size else { continue };
+        let structure_height =
+            opts.structure_height.unwrap_or(2 * opts.image_height).min(w.min(h).max(opts.image_height));
+        for height in [opts.image_height, structure_height] {
+            glace_data::check_network_size(w, h, height)
+                .map_err(|m| MapError::Invalid(format!("{}: {m}", f.rgb_path.display())))?;
+        }
     }
     let mut rng = Rng::new(opts.seed);
     let budget = opts.budget_for(frames.len());
@@ -824,7 +891,7 @@ pub fn map_scene(
     let weights_finite = head.layers_mut().iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite()));
     if diverged.is_some() || !weights_finite {
         let (iteration, loss) = diverged.unwrap_or((budget.iterations, f64::NAN));
-        return Err(MapError::Diverged { iteration, loss });
+        return Err(MapError::Diverged { iteration, loss, blame: opts.divergence_suspects() });
     }
     let train_s = t2.elapsed().as_secs_f64();
     let tail = &history[history.len().saturating_sub(100)..];

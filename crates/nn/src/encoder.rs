@@ -6,6 +6,12 @@ use crate::linalg::Matmul;
 use crate::map::EncoderIdentity;
 use crate::{AceEncoder, XFeat};
 
+/// The shortest image side the local encoders take (XFeat works on multiples of 32 pixels): the
+/// least image height a map may be trained, localized or given a structure at.
+pub const MIN_IMAGE_HEIGHT: u32 = 32;
+/// The longest shorter side the networks are given.
+pub const MAX_IMAGE_HEIGHT: u32 = 4096;
+
 /// A local encoder with the sha256 of its weights file (the formats crate loads them).
 #[derive(Clone, Debug)]
 pub enum LocalEncoder {

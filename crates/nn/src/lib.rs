@@ -22,7 +22,7 @@ pub mod xfeat;
 
 pub use ace_encoder::AceEncoder;
 pub use conv::FeatureMap;
-pub use encoder::{Encoded, LocalEncoder};
+pub use encoder::{Encoded, LocalEncoder, MAX_IMAGE_HEIGHT, MIN_IMAGE_HEIGHT};
 pub use error::WeightsError;
 pub use head::{Head, HeadConfig};
 pub use map::{GlaceMap, Structure};

@@ -120,7 +120,7 @@ impl Structure {
     /// look-alikes along the epipolar line and triangulate wrong (measured in docs/experiments.md).
     pub const MIN_SCORE: f32 = 0.03;
     /// Largest [`Structure::image_height`] a map may name.
-    pub const MAX_IMAGE_HEIGHT: u32 = 4096;
+    pub const MAX_IMAGE_HEIGHT: u32 = crate::MAX_IMAGE_HEIGHT;
     /// Side of a point's patch, in pixels of its view.
     pub const PATCH_SIDE: usize = 11;
     /// Grey levels of a point's patch.
@@ -183,11 +183,13 @@ impl Structure {
         {
             return Err("structure holds NaN or infinite values".into());
         }
-        if self.image_height > Self::MAX_IMAGE_HEIGHT {
+        if self.image_height != 0 && !(crate::MIN_IMAGE_HEIGHT..=Self::MAX_IMAGE_HEIGHT).contains(&self.image_height) {
             return Err(format!(
-                "structure detected at {} pixels, more than {}",
+                "structure detected at {} pixels: expected {} to {} (the local encoder needs at least {})",
                 self.image_height,
-                Self::MAX_IMAGE_HEIGHT
+                crate::MIN_IMAGE_HEIGHT,
+                Self::MAX_IMAGE_HEIGHT,
+                crate::MIN_IMAGE_HEIGHT
             ));
         }
         Ok(())

@@ -333,8 +333,32 @@ async fn faults(addr: SocketAddr, map: &str, frame: &QueryFrame, options: &Serve
         h.extend(auth.iter().map(|(k, v)| (k.to_string(), v.clone())));
         h
     };
+    let png = |img: image::DynamicImage| {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png).expect("encode a PNG");
+        bytes
+    };
+    // 1000×7 pixels: 68571×480 for the network, gigabytes, if nothing stopped it.
+    let thin = png(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(1000, 7, image::Luma([90]))));
+    let deep = png(image::DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(64, 48, image::Luma([999u16]))));
     let mut results = Vec::new();
     let simple: Vec<(&'static str, u16, String, Vec<(String, String)>, Vec<u8>)> = vec![
+        ("thin image (1000x7 PNG)", 400, path.clone(), with("image/png"), thin),
+        ("16-bit PNG", 400, path.clone(), with("image/png"), deep),
+        (
+            "heavy RANSAC options",
+            400,
+            format!("{path}&time_budget_ms=0&max_tries=99999999999999&hypotheses=100000"),
+            with(frame.content_type),
+            frame.bytes.clone(),
+        ),
+        (
+            "K with a word in it (JSON)",
+            400,
+            format!("/v1/maps/{map}/localize"),
+            with("application/json"),
+            br#"{"image": "aGVsbG8=", "K": [[380, "x", 0, 75], [0, 500, 240], [0, 0, 1]]}"#.to_vec(),
+        ),
         ("truncated JPEG", 400, path.clone(), with("image/jpeg"), half(&jpeg)),
         ("truncated PNG", 400, path.clone(), with("image/png"), half(&frame.bytes)),
         ("not an image", 400, path.clone(), with("image/png"), b"hello, not a picture".to_vec()),
@@ -372,6 +396,64 @@ async fn faults(addr: SocketAddr, map: &str, frame: &QueryFrame, options: &Serve
         }
         results.push(f);
     }
+    // A one-colour image: answered, but not localized (no evidence for a pose).
+    let mut f = FaultResult::new("one-colour image (reported failed)", 200);
+    let flat = png(image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([128, 128, 128]))));
+    for _ in 0..3 {
+        let h: Vec<(String, String)> = with("image/png");
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = client::request(addr, "POST", &path, &h, &flat).await;
+        let (status, failure) = match &r {
+            Ok(r) => {
+                let v = r.json().unwrap_or_default();
+                let failed = v["success"] == false;
+                (
+                    r.status.to_string(),
+                    if failed { v["failure"].as_str().unwrap_or("").to_string() } else { String::new() },
+                )
+            }
+            Err(e) => (format!("no answer ({e})"), String::new()),
+        };
+        f.ok &= status == "200" && !failure.is_empty();
+        *f.got.entry(status).or_default() += 1;
+        f.message = failure;
+    }
+    results.push(f);
+    // Heads hyper would answer with an empty body: JSON here too.
+    let heads: Vec<(&'static str, u16, String)> = vec![
+        (
+            "malformed Content-Length",
+            400,
+            format!("POST {path} HTTP/1.1\r\nHost: glace\r\nContent-Type: image/png\r\nContent-Length: 12x\r\n\r\n"),
+        ),
+        ("wrong method", 405, format!("GET /v1/maps/{map}/localize HTTP/1.1\r\nHost: glace\r\n\r\n")),
+        (
+            "URI too long",
+            414,
+            format!("GET /v1/maps?{} HTTP/1.1\r\nHost: glace\r\n\r\n", "a".repeat(crate::conn::MAX_TARGET_BYTES + 10)),
+        ),
+        (
+            "too many headers",
+            431,
+            format!(
+                "GET /v1/health HTTP/1.1\r\n{}\r\n",
+                (0..crate::conn::MAX_HEADERS + 5).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+            ),
+        ),
+    ];
+    for (class, expected, head) in heads {
+        let mut f = FaultResult::new(class, expected);
+        for _ in 0..3 {
+            record(&mut f, raw_exchange(addr, head.as_bytes(), None, Duration::from_secs(10)).await);
+        }
+        results.push(f);
+    }
+    // A head that never ends: answered 408 at the header timeout, never held open.
+    let mut f = FaultResult::new("half-sent head", 408);
+    let half = format!("POST {path} HTTP/1.1\r\nHost: glace\r\nContent-");
+    let r = raw_exchange(addr, half.as_bytes(), None, options.header_timeout + Duration::from_secs(5)).await;
+    record(&mut f, r);
+    results.push(f);
     // A body larger than the limit, announced by Content-Length: refused before it is read.
     let mut f = FaultResult::new("oversized body", 413);
     for _ in 0..3 {

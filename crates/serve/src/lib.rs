@@ -8,9 +8,18 @@
 //! while its body arrives, `504` after), bad input gets `400` with the message the command line
 //! prints, and a panic in a worker is answered `500` without taking the process down. See
 //! [`routes`] for the endpoints.
+//!
+//! No client can hold or stop it: each connection carries one request, whose head must arrive
+//! within [`ServeOptions::header_timeout`] and is checked before it is parsed further
+//! ([`conn`]); the RANSAC work a request may ask for is capped by the server's own defaults; a
+//! request that times out or whose client hangs up cancels its work between stages and inside
+//! RANSAC; bodies held at once are bounded by the workers and the queue; and a shutdown stops
+//! accepting, drops connections that have not sent a whole head, and gives the requests in flight
+//! [`ServeOptions::shutdown_grace`] before it drops them too.
 
 pub mod bench;
 pub mod client;
+pub mod conn;
 mod metrics;
 pub mod pool;
 mod routes;
@@ -38,7 +47,19 @@ pub struct ServeOptions {
     pub retry_after_s: u64,
     /// With a token, every request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Time a connection may take to send its request head (and an idle one stays open).
+    pub header_timeout: Duration,
+    /// Time the requests in flight get to finish once a shutdown begins.
+    pub shutdown_grace: Duration,
 }
+
+/// Most worker threads (`--workers`): the work is CPU-bound, so more than the cores only adds
+/// memory and switching.
+pub const MAX_WORKERS: usize = 256;
+/// Most jobs waiting for a worker (`--queue`): each holds its request's image.
+pub const MAX_QUEUE: usize = 4096;
+/// Most connections open at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -50,6 +71,8 @@ impl Default for ServeOptions {
             deadline: Duration::from_secs(30),
             retry_after_s: 1,
             token: None,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -57,11 +80,17 @@ impl Default for ServeOptions {
 impl ServeOptions {
     /// Checks that the numbers can work (names the command-line option).
     pub fn validate(&self) -> glace::Result<()> {
-        if self.workers == 0 {
-            return Err(glace::Error::usage("--workers", "0: at least one worker is needed"));
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(glace::Error::usage("--workers", format!("{}: expected 1 to {MAX_WORKERS}", self.workers)));
         }
-        if self.queue == 0 {
-            return Err(glace::Error::usage("--queue", "0: at least one waiting job is needed"));
+        if !(1..=MAX_QUEUE).contains(&self.queue) {
+            return Err(glace::Error::usage("--queue", format!("{}: expected 1 to {MAX_QUEUE}", self.queue)));
+        }
+        if self.max_body > 1 << 30 {
+            return Err(glace::Error::usage("--max-body", format!("{} bytes: at most 1 GiB", self.max_body)));
+        }
+        if self.header_timeout.is_zero() || self.shutdown_grace.is_zero() {
+            return Err(glace::Error::usage("header_timeout", "0: connections need time to send their requests"));
         }
         if self.max_body < 1024 {
             return Err(glace::Error::usage("--max-body", format!("{} bytes: too small for any image", self.max_body)));
@@ -135,19 +164,87 @@ fn map_name(path: &Path) -> glace::Result<String> {
     Ok(stem.to_string())
 }
 
-/// Serves `maps` on `listener` until `shutdown` completes; then stops accepting, lets the
-/// requests in flight finish and stops the workers.
+/// Serves `maps` on `listener` until `shutdown` completes; then stops accepting, drops the
+/// connections that have not sent a whole request head, lets the requests in flight finish
+/// within [`ServeOptions::shutdown_grace`] (dropping, and so cancelling, those that do not) and
+/// stops the workers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     maps: Vec<ServedMap>,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = routes::State::new(maps, options);
+    options.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let state = routes::State::new(maps, options.clone());
     let app = router(state.clone());
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => a,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (app, options, mut stop) = (app.clone(), options.clone(), stop_rx.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let served = async {
+                let mut stream = stream;
+                let head = tokio::select! {
+                    h = conn::read_head(&mut stream, options.header_timeout) => h,
+                    _ = stop.changed() => return,
+                };
+                match head {
+                    Ok(bytes) => serve_connection(conn::Prefixed::new(bytes, stream), app).await,
+                    Err(conn::HeadError::Answer(status, message)) => {
+                        conn::write_error(&mut stream, status, &message).await
+                    }
+                    Err(conn::HeadError::Silent) => {}
+                }
+            };
+            // No connection outlives its request's deadline by more than the head's time and a margin.
+            let _ =
+                tokio::time::timeout(options.header_timeout + options.deadline + Duration::from_secs(5), served).await;
+        });
+        // Finished connections are reaped as the loop goes.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(options.shutdown_grace, async { while connections.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        tracing::warn!("requests still in flight after {} ms: dropped", options.shutdown_grace.as_millis());
+        connections.shutdown().await;
+    }
     tokio::task::spawn_blocking(move || state.pool.shutdown()).await.ok();
-    result
+    Ok(())
+}
+
+/// One request over HTTP/1.1 (no keep-alive: the next request comes on a new connection and
+/// has its head checked again).
+async fn serve_connection(io: conn::Prefixed, app: axum::Router) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.keep_alive(false).timer(hyper_util::rt::TokioTimer::new());
+    if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await {
+        tracing::debug!("connection: {e}");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).

@@ -4,7 +4,8 @@
 //!   `image/png`) with `fx`, `fy`, `cx`, `cy` (and optionally `k1 k2 p1 p2 [k3]`) as query
 //!   parameters, or `application/json` `{"image": <base64>, "K": [[…], […], […]], "distortion":
 //!   […]}` (or `fx`… fields). RANSAC options (`hypotheses`, `threshold`, `inlier_alpha`,
-//!   `max_pixel_error`, `max_tries`, `time_budget_ms`, `seed`) in the query or under `"ransac"`.
+//!   `max_pixel_error`, `max_tries`, `time_budget_ms`, `seed`) in the query or under `"ransac"`;
+//!   `hypotheses`, `max_tries` and `time_budget_ms` may not exceed the server's defaults.
 //!   Answers the camera-to-world 4×4, the pose-file fields (world-to-camera quaternion and
 //!   translation), inliers, per-stage times and the map's identity.
 //! - `GET /v1/maps`: names and descriptions. `GET /v1/health`. `GET /metrics`: Prometheus text.
@@ -37,12 +38,26 @@ pub struct State {
     options: ServeOptions,
     pub(crate) pool: Pool<JobResult>,
     metrics: Metrics,
+    /// One permit per request body held at once (read, queued or being worked on): the
+    /// workers plus the queue, so that memory is bounded by them and `--max-body`.
+    bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
     pub(crate) fn new(maps: Vec<ServedMap>, options: ServeOptions) -> Arc<State> {
         let pool = Pool::new(options.workers, options.queue);
-        Arc::new(State { maps, options, pool, metrics: Metrics::default() })
+        let bodies = Arc::new(tokio::sync::Semaphore::new(options.workers + options.queue));
+        Arc::new(State { maps, options, pool, metrics: Metrics::default(), bodies })
+    }
+}
+
+/// Raises a query's cancel flag when dropped: when the handler answers (the work is done or no
+/// longer wanted), times out, or is dropped because its client hung up or the server stops.
+struct CancelOnDrop(glace::CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -75,11 +90,19 @@ impl IntoResponse for Answer {
 /// The service's routes over `state`.
 pub fn router(state: Arc<State>) -> Router {
     let s = state.clone();
-    let localize = post(move |name: UrlPath<String>, query: UrlQuery<HashMap<String, String>>, request: Request| {
+    // The extractors' own rejections (a query string or map name that does not decode) are
+    // answered as JSON like every other error.
+    type Name = Result<UrlPath<String>, axum::extract::rejection::PathRejection>;
+    type Params = Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+    let localize = post(move |name: Name, query: Params, request: Request| {
         let state = s.clone();
         async move {
             let start = Instant::now();
-            let answer = localize(&state, &name.0, &query.0, request, start).await;
+            let answer = match (name, query) {
+                (Ok(name), Ok(query)) => localize(&state, &name.0, &query.0, request, start).await,
+                (Err(e), _) => bad(format!("the map name in the path cannot be read: {}", e.body_text())),
+                (_, Err(e)) => bad(format!("the query string cannot be read: {}", e.body_text())),
+            };
             state.metrics.record(answer.status.as_u16(), Some(start.elapsed().as_secs_f64()));
             answer
         }
@@ -110,12 +133,26 @@ pub fn router(state: Arc<State>) -> Router {
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
         }
     });
+    let s = state.clone();
+    let not_allowed = move || {
+        let state = s.clone();
+        async move {
+            recorded(
+                &state,
+                Err(Answer::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed here (localize is POST, the rest GET)",
+                )),
+            )
+        }
+    };
     let s = state;
     Router::new()
         .route("/v1/maps/{name}/localize", localize)
         .route("/v1/maps", maps)
         .route("/v1/health", health)
         .route("/metrics", metrics)
+        .method_not_allowed_fallback(not_allowed)
         .fallback(move || {
             let state = s.clone();
             async move {
@@ -182,10 +219,9 @@ fn camera_from(
 ) -> Result<Camera, Answer> {
     let intrinsics = match k {
         Some(k) => {
-            let rows: Option<Vec<Vec<f64>>> = k.as_array().map(|r| {
-                r.iter()
-                    .map(|row| row.as_array().map(|c| c.iter().filter_map(Value::as_f64).collect()).unwrap_or_default())
-                    .collect()
+            // Every entry a number: a row such as [380, "x", 0, 75] is refused, not shortened.
+            let rows: Option<Vec<Vec<f64>>> = k.as_array().and_then(|r| {
+                r.iter().map(|row| row.as_array().and_then(|c| c.iter().map(Value::as_f64).collect())).collect()
             });
             let Some(rows) = rows.filter(|r| r.len() == 3 && r.iter().all(|row| row.len() == 3)) else {
                 return Err(bad("K: expected a 3×3 array of numbers"));
@@ -238,11 +274,16 @@ fn camera_from(
     Ok(Camera { intrinsics, distortion })
 }
 
-fn ransac_from(get: &dyn Fn(&str) -> Option<Result<f64, Answer>>) -> Result<Option<RansacOptions>, Answer> {
+/// A request's RANSAC options over the server's defaults `caps`: a request may ask for less work
+/// than they allow, never more (more hypotheses, more tries, a longer or no time budget).
+fn ransac_from(
+    get: &dyn Fn(&str) -> Option<Result<f64, Answer>>,
+    caps: &RansacOptions,
+) -> Result<Option<RansacOptions>, Answer> {
     if RANSAC_KEYS.iter().all(|k| get(k).is_none()) {
         return Ok(None);
     }
-    let mut o = RansacOptions { time_budget: Some(Duration::from_millis(2000)), ..Default::default() };
+    let mut o = caps.clone();
     let count = |key: &str, v: f64| {
         if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
             Ok(v as u64)
@@ -264,10 +305,28 @@ fn ransac_from(get: &dyn Fn(&str) -> Option<Result<f64, Answer>>) -> Result<Opti
         }
     }
     o.validate().map_err(|(field, message)| bad(format!("{field}: {message}")))?;
+    let beyond = |key: &str, asked: String, cap: String| {
+        Err(bad(format!("{key}: {asked} is more work than this server allows (at most {cap}; its operator sets it)")))
+    };
+    if o.hypotheses > caps.hypotheses {
+        return beyond("hypotheses", o.hypotheses.to_string(), caps.hypotheses.to_string());
+    }
+    if o.max_tries > caps.max_tries {
+        return beyond("max_tries", o.max_tries.to_string(), caps.max_tries.to_string());
+    }
+    if let Some(cap) = caps.time_budget {
+        match o.time_budget {
+            Some(b) if b <= cap => {}
+            b => {
+                let asked = b.map_or("no budget".to_string(), |b| format!("{} ms", b.as_millis()));
+                return beyond("time_budget_ms", asked, format!("{} ms", cap.as_millis()));
+            }
+        }
+    }
     Ok(Some(o))
 }
 
-fn parse_raw(query: &HashMap<String, String>, body: Vec<u8>) -> Result<Parsed, Answer> {
+fn parse_raw(query: &HashMap<String, String>, body: Vec<u8>, caps: &RansacOptions) -> Result<Parsed, Answer> {
     for k in query.keys() {
         let known = ["fx", "fy", "cx", "cy"].contains(&k.as_str())
             || DISTORTION_KEYS.contains(&k.as_str())
@@ -277,10 +336,10 @@ fn parse_raw(query: &HashMap<String, String>, body: Vec<u8>) -> Result<Parsed, A
         }
     }
     let get = |k: &str| query.get(k).map(|v| number(k, v));
-    Ok(Parsed { camera: camera_from(&get, None, None)?, ransac: ransac_from(&get)?, image: body })
+    Ok(Parsed { camera: camera_from(&get, None, None)?, ransac: ransac_from(&get, caps)?, image: body })
 }
 
-fn parse_json(body: &[u8]) -> Result<Parsed, Answer> {
+fn parse_json(body: &[u8], caps: &RansacOptions) -> Result<Parsed, Answer> {
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the JSON body cannot be read: {e}")))?;
     let Some(obj) = v.as_object() else { return Err(bad("the JSON body must be an object")) };
     for k in obj.keys() {
@@ -304,7 +363,7 @@ fn parse_json(body: &[u8]) -> Result<Parsed, Answer> {
             if let Some(k) = r.keys().find(|k| !RANSAC_KEYS.contains(&k.as_str())) {
                 return Err(bad(format!("ransac.{k}: unknown option")));
             }
-            ransac_from(&|k: &str| field(r, k))?
+            ransac_from(&|k: &str| field(r, k), caps)?
         }
         Some(_) => return Err(bad("ransac: expected an object")),
     };
@@ -337,6 +396,13 @@ async fn localize(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(limit);
     }
+    // A body is read only with a slot for it, held until its work is done or dropped.
+    let Ok(slot) = state.bodies.clone().try_acquire_owned() else {
+        let mut a =
+            Answer::error(StatusCode::SERVICE_UNAVAILABLE, "all workers are busy and the queue is full; retry later");
+        a.retry_after = Some(state.options.retry_after_s);
+        return a;
+    };
     let deadline = start + state.options.deadline;
     let body = match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(request.into_body(), limit)).await {
         Err(_) => {
@@ -346,21 +412,31 @@ async fn localize(
         Ok(Err(e)) => return bad(format!("the request body cannot be read: {e}")),
         Ok(Ok(b)) => b,
     };
+    let caps = map.localizer.ransac();
     let parsed = match kind.as_str() {
-        "application/json" => parse_json(&body),
-        _ => parse_raw(query, body.to_vec()),
+        "application/json" => parse_json(&body, caps),
+        _ => parse_raw(query, body.to_vec(), caps),
     };
+    drop(body);
     let Parsed { image, camera, ransac } = match parsed {
         Ok(p) => p,
         Err(a) => return a,
     };
     let localizer = map.localizer.clone();
     let queued_at = Instant::now();
+    let cancel = glace::CancelToken::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let job = move || -> JobResult {
+        let _slot = slot;
+        if cancel.is_cancelled() {
+            return Err(glace::Error::Cancelled);
+        }
         let t = Instant::now();
         let rgb = glace::decode_image(&image, MAX_IMAGE_PIXELS)?;
+        drop(image);
         let decode_s = t.elapsed().as_secs_f64();
-        let query = glace::Query { descriptor: None, coordinates: false, ransac: ransac.as_ref() };
+        let query =
+            glace::Query { descriptor: None, coordinates: false, ransac: ransac.as_ref(), cancel: Some(&cancel) };
         let mut found = localizer.localize_with((&rgb).into(), &camera, &query)?;
         found.times.decode_s += decode_s;
         Ok(found)
@@ -390,6 +466,9 @@ async fn localize(
     };
     match found {
         Ok(found) => Answer::ok(localization_json(map, &found, queued_at.duration_since(start), start.elapsed())),
+        Err(glace::Error::Cancelled) => {
+            Answer::error(StatusCode::GATEWAY_TIMEOUT, "the request's deadline passed before it was answered")
+        }
         Err(e) if e.is_input_error() => bad(glace::error_message(&e)),
         Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, glace::error_message(&e)),
     }
