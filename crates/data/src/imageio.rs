@@ -104,10 +104,9 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, DataError> {
     decode_rgb8(&bytes, path)
 }
 
-/// Decodes a PNG or JPEG held in memory to 8-bit RGB; `name` (a file, or what the bytes are)
-/// is what errors name. Truncated data, other formats and pixel types, and sizes beyond
-/// [`check_dimensions`] are refused, the size from the header before pixels are allocated.
-pub fn decode_rgb8(bytes: &[u8], name: &Path) -> Result<RgbImage, DataError> {
+/// The checked decoder of a PNG or JPEG held in memory: whole, 8-bit grey or RGB(A), within
+/// [`check_dimensions`], all from the header; `name` is what errors name.
+fn checked_decoder<'a>(bytes: &'a [u8], name: &Path) -> Result<impl ImageDecoder + 'a, DataError> {
     let corrupt = |message: String| DataError::CorruptImage { path: name.to_path_buf(), message };
     if let Some(message) = jpeg_truncation(bytes) {
         return Err(corrupt(message));
@@ -122,7 +121,22 @@ pub fn decode_rgb8(bytes: &[u8], name: &Path) -> Result<RgbImage, DataError> {
     }
     let decoder = reader.into_decoder().map_err(|e| corrupt(e.to_string()))?;
     check_header(name, &decoder)?;
-    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| corrupt(e.to_string()))?;
+    Ok(decoder)
+}
+
+/// Width and height of a PNG or JPEG held in memory under the policy of [`decode_rgb8`], from
+/// its header alone (a service refuses a bad image before queueing its work).
+pub fn probe_bytes(bytes: &[u8], name: &Path) -> Result<(u32, u32), DataError> {
+    Ok(checked_decoder(bytes, name)?.dimensions())
+}
+
+/// Decodes a PNG or JPEG held in memory to 8-bit RGB; `name` (a file, or what the bytes are)
+/// is what errors name. Truncated data, other formats and pixel types, and sizes beyond
+/// [`check_dimensions`] are refused, the size from the header before pixels are allocated.
+pub fn decode_rgb8(bytes: &[u8], name: &Path) -> Result<RgbImage, DataError> {
+    let decoder = checked_decoder(bytes, name)?;
+    let img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| DataError::CorruptImage { path: name.to_path_buf(), message: e.to_string() })?;
     Ok(img.to_rgb8())
 }
 

@@ -120,6 +120,13 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     glace_data::imageio::decode_rgb8(bytes, image).map_err(|e| Error::usage("image", strip_name(&e.to_string())))
 }
 
+/// Width and height of a PNG or JPEG held in memory, checked as [`decode_image`] checks it,
+/// from the header alone (a service refuses a bad image before queueing its work).
+pub fn probe_image(bytes: &[u8]) -> Result<(u32, u32)> {
+    glace_data::imageio::probe_bytes(bytes, std::path::Path::new("image"))
+        .map_err(|e| Error::usage("image", strip_name(&e.to_string())))
+}
+
 /// A data error's message without the leading "image: " the name adds (the usage error adds it).
 fn strip_name(message: &str) -> String {
     message.strip_prefix("image: ").unwrap_or(message).to_string()

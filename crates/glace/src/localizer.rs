@@ -498,6 +498,17 @@ impl Localizer {
         &self.turns
     }
 
+    /// Whether a `width × height` image can be localized: within the size and aspect limits, at
+    /// every resolution a query is encoded at. Bounded work per image, whatever brings it (a
+    /// file, a request, an array); every query checks it before anything is resized.
+    pub fn check_image_size(&self, width: u32, height: u32) -> Result<()> {
+        let own = self.structure.as_ref().and_then(|r| r.image_height);
+        for h in std::iter::once(self.image_height).chain(own) {
+            glace_data::check_network_size(width, height, h).map_err(|m| Error::usage("image", m))?;
+        }
+        Ok(())
+    }
+
     /// Localizes an image seen by `camera` (K for the image as given, any size).
     pub fn localize(&self, image: ImageView, camera: &Camera) -> Result<Localization> {
         self.localize_with(image, camera, &Query::default())
@@ -534,13 +545,8 @@ impl Localizer {
             }
             None => ransac,
         };
-        // Bounded work per image, whatever brought it (a file, a request, an array): checked
-        // before anything is resized, at every resolution the query is encoded at.
         let (w, h) = rgb.dimensions();
-        let own = self.structure.as_ref().and_then(|r| r.image_height);
-        for height in std::iter::once(self.image_height).chain(own) {
-            glace_data::check_network_size(w, h, height).map_err(|m| Error::usage("image", m))?;
-        }
+        self.check_image_size(w, h)?;
         let mut times = StageTimes::default();
         let encoders = Encoders {
             local: &self.local,

@@ -38,15 +38,17 @@ pub struct State {
     options: ServeOptions,
     pub(crate) pool: Pool<JobResult>,
     metrics: Metrics,
-    /// One permit per request body held at once (read, queued or being worked on): the
-    /// workers plus the queue, so that memory is bounded by them and `--max-body`.
+    /// The request bodies held at once (being read, queued or worked on), in KiB: at most what
+    /// the workers and the queue would hold at `--max-body` each, so memory stays bounded
+    /// however many connections send at once.
     bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
     pub(crate) fn new(maps: Vec<ServedMap>, options: ServeOptions) -> Arc<State> {
         let pool = Pool::new(options.workers, options.queue);
-        let bodies = Arc::new(tokio::sync::Semaphore::new(options.workers + options.queue));
+        let kib = (options.workers + options.queue) * options.max_body.div_ceil(1024);
+        let bodies = Arc::new(tokio::sync::Semaphore::new(kib));
         Arc::new(State { maps, options, pool, metrics: Metrics::default(), bodies })
     }
 }
@@ -396,14 +398,18 @@ async fn localize(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(limit);
     }
-    // A body is read only with a slot for it, held until its work is done or dropped.
-    let Ok(slot) = state.bodies.clone().try_acquire_owned() else {
-        let mut a =
-            Answer::error(StatusCode::SERVICE_UNAVAILABLE, "all workers are busy and the queue is full; retry later");
+    // A body is read only within the budget of bodies held at once (its declared length, else
+    // the limit), kept until its work is done or dropped.
+    let deadline = start + state.options.deadline;
+    let kib = declared.unwrap_or(limit as u64).min(limit as u64).div_ceil(1024).max(1) as u32;
+    let Ok(slot) = state.bodies.clone().try_acquire_many_owned(kib) else {
+        // Read and dropped, not left unread: a connection closed on an unread body is reset
+        // before the client reads the answer.
+        drain(request.into_body(), deadline).await;
+        let mut a = Answer::error(StatusCode::SERVICE_UNAVAILABLE, "too many requests are being received; retry later");
         a.retry_after = Some(state.options.retry_after_s);
         return a;
     };
-    let deadline = start + state.options.deadline;
     let body = match tokio::time::timeout_at(deadline.into(), axum::body::to_bytes(request.into_body(), limit)).await {
         Err(_) => {
             return Answer::error(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive before the deadline")
@@ -422,6 +428,10 @@ async fn localize(
         Ok(p) => p,
         Err(a) => return a,
     };
+    // What the header tells is refused here, before the image takes a place in the queue.
+    if let Err(e) = glace::probe_image(&image).and_then(|(w, h)| map.localizer.check_image_size(w, h)) {
+        return bad(glace::error_message(&e));
+    }
     let localizer = map.localizer.clone();
     let queued_at = Instant::now();
     let cancel = glace::CancelToken::new();
@@ -472,6 +482,14 @@ async fn localize(
         Err(e) if e.is_input_error() => bad(glace::error_message(&e)),
         Err(e) => Answer::error(StatusCode::INTERNAL_SERVER_ERROR, glace::error_message(&e)),
     }
+}
+
+/// Reads a body to its end, keeping nothing, until `deadline`.
+async fn drain(body: axum::body::Body, deadline: Instant) {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let _ =
+        tokio::time::timeout_at(deadline.into(), async move { while let Some(Ok(_)) = body.frame().await {} }).await;
 }
 
 fn too_large(limit: usize) -> Answer {
