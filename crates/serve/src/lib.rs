@@ -210,7 +210,7 @@ pub async fn serve(
                     _ = stop.changed() => return,
                 };
                 match head {
-                    Ok(bytes) => serve_connection(conn::Prefixed::new(bytes, stream), app).await,
+                    Ok(bytes) => serve_connection(bytes, stream, app).await,
                     Err(conn::HeadError::Answer(status, message)) => {
                         conn::write_error(&mut stream, status, &message).await
                     }
@@ -238,13 +238,61 @@ pub async fn serve(
 
 /// One request over HTTP/1.1 (no keep-alive: the next request comes on a new connection and
 /// has its head checked again).
-async fn serve_connection(io: conn::Prefixed, app: axum::Router) {
-    let service = hyper_util::service::TowerToHyperService::new(app);
+///
+/// A client that closes its end (or resets it) has given up: the connection is dropped, and with
+/// it the request's handler, which cancels the request's work ([`routes::ConnectionGone`] marks
+/// the request so that the handler's cancel flag is the connection's).
+async fn serve_connection(head: Vec<u8>, stream: tokio::net::TcpStream, app: axum::Router) {
+    let gone = glace::CancelToken::new();
+    // A second handle on the socket watches for the client's end while hyper owns the first.
+    let (stream, peer) = match watch_handle(stream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!("connection: {e}");
+            return;
+        }
+    };
+    let marked = gone.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(routes::ConnectionGone(marked.clone()));
+        // A router is always ready: calling it directly is what `oneshot` would do.
+        tower_service::Service::call(&mut app.clone(), request)
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.keep_alive(false).timer(hyper_util::rt::TokioTimer::new());
-    if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service).await {
-        tracing::debug!("connection: {e}");
+    let io = hyper_util::rt::TokioIo::new(conn::Prefixed::new(head, stream));
+    let served = builder.serve_connection(io, service);
+    let watched = async move {
+        let mut byte = [0u8; 1];
+        loop {
+            if peer.readable().await.is_err() {
+                return;
+            }
+            match peer.peek(&mut byte).await {
+                Ok(0) | Err(_) => return,
+                // Bytes hyper has not read yet (the body): look again later.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    tokio::select! {
+        result = served => {
+            if let Err(e) = result {
+                tracing::debug!("connection: {e}");
+            }
+        }
+        _ = watched => {
+            tracing::debug!("the client closed its connection: its request is cancelled");
+            gone.cancel();
+        }
     }
+}
+
+/// The stream and a second handle on the same socket.
+fn watch_handle(stream: tokio::net::TcpStream) -> std::io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    let std_stream = stream.into_std()?;
+    let peer = std_stream.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(std_stream)?, tokio::net::TcpStream::from_std(peer)?))
 }
 
 /// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).

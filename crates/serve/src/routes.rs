@@ -53,6 +53,10 @@ impl State {
     }
 }
 
+/// The cancel flag of the connection a request came on, raised when its client closes it.
+#[derive(Clone)]
+pub(crate) struct ConnectionGone(pub(crate) glace::CancelToken);
+
 /// Raises a query's cancel flag when dropped: when the handler answers (the work is done or no
 /// longer wanted), times out, or is dropped because its client hung up or the server stops.
 struct CancelOnDrop(glace::CancelToken);
@@ -382,6 +386,7 @@ async fn localize(
     if let Err(a) = authorized(state, request.headers()) {
         return a;
     }
+    let connection = request.extensions().get::<ConnectionGone>().cloned();
     let Some(map) = state.maps.iter().find(|m| m.name == name) else {
         return Answer::error(StatusCode::NOT_FOUND, format!("no map named '{name}' (see GET /v1/maps)"));
     };
@@ -434,7 +439,9 @@ async fn localize(
     }
     let localizer = map.localizer.clone();
     let queued_at = Instant::now();
-    let cancel = glace::CancelToken::new();
+    // One request per connection: its work stops when the client goes, the answer is given, the
+    // deadline passes or the handler is dropped.
+    let cancel = connection.map(|c| c.0).unwrap_or_default();
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let job = move || -> JobResult {
         let _slot = slot;
