@@ -68,6 +68,9 @@ class Localizer:
         precision: str = "auto",
         turns: str = "auto",
         structure: bool = True,
+        min_inliers: Optional[int] = None,
+        min_inlier_ratio: Optional[float] = None,
+        min_spread: Optional[float] = None,
     ) -> None:
         """``precision``: ``"auto"`` (bf16 where this CPU has a path faster than fp32, else
         fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products. ``turns``: ``"auto"``
@@ -75,7 +78,10 @@ class Localizer:
         against each other, else upright), ``"upright"`` (the reference) or ``"all"``.
         ``structure``: refine poses against the points the map triangulated across its mapping
         views, where it has them (maps of photo collections); False keeps the scene
-        coordinates' pose, as the reference."""
+        coordinates' pose, as the reference. ``min_inliers``, ``min_inlier_ratio``,
+        ``min_spread``: when a pose from the scene coordinates counts as found (None: the
+        command line's defaults, 20 cells, 5 % of the cells, 2 % of the image; 0 accepts every
+        pose RANSAC returns); otherwise the result's ``failure`` says why."""
     def localize(
         self,
         image: npt.NDArray[np.uint8],

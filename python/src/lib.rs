@@ -212,7 +212,8 @@ impl Localizer {
     #[new]
     #[pyo3(signature = (map, *, hypotheses=64, threshold=10.0, inlier_alpha=100.0, max_pixel_error=100.0,
         max_tries=1_000_000, refinement_rounds=100, time_budget_ms=2000, seed=1305, image_height=None,
-        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto", structure=true))]
+        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto", structure=true,
+        min_inliers=None, min_inlier_ratio=None, min_spread=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -232,7 +233,17 @@ impl Localizer {
         precision: &str,
         turns: &str,
         structure: bool,
+        min_inliers: Option<usize>,
+        min_inlier_ratio: Option<f64>,
+        min_spread: Option<f64>,
     ) -> PyResult<Localizer> {
+        // None: the library's evidence rule, the command line's default.
+        let d = glace::EvidenceRule::default();
+        let evidence = glace::EvidenceRule {
+            min_inliers: min_inliers.unwrap_or(d.min_inliers),
+            min_inlier_ratio: min_inlier_ratio.unwrap_or(d.min_inlier_ratio),
+            min_spread: min_spread.unwrap_or(d.min_spread),
+        };
         let precision = glace::Precision::parse(precision)
             .ok_or_else(|| input_error(py, "precision", format!("'{precision}': expected auto, fp32 or bf16")))?;
         let turns = glace::Turns::parse(turns).map_err(|m| input_error(py, "turns", m))?;
@@ -256,7 +267,7 @@ impl Localizer {
             precision,
             turns,
             skip_structure: !structure,
-            ..Default::default()
+            evidence,
         };
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;

@@ -146,6 +146,12 @@ def test_bad_arrays_raise_input_errors(tum_map):
     glace.Localizer(glace.Map.open(tum_map), precision="fp32")
     with pytest.raises(glace.InputError, match="turns"):
         glace.Localizer(glace.Map.open(tum_map), turns="sideways")
+    with pytest.raises(glace.InputError, match="min_inlier_ratio"):
+        glace.Localizer(glace.Map.open(tum_map), min_inlier_ratio=2.0)
+    # A one-colour image is not localized: too little evidence, and the result says so.
+    flat = np.full((48, 64, 3), 128, np.uint8)
+    r = glace.Localizer(glace.Map.open(tum_map)).localize(flat, K)
+    assert not r.success and "evidence" in r.failure, r.failure
     glace.Localizer(glace.Map.open(tum_map), turns="all")
     # TUM's views are dense: its map carries no structure, so the option changes nothing.
     loc = glace.Localizer(glace.Map.open(tum_map), structure=False)
