@@ -207,7 +207,7 @@ impl Default for EvidenceRule {
 }
 
 impl EvidenceRule {
-    /// Accepts nothing less than a pose RANSAC returns (the reference's behaviour).
+    /// Accepts every pose RANSAC returns, as the reference does.
     pub fn none() -> Self {
         EvidenceRule { min_inliers: 0, min_inlier_ratio: 0.0, min_spread: 0.0 }
     }
