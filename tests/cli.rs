@@ -661,3 +661,23 @@ fn ablation_bench_runs_variants_and_writes_json() {
     assert_eq!(options["lr_max"].as_f64(), Some(1.5e-3), "the rooms' peak learning rate");
     assert_eq!(v["lr_max"].as_f64(), Some(1.5e-3));
 }
+
+#[test]
+fn an_explicit_structure_height_is_checked_at_the_size_it_encodes() {
+    if !xfeat_available("an_explicit_structure_height_is_checked_at_the_size_it_encodes") {
+        return;
+    }
+    // 160×120 frames, points asked for at 4096 px: 5461×4096 a view, beyond the network's limit,
+    // refused naming the frame before any is encoded, and no map written.
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = tmp.path().join("room");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let synth = ["synth", "room", &s(&scene), "--frames", "4", "--test-frames", "1", "--size", "160x120"];
+    assert!(glace(&[&synth[..], &["--texture-size", "64"]].concat()).status.success());
+    let map = tmp.path().join("m.glace");
+    let out = glace(&["map", &s(&scene), &s(&map), "--structure-height", "4096"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("frame-00000.png") && stderr.contains("5461×4096"), "{stderr}");
+    assert!(!map.exists());
+}

@@ -110,14 +110,12 @@ pub fn read_image(path: impl AsRef<std::path::Path>) -> Result<RgbImage> {
 /// ([`glace_data::imageio::decode_rgb8`]: whole, 8-bit, within the size and aspect limits);
 /// images over `max_pixels` are also refused, all from the header before pixels are allocated.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
-    let image = std::path::Path::new("image");
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
-    if let Some((w, h)) = reader.ok().and_then(|r| r.into_dimensions().ok()) {
-        if (w as u64) * (h as u64) > max_pixels {
-            return Err(Error::usage("image", format!("{w}×{h} is more than {max_pixels} pixels")));
-        }
+    let (w, h) = probe_image(bytes)?;
+    if (w as u64) * (h as u64) > max_pixels {
+        return Err(Error::usage("image", format!("{w}×{h} is more than {max_pixels} pixels")));
     }
-    glace_data::imageio::decode_rgb8(bytes, image).map_err(|e| Error::usage("image", strip_name(&e.to_string())))
+    glace_data::imageio::decode_rgb8(bytes, std::path::Path::new("image"))
+        .map_err(|e| Error::usage("image", strip_name(&e.to_string())))
 }
 
 /// Width and height of a PNG or JPEG held in memory, checked as [`decode_image`] checks it,

@@ -591,12 +591,13 @@ pub fn map_scene(
         return Err(MapError::Invalid(format!("{}: no valid training frames", train_split.dir.display())));
     }
     // Bounded work per image: each frame's size (from its header or its pixels) at every
-    // resolution it is encoded at, before any is decoded.
+    // resolution it is encoded at, before any is decoded: the network's, and the points' one
+    // height for all views, chosen by the same rule as their pass below.
+    let natives: Vec<u32> = frames.iter().filter_map(|f| f.image_size).map(|(w, h)| w.min(h)).collect();
+    let points_height = opts.structure_height.unwrap_or_else(|| structure_height(&natives, opts.image_height));
     for f in frames {
         let Some((w, h)) = f.image_size else { continue };
-        let structure_height =
-            opts.structure_height.unwrap_or(2 * opts.image_height).min(w.min(h).max(opts.image_height));
-        for height in [opts.image_height, structure_height] {
+        for height in [opts.image_height, points_height] {
             glace_data::check_network_size(w, h, height)
                 .map_err(|m| MapError::Invalid(format!("{}: {m}", f.rgb_path.display())))?;
         }
