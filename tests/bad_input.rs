@@ -48,7 +48,14 @@ fn map_bytes(edit: impl FnOnce(&mut glace_nn::map::MapInfo)) -> Vec<u8> {
         head: head.config,
         local_encoder: EncoderIdentity { kind: "xfeat".into(), weights_sha256: "ab".repeat(32), dim: 64 },
         global: GlobalSource::FeaturesNpy,
-        training: serde_json::json!({"options": {"image_height": 480, "noise_std": 0.1}}),
+        training: glace_nn::map::TrainingLog {
+            options: Some(glace_nn::map::TrainedOptions {
+                image_height: Some(480),
+                noise_std: Some(0.1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     };
     edit(&mut info);
     glace_formats::map_file::to_bytes(&glace_nn::GlaceMap {
@@ -65,17 +72,17 @@ fn map_bytes(edit: impl FnOnce(&mut glace_nn::map::MapInfo)) -> Vec<u8> {
 fn structure_map_bytes(height: u32) -> Vec<u8> {
     let mut map = glace_formats::map_file::from_bytes(&map_bytes(|_| {}), "m.glace".as_ref()).unwrap();
     let n = 2;
-    map.structure = Some(glace_nn::Structure {
-        points_n3: vec![0.0, 0.0, 2.0, 0.5, 0.0, 2.0],
+    map.structure = Some(glace_structure::Structure {
+        points_n3: vec![[0.0, 0.0, 2.0], [0.5, 0.0, 2.0]],
         features_nd: (0..n * 64).map(|i| if i % 64 == 0 { 1.0 } else { 0.0 }).collect(),
         dim: 64,
         view_of_point: vec![0, 0],
         support: vec![2, 2],
         score: vec![0.5, 0.5],
-        centres_v3: vec![0.0; 3],
-        image_height: height,
-        patches: Vec::new(),
-        pixel_axes_v6: Vec::new(),
+        centres_v3: vec![[0.0; 3]],
+        image_height: Some(height),
+        patches_n: Vec::new(),
+        pixel_axes_v23: Vec::new(),
     });
     glace_formats::map_file::to_bytes(&map).unwrap()
 }
@@ -462,8 +469,10 @@ fn cases() -> Vec<Case> {
         (
             "image height 0, resealed",
             Box::new(|| {
-                glace_formats::map_file::reseal(&map_bytes(|i| i.training["options"]["image_height"] = 0.into()))
-                    .unwrap()
+                glace_formats::map_file::reseal(&map_bytes(|i| {
+                    i.training.options.as_mut().unwrap().image_height = Some(0)
+                }))
+                .unwrap()
             }),
             "image height",
         ),
@@ -471,7 +480,7 @@ fn cases() -> Vec<Case> {
             "image height 4e9, resealed",
             Box::new(|| {
                 glace_formats::map_file::reseal(&map_bytes(|i| {
-                    i.training["options"]["image_height"] = 4_000_000_000u64.into()
+                    i.training.options.as_mut().unwrap().image_height = Some(4_000_000_000)
                 }))
                 .unwrap()
             }),
@@ -481,7 +490,7 @@ fn cases() -> Vec<Case> {
             "NaN σ, resealed",
             Box::new(|| {
                 glace_formats::map_file::reseal(&map_bytes(|i| {
-                    i.training["options"]["noise_std"] = serde_json::json!(-1.0)
+                    i.training.options.as_mut().unwrap().noise_std = Some(-1.0)
                 }))
                 .unwrap()
             }),
@@ -637,7 +646,7 @@ fn cases() -> Vec<Case> {
         ("bench real --scenes nowhere", "nowhere"),
         ("bench real --scenes . --only nosuch", "nosuch"),
         ("bench real --scenes . --options {bad", "--options"),
-        ("bench real --scenes . --options {\"iterations\":0}", "--iterations"),
+        ("bench real --scenes . --options {\"iterations\":0}", "--options: iterations"),
         ("bench real --scenes . --baselines nowhere.json", "nowhere.json"),
     ] {
         v.push(case(args, args, &[expect]));
@@ -695,7 +704,7 @@ fn cases() -> Vec<Case> {
     // Maps that are complete files but cannot work: refused by the loader, so by every command.
     let low_structure = |t: &Path| std::fs::write(t.join("low.glace"), structure_map_bytes(16)).unwrap();
     let turns = |t: &Path| {
-        let bytes = map_bytes(|info| info.training["query_turns"] = serde_json::json!(vec![1; 1000]));
+        let bytes = map_bytes(|info| info.training.query_turns = Some(vec![1; 1000]));
         std::fs::write(t.join("turns.glace"), bytes).unwrap()
     };
     for command in ["info {m}", "localize scene {m}", "export colmap scene {m} out", "serve {m}"] {

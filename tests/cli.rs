@@ -362,11 +362,39 @@ fn temple_poses_refined(name: &str, map_extra: &[&str]) -> Option<serde_json::Va
         serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()
     };
     let (refined, regressed) = (localize(&[]), localize(&["--no-structure"]));
+    library_localizes_as_the_command_line(&scene, &map, &tmp.path().join("poses0.txt"));
     eprintln!("temple {map_extra:?}: refined {refined}, scene coordinates only {regressed}");
     let rot = |r: &serde_json::Value| r["median_rot_deg"].as_f64().unwrap();
     assert!(rot(&refined) < 2.0 && rot(&refined) < rot(&regressed) / 2.0, "{refined} against {regressed}");
     assert_eq!(refined["failed"].as_u64(), Some(0), "{refined}");
     Some(info)
+}
+
+/// The library's default localization gives, frame by frame, the pose and inliers `glace
+/// localize` wrote with its defaults into `poses` (one source for every default).
+fn library_localizes_as_the_command_line(scene: &std::path::Path, map: &std::path::Path, poses: &std::path::Path) {
+    let localizer = glace::Localizer::new(&glace::Map::open(map).unwrap(), glace::LocalizerOptions::default()).unwrap();
+    let scene = glace::Scene::open(scene, &glace::SceneOptions::default()).unwrap();
+    let text = std::fs::read_to_string(poses).unwrap();
+    let lines: std::collections::HashMap<&str, Vec<f64>> = text
+        .lines()
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[0], cols[1..].iter().map(|c| c.parse().unwrap()).collect())
+        })
+        .collect();
+    let split = scene.split(glace::SplitKind::Test).unwrap();
+    for frame in &split.frames {
+        let image = glace::read_image(&frame.rgb_path).unwrap();
+        let k = frame.calibration.intrinsics(image.width(), image.height());
+        let camera = glace::Camera { intrinsics: k, distortion: scene.distortion };
+        let found = localizer.localize((&image).into(), &camera).unwrap();
+        let (q, t) = found.cam_from_world().expect("localized").quaternion_translation();
+        let cli = &lines[frame.name.as_str()];
+        let lib: Vec<f64> = q.iter().chain(&t).copied().collect();
+        assert!(lib.iter().zip(&cli[..7]).all(|(a, b)| (a - b).abs() < 1e-9), "{}: {lib:?} vs {cli:?}", frame.name);
+        assert_eq!(found.inliers() as f64, cli[9], "{}", frame.name);
+    }
 }
 
 #[test]
@@ -651,7 +679,7 @@ fn ablation_bench_runs_variants_and_writes_json() {
     assert_eq!(variants[1]["per_room_pct_5cm_5deg"].as_object().unwrap().len(), 2);
     let d = glace_formats::map_file::read(&out.join("d.glace")).unwrap();
     assert_eq!(d.head.config.clusters, 4, "K = 50 capped by the 4 training cameras");
-    let options = &d.info.training["options"];
+    let options = &d.info.training.options.as_ref().unwrap().other;
     assert_eq!(
         (options["depth_max"].as_f64(), options["depth_target"].as_f64()),
         (Some(10.0), Some(3.0)),

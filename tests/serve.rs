@@ -122,13 +122,21 @@ fn serve_answers_like_localize_and_refuses_what_it_must() {
             call(addr, "POST", &format!("/v1/maps/room/localize?{k}"), &[auth, ("Content-Type", "image/png")], &image);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v = r.json().unwrap();
-        let nums = |key: &str| -> Vec<f64> {
-            v[key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect()).unwrap_or_default()
+        let nums = |pose: &str, key: &str| -> Vec<f64> {
+            v[pose][key].as_array().map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect()).unwrap_or_default()
         };
-        let got = [nums("quaternion_wxyz"), nums("translation")].concat();
+        let got = [nums("cam_from_world", "quaternion_wxyz"), nums("cam_from_world", "translation")].concat();
         if want.iter().all(|x| x.is_finite()) {
             assert_eq!(&got, want, "{name}: served pose differs from glace localize's");
-            assert_eq!(v["cam_to_world"].as_array().unwrap().len(), 4);
+            // world_from_cam is its inverse: the camera centre is −Rᵀt.
+            let m = &v["cam_from_world"]["matrix"];
+            let r = |i: usize, j: usize| m[i][j].as_f64().unwrap();
+            let centre = nums("world_from_cam", "translation");
+            for (j, c) in centre.iter().enumerate() {
+                let expected = -(0..3).map(|i| r(i, j) * r(i, 3)).sum::<f64>();
+                assert!((c - expected).abs() < 1e-9, "{name}: camera centre {centre:?}");
+            }
+            assert_eq!(v["world_from_cam"]["matrix"].as_array().unwrap().len(), 4);
         } else {
             assert_eq!(v["success"], false, "{name}");
         }
@@ -146,7 +154,7 @@ fn serve_answers_like_localize_and_refuses_what_it_must() {
             body.to_string().as_bytes(),
         );
         assert_eq!(r.status, 200);
-        assert_eq!(r.json().unwrap()["quaternion_wxyz"], v["quaternion_wxyz"]);
+        assert_eq!(r.json().unwrap()["cam_from_world"], v["cam_from_world"]);
     }
 
     // 413 beyond --max-body, 400 for a truncated image, 415 for another type, 404 for another map.

@@ -7,7 +7,7 @@ Map a scene from posed images, then localize camera frames in it::
     loc = glace.Localizer(glace.Map.open("maps/desk.glace"))
     r = loc.localize(glace.read_image("frame.png"), K)          # K: 3x3
     if r.success:
-        print(r.pose)                                           # 4x4 camera-to-world, float64
+        print(r.world_from_cam)                                 # 4x4 camera-to-world, float64
 
 Everything runs in Rust with the GIL released; bad input raises ``glace.InputError`` (a
 ``ValueError``) with the message the ``glace`` command line prints.
@@ -21,7 +21,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence, Union
 
 from ._errors import Error, InputError
-from ._glace import Localization, Localizer, Map, Scene, read_image
+from ._glace import Localization, Localizer, LocalizerOptions, Map, Scene, read_image
 from . import _glace
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "InputError",
     "Localization",
     "Localizer",
+    "LocalizerOptions",
     "Map",
     "Scene",
     "read_image",

@@ -30,13 +30,14 @@ class Localization:
     """What one ``Localizer.localize`` call found."""
 
     success: bool
-    pose: Optional[npt.NDArray[np.float64]]
-    """Camera-to-world 4x4, or None when no pose was found."""
-    world_to_cam: Optional[npt.NDArray[np.float64]]
-    quaternion: Optional[tuple[float, float, float, float]]
-    """World-to-camera rotation (w, x, y, z), as pose files store it."""
-    translation: Optional[tuple[float, float, float]]
-    """World-to-camera translation, as pose files store it."""
+    cam_from_world: Optional[npt.NDArray[np.float64]]
+    """4x4 taking world points into the camera (what pose files and COLMAP store), or None."""
+    world_from_cam: Optional[npt.NDArray[np.float64]]
+    """4x4 camera-to-world: the camera's place in the world (last column: its centre), or None."""
+    cam_from_world_quaternion: Optional[tuple[float, float, float, float]]
+    """``cam_from_world``'s rotation (w, x, y, z; w >= 0), as pose files store it."""
+    cam_from_world_translation: Optional[tuple[float, float, float]]
+    """``cam_from_world``'s translation, as pose files store it."""
     inliers: int
     refined: bool
     """The pose was refined against the map's triangulated points (maps of photo collections)."""
@@ -46,42 +47,46 @@ class Localization:
     coordinates: Optional[dict[str, Any]]
     """With ``coordinates=True``: ``pixels`` (N, 2), ``points`` (N, 3), ``colours`` (N, 3), ``grid``."""
 
+class LocalizerOptions:
+    """How a ``Localizer`` is set up. Every default is the Rust library's, so Python, the
+    command line and the service localize alike; ``LocalizerOptions(hypotheses=16)`` changes
+    one field, and fields can be set afterwards."""
+
+    hypotheses: int
+    threshold: float
+    inlier_alpha: float
+    max_pixel_error: float
+    max_tries: int
+    refinement_rounds: int
+    time_budget_ms: Optional[int]
+    """RANSAC's wall-time budget per query (None or 0: none)."""
+    seed: int
+    image_height: Optional[int]
+    """Shorter image side the networks see (None: the map's own)."""
+    clean_global: bool
+    ace_encoder: Optional[_Path]
+    r2former: Optional[_Path]
+    precision: str
+    """``"auto"`` (bf16 where this CPU has a path faster than fp32, else fp32), ``"fp32"`` or ``"bf16"``."""
+    turns: str
+    """``"auto"`` (as the map recommends: all four quarter turns where its mapping views are
+    rolled against each other, else upright), ``"upright"`` (the reference) or ``"all"``."""
+    structure: bool
+    """Refine poses against the points the map triangulated across its mapping views, where it
+    has them; False keeps the scene coordinates' pose, as the reference."""
+    min_inliers: int
+    min_inlier_ratio: float
+    min_spread: float
+    """When a pose from the scene coordinates counts as found (0 everywhere: every pose RANSAC
+    returns); otherwise the result's ``failure`` says why."""
+    def __init__(self, **fields: Any) -> None: ...
+
 class Localizer:
     """A map ready to localize images. Thread-safe; the GIL is released while it works."""
 
-    def __init__(
-        self,
-        map: Map,
-        *,
-        hypotheses: int = 64,
-        threshold: float = 10.0,
-        inlier_alpha: float = 100.0,
-        max_pixel_error: float = 100.0,
-        max_tries: int = 1_000_000,
-        refinement_rounds: int = 100,
-        time_budget_ms: Optional[int] = 2000,
-        seed: int = 1305,
-        image_height: Optional[int] = None,
-        clean_global: bool = False,
-        ace_encoder: Optional[_Path] = None,
-        r2former: Optional[_Path] = None,
-        precision: str = "auto",
-        turns: str = "auto",
-        structure: bool = True,
-        min_inliers: Optional[int] = None,
-        min_inlier_ratio: Optional[float] = None,
-        min_spread: Optional[float] = None,
-    ) -> None:
-        """``precision``: ``"auto"`` (bf16 where this CPU has a path faster than fp32, else
-        fp32), ``"fp32"`` or ``"bf16"`` for the head's matrix products. ``turns``: ``"auto"``
-        (as the map recommends: all four quarter turns where its mapping views are rolled
-        against each other, else upright), ``"upright"`` (the reference) or ``"all"``.
-        ``structure``: refine poses against the points the map triangulated across its mapping
-        views, where it has them (maps of photo collections); False keeps the scene
-        coordinates' pose, as the reference. ``min_inliers``, ``min_inlier_ratio``,
-        ``min_spread``: when a pose from the scene coordinates counts as found (None: the
-        command line's defaults, 20 cells, 5 % of the cells, 2 % of the image; 0 accepts every
-        pose RANSAC returns); otherwise the result's ``failure`` says why."""
+    def __init__(self, map: Map, options: Optional[LocalizerOptions] = None, **fields: Any) -> None:
+        """``options`` (default ``LocalizerOptions()``) with any of its fields given as
+        keywords on top (``Localizer(m, hypotheses=16)``); an unknown keyword is a TypeError."""
     def localize(
         self,
         image: npt.NDArray[np.uint8],

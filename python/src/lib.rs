@@ -132,15 +132,15 @@ impl Map {
 struct Localization {
     /// True when a pose was found.
     success: bool,
-    /// The camera-to-world pose as a 4×4 float64 array, or None.
-    pose: Option<Py<PyAny>>,
-    /// The world-to-camera pose as a 4×4 float64 array, or None.
-    world_to_cam: Option<Py<PyAny>>,
-    /// World-to-camera rotation as a quaternion (w, x, y, z), as pose files store it.
-    quaternion: Option<(f64, f64, f64, f64)>,
-    /// World-to-camera translation (x, y, z), as pose files store it.
-    translation: Option<(f64, f64, f64)>,
-    /// Inliers of the final refinement.
+    /// The pose as a 4×4 float64 array taking world points into the camera, or None.
+    cam_from_world: Option<Py<PyAny>>,
+    /// Its inverse, the camera's place in the world (its last column is the camera centre), or None.
+    world_from_cam: Option<Py<PyAny>>,
+    /// `cam_from_world`'s rotation as a quaternion (w, x, y, z, w ≥ 0), as pose files store it.
+    cam_from_world_quaternion: Option<(f64, f64, f64, f64)>,
+    /// `cam_from_world`'s translation (x, y, z), as pose files store it.
+    cam_from_world_translation: Option<(f64, f64, f64)>,
+    /// Inliers of the final solve (matches to the map's points when refined).
     inliers: usize,
     /// The pose was refined against the map's triangulated points.
     refined: bool,
@@ -156,8 +156,10 @@ struct Localization {
 #[pymethods]
 impl Localization {
     fn __repr__(&self) -> String {
-        match &self.translation {
-            Some(t) => format!("glace.Localization(success=True, inliers={}, translation={t:?})", self.inliers),
+        match &self.cam_from_world_translation {
+            Some(t) => {
+                format!("glace.Localization(success=True, inliers={}, cam_from_world_translation={t:?})", self.inliers)
+            }
             None => {
                 format!("glace.Localization(success=False, failure={:?})", self.failure.clone().unwrap_or_default())
             }
@@ -171,6 +173,9 @@ fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localiza
     for (k, v) in [("decode", t.decode_s), ("encode", t.encode_s), ("head", t.head_s), ("ransac", t.ransac_s)] {
         times.set_item(k, 1000.0 * v)?;
     }
+    let qt = found.cam_from_world().map(|p| p.quaternion_translation());
+    let (success, cam_from_world, world_from_cam) = (found.success(), found.cam_from_world(), found.world_from_cam());
+    let (inliers, refined, failure) = (found.inliers(), found.refined(), found.failure().map(str::to_string));
     let coordinates = match found.coordinates {
         None => None,
         Some(c) => {
@@ -186,19 +191,182 @@ fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localiza
             Some(d.into_any().unbind())
         }
     };
-    let qt = found.world_to_cam.map(|p| p.quaternion_translation());
     Ok(Localization {
-        success: found.cam_to_world.is_some(),
-        pose: found.cam_to_world.map(|p| matrix4(py, p.to_matrix())),
-        world_to_cam: found.world_to_cam.map(|p| matrix4(py, p.to_matrix())),
-        quaternion: qt.map(|(q, _)| (q[0], q[1], q[2], q[3])),
-        translation: qt.map(|(_, t)| (t[0], t[1], t[2])),
-        inliers: found.inliers,
-        refined: found.refined,
-        failure: found.failure,
+        success,
+        cam_from_world: cam_from_world.map(|p| matrix4(py, p.to_matrix())),
+        world_from_cam: world_from_cam.map(|p| matrix4(py, p.to_matrix())),
+        cam_from_world_quaternion: qt.map(|(q, _)| (q[0], q[1], q[2], q[3])),
+        cam_from_world_translation: qt.map(|(_, t)| (t[0], t[1], t[2])),
+        inliers,
+        refined,
+        failure,
         times_ms: times.into_any().unbind(),
         coordinates,
     })
+}
+
+/// How a `Localizer` is set up: every field's default is the library's (`glace::LocalizerOptions`
+/// and the RANSAC and evidence defaults within it), so Python, the command line and the service
+/// localize alike.
+#[pyclass(module = "glace", get_all, set_all)]
+#[derive(Clone)]
+struct LocalizerOptions {
+    hypotheses: usize,
+    threshold: f64,
+    inlier_alpha: f64,
+    max_pixel_error: f64,
+    max_tries: usize,
+    refinement_rounds: usize,
+    /// None or 0: no budget.
+    time_budget_ms: Option<u64>,
+    seed: u64,
+    /// None: the height the map was trained at.
+    image_height: Option<u32>,
+    clean_global: bool,
+    ace_encoder: Option<PathBuf>,
+    r2former: Option<PathBuf>,
+    /// "auto", "fp32" or "bf16".
+    precision: String,
+    /// "auto", "upright" or "all".
+    turns: String,
+    /// Refine poses against the map's points where it has them.
+    structure: bool,
+    min_inliers: usize,
+    min_inlier_ratio: f64,
+    min_spread: f64,
+}
+
+impl Default for LocalizerOptions {
+    fn default() -> Self {
+        let d = glace::LocalizerOptions::default();
+        let precision = match d.precision {
+            glace::Precision::Auto => "auto",
+            glace::Precision::Fp32 => "fp32",
+            glace::Precision::Bf16 => "bf16",
+        };
+        let turns = match d.turns {
+            glace::Turns::Auto => "auto",
+            glace::Turns::Upright => "upright",
+            glace::Turns::All => "all",
+        };
+        LocalizerOptions {
+            hypotheses: d.ransac.hypotheses,
+            threshold: d.ransac.threshold,
+            inlier_alpha: d.ransac.inlier_alpha,
+            max_pixel_error: d.ransac.max_pixel_error,
+            max_tries: d.ransac.max_tries,
+            refinement_rounds: d.ransac.refinement_rounds,
+            time_budget_ms: d.ransac.time_budget.map(|t| t.as_millis() as u64),
+            seed: d.ransac.seed,
+            image_height: d.image_height,
+            clean_global: d.clean_global,
+            ace_encoder: d.ace_encoder,
+            r2former: d.r2former,
+            precision: precision.into(),
+            turns: turns.into(),
+            structure: !d.skip_structure,
+            min_inliers: d.evidence.min_inliers,
+            min_inlier_ratio: d.evidence.min_inlier_ratio,
+            min_spread: d.evidence.min_spread,
+        }
+    }
+}
+
+impl LocalizerOptions {
+    /// Sets the field `key` (a keyword of `Localizer`); unknown names are a TypeError, as for any
+    /// Python call.
+    fn set(&mut self, key: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        match key {
+            "hypotheses" => self.hypotheses = v.extract()?,
+            "threshold" => self.threshold = v.extract()?,
+            "inlier_alpha" => self.inlier_alpha = v.extract()?,
+            "max_pixel_error" => self.max_pixel_error = v.extract()?,
+            "max_tries" => self.max_tries = v.extract()?,
+            "refinement_rounds" => self.refinement_rounds = v.extract()?,
+            "time_budget_ms" => self.time_budget_ms = v.extract()?,
+            "seed" => self.seed = v.extract()?,
+            "image_height" => self.image_height = v.extract()?,
+            "clean_global" => self.clean_global = v.extract()?,
+            "ace_encoder" => self.ace_encoder = v.extract()?,
+            "r2former" => self.r2former = v.extract()?,
+            "precision" => self.precision = v.extract()?,
+            "turns" => self.turns = v.extract()?,
+            "structure" => self.structure = v.extract()?,
+            "min_inliers" => self.min_inliers = v.extract()?,
+            "min_inlier_ratio" => self.min_inlier_ratio = v.extract()?,
+            "min_spread" => self.min_spread = v.extract()?,
+            _ => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "Localizer() got an unexpected keyword argument '{key}'"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The library's options; a value that cannot be parsed is an InputError naming the field.
+    fn to_rust(&self, py: Python<'_>) -> PyResult<glace::LocalizerOptions> {
+        let precision = glace::Precision::parse(&self.precision).ok_or_else(|| {
+            input_error(py, "precision", format!("'{}': expected auto, fp32 or bf16", self.precision))
+        })?;
+        let turns = glace::Turns::parse(&self.turns).map_err(|m| input_error(py, "turns", m))?;
+        Ok(glace::LocalizerOptions {
+            ransac: glace::RansacOptions {
+                hypotheses: self.hypotheses,
+                threshold: self.threshold,
+                inlier_alpha: self.inlier_alpha,
+                max_pixel_error: self.max_pixel_error,
+                max_tries: self.max_tries,
+                time_budget: self.time_budget_ms.filter(|&ms| ms > 0).map(Duration::from_millis),
+                refinement_rounds: self.refinement_rounds,
+                seed: self.seed,
+                cancel: None,
+            },
+            image_height: self.image_height,
+            clean_global: self.clean_global,
+            ace_encoder: self.ace_encoder.clone(),
+            r2former: self.r2former.clone(),
+            external_descriptors: false,
+            precision,
+            turns,
+            skip_structure: !self.structure,
+            evidence: glace::EvidenceRule {
+                min_inliers: self.min_inliers,
+                min_inlier_ratio: self.min_inlier_ratio,
+                min_spread: self.min_spread,
+            },
+        })
+    }
+}
+
+#[pymethods]
+impl LocalizerOptions {
+    /// The library's defaults, with any field given as a keyword.
+    #[new]
+    #[pyo3(signature = (**kwargs))]
+    fn new(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<LocalizerOptions> {
+        let mut o = LocalizerOptions::default();
+        if let Some(kwargs) = kwargs {
+            for (key, value) in kwargs.iter() {
+                o.set(&key.extract::<String>()?, &value)?;
+            }
+        }
+        Ok(o)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "glace.LocalizerOptions(hypotheses={}, threshold={}, time_budget_ms={:?}, seed={}, turns={:?}, \
+             structure={}, min_inliers={}, …)",
+            self.hypotheses,
+            self.threshold,
+            self.time_budget_ms,
+            self.seed,
+            self.turns,
+            self.structure,
+            self.min_inliers
+        )
+    }
 }
 
 /// A map ready to localize images; thread-safe, the GIL is released while it works.
@@ -209,66 +377,23 @@ struct Localizer {
 
 #[pymethods]
 impl Localizer {
+    /// `options` (default: `LocalizerOptions()`, the library's defaults) with any of its fields
+    /// given as keywords on top.
     #[new]
-    #[pyo3(signature = (map, *, hypotheses=64, threshold=10.0, inlier_alpha=100.0, max_pixel_error=100.0,
-        max_tries=1_000_000, refinement_rounds=100, time_budget_ms=2000, seed=1305, image_height=None,
-        clean_global=false, ace_encoder=None, r2former=None, precision="auto", turns="auto", structure=true,
-        min_inliers=None, min_inlier_ratio=None, min_spread=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (map, options=None, **kwargs))]
     fn new(
         py: Python<'_>,
         map: &Map,
-        hypotheses: usize,
-        threshold: f64,
-        inlier_alpha: f64,
-        max_pixel_error: f64,
-        max_tries: usize,
-        refinement_rounds: usize,
-        time_budget_ms: Option<u64>,
-        seed: u64,
-        image_height: Option<u32>,
-        clean_global: bool,
-        ace_encoder: Option<PathBuf>,
-        r2former: Option<PathBuf>,
-        precision: &str,
-        turns: &str,
-        structure: bool,
-        min_inliers: Option<usize>,
-        min_inlier_ratio: Option<f64>,
-        min_spread: Option<f64>,
+        options: Option<&LocalizerOptions>,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Localizer> {
-        // None: the library's evidence rule, the command line's default.
-        let d = glace::EvidenceRule::default();
-        let evidence = glace::EvidenceRule {
-            min_inliers: min_inliers.unwrap_or(d.min_inliers),
-            min_inlier_ratio: min_inlier_ratio.unwrap_or(d.min_inlier_ratio),
-            min_spread: min_spread.unwrap_or(d.min_spread),
-        };
-        let precision = glace::Precision::parse(precision)
-            .ok_or_else(|| input_error(py, "precision", format!("'{precision}': expected auto, fp32 or bf16")))?;
-        let turns = glace::Turns::parse(turns).map_err(|m| input_error(py, "turns", m))?;
-        let options = glace::LocalizerOptions {
-            ransac: glace::RansacOptions {
-                hypotheses,
-                threshold,
-                inlier_alpha,
-                max_pixel_error,
-                max_tries,
-                time_budget: time_budget_ms.filter(|&ms| ms > 0).map(Duration::from_millis),
-                refinement_rounds,
-                seed,
-                cancel: None,
-            },
-            image_height,
-            clean_global,
-            ace_encoder,
-            r2former,
-            external_descriptors: false,
-            precision,
-            turns,
-            skip_structure: !structure,
-            evidence,
-        };
+        let mut o = options.cloned().unwrap_or_default();
+        if let Some(kwargs) = kwargs {
+            for (key, value) in kwargs.iter() {
+                o.set(&key.extract::<String>()?, &value)?;
+            }
+        }
+        let options = o.to_rust(py)?;
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;
         Ok(Localizer { inner: Arc::new(inner) })
@@ -345,7 +470,7 @@ impl Scene {
         self.inner.distortion.map(|d| vec![d.k1, d.k2, d.p1, d.p2, d.k3])
     }
     /// The frames of a split ("train" or "test"): dicts of `name`, `image_path`, `K` (3×3 for
-    /// the stored image) and `cam_to_world` (4×4).
+    /// the stored image) and `world_from_cam` (4×4: the camera's place in the world).
     #[pyo3(signature = (split="test"))]
     fn frames<'py>(&self, py: Python<'py>, split: &str) -> PyResult<Bound<'py, PyList>> {
         let kind = match split {
@@ -364,7 +489,7 @@ impl Scene {
             let km = Array2::from_shape_vec((3, 3), vec![k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0])
                 .expect("9 values");
             d.set_item("K", km.into_pyarray(py))?;
-            d.set_item("cam_to_world", matrix4(py, f.cam_to_world.to_matrix()))?;
+            d.set_item("world_from_cam", matrix4(py, f.cam_to_world.to_matrix()))?;
             out.append(d)?;
         }
         Ok(out)
@@ -595,6 +720,7 @@ fn convert(
 fn _glace(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Map>()?;
     m.add_class::<Localizer>()?;
+    m.add_class::<LocalizerOptions>()?;
     m.add_class::<Localization>()?;
     m.add_class::<Scene>()?;
     m.add_function(wrap_pyfunction!(read_image, m)?)?;

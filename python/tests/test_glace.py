@@ -67,14 +67,15 @@ def test_localizes_tum_desk_as_the_command_line_does(tum_map, tmp_path):
         r = loc.localize(glace.read_image(f["image_path"]), f["K"], scene.distortion)
         assert r.success, r.failure
         q, t, inliers = cli[f["name"]]
-        np.testing.assert_allclose(r.quaternion, q, rtol=0, atol=1e-9)
-        np.testing.assert_allclose(r.translation, t, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(r.cam_from_world_quaternion, q, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(r.cam_from_world_translation, t, rtol=0, atol=1e-9)
         assert r.inliers == inliers
         assert not r.refined  # dense views: no structure
-        # The pose is camera-to-world; its inverse is the world-to-camera pose of the file.
-        assert r.pose.shape == (4, 4) and r.pose.dtype == np.float64
-        np.testing.assert_allclose(np.linalg.inv(r.pose), r.world_to_cam, atol=1e-9)
-        err = np.linalg.norm(r.pose[:3, 3] - f["cam_to_world"][:3, 3])
+        # world_from_cam is the camera's place; its inverse is the pose file's cam_from_world.
+        assert r.world_from_cam.shape == (4, 4) and r.world_from_cam.dtype == np.float64
+        np.testing.assert_allclose(np.linalg.inv(r.world_from_cam), r.cam_from_world, atol=1e-9)
+        np.testing.assert_allclose(r.cam_from_world[:3, 3], t, atol=1e-9)
+        err = np.linalg.norm(r.world_from_cam[:3, 3] - f["world_from_cam"][:3, 3])
         assert err < 0.05, f"{f['name']}: {err:.3f} m from the ground truth"
 
 
@@ -95,7 +96,8 @@ def test_threads_share_one_localizer(tum_map):
     for t in threads:
         t.join()
     for r in results:
-        assert r.quaternion == alone.quaternion and r.translation == alone.translation
+        assert r.cam_from_world_quaternion == alone.cam_from_world_quaternion
+        assert r.cam_from_world_translation == alone.cam_from_world_translation
 
 
 def test_grey_images_and_coordinates(tum_map):
@@ -195,3 +197,18 @@ def test_convert_dry_run_and_write(tmp_path):
         glace.convert_7scenes(raw, tmp_path / "stairs")
     with pytest.raises(glace.InputError, match="test-every"):
         glace.convert_colmap(tmp_path / "stairs", tmp_path.parent / "x", images=tmp_path, test_every=0)
+
+
+def test_options_come_from_the_library(tum_map):
+    o = glace.LocalizerOptions()
+    # The library's defaults (the reference's RANSAC, with its 2 s budget; the evidence rule).
+    assert (o.hypotheses, o.threshold, o.seed, o.time_budget_ms) == (64, 10.0, 1305, 2000)
+    assert (o.min_inliers, o.turns, o.structure) == (20, "auto", True)
+    o.hypotheses = 16
+    assert glace.LocalizerOptions(hypotheses=16).hypotheses == 16
+    loc = glace.Localizer(glace.Map.open(tum_map), o, seed=7)
+    assert loc is not None
+    with pytest.raises(TypeError, match="hypothesis"):
+        glace.Localizer(glace.Map.open(tum_map), hypothesis=16)
+    with pytest.raises(TypeError):
+        glace.LocalizerOptions(threshold="ten")

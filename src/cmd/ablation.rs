@@ -1,18 +1,12 @@
 //! `glace bench ablation`: the paper's ablation (Tables 2–3, 6; Fig. 6) on synthetic integrated
 //! rooms: (a) ACE mode, (b) global features without diffusion, (c) diffusion σ = 0.1 with K = 1,
-//! (d) full GLACE (diffusion and K = 50 position decoder). Each variant is mapped and localized
-//! with the ordinary commands; the table gives overall and per-room accuracy. Every variant gets
-//! the same depth prior (valid depths up to the building's width, pseudo targets at 3 m) and peak
-//! learning rate (`--lr-max`), and the global variants the place-discriminant built-in descriptor
-//! (`--place-discriminants`).
+//! (d) full GLACE (diffusion and K = 50 position decoder): the arguments of
+//! [`glace_bench::ablation`], and its table.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use glace_data::{Scene, SceneOptions, SplitKind};
-use glace_localize::metrics::{evaluate, summarize, FrameError};
-use glace_localize::posefile::read_pose_file;
+use glace_bench::ablation::{ablation, AblationOptions, Variant};
 
 /// Arguments of `glace bench ablation`.
 #[derive(clap::Args, Debug)]
@@ -56,126 +50,65 @@ pub struct AblationArgs {
     pub json: bool,
 }
 
-const VARIANTS: [(&str, &str, &[&str]); 4] = [
-    ("a", "ACE mode: no global feature, K = 1", &["--global", "none", "--decoder-clusters", "1"]),
-    ("b", "global feature, no diffusion, K = 1", &["--global", "builtin", "--noise", "0", "--decoder-clusters", "1"]),
-    (
-        "c",
-        "global feature, diffusion 0.1, K = 1",
-        &["--global", "builtin", "--noise", "0.1", "--decoder-clusters", "1"],
-    ),
-    (
-        "d",
-        "GLACE: diffusion 0.1, K = 50 decoder",
-        &["--global", "builtin", "--noise", "0.1", "--decoder-clusters", "50"],
-    ),
-];
-
-fn room_of(name: &str) -> String {
-    name.split("-frame").next().unwrap_or(name).to_string()
-}
-
-/// Runs the ablation.
+/// Runs the ablation ([`glace_bench::ablation`]) and prints its table.
 pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
     let out = &args.out;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let s = |p: PathBuf| p.display().to_string();
-    let scene_dir = out.join("scene");
-    let synth = [
-        "synth",
-        "rooms",
-        &s(scene_dir.clone()),
-        "--force",
-        "--rooms",
-        &args.rooms.to_string(),
-        "--frames",
-        &args.frames.to_string(),
-        "--test-frames",
-        &args.test_frames.to_string(),
-        "--size",
-        &args.size,
-    ]
-    .map(String::from);
-    println!("==> glace {}", synth.join(" "));
-    crate::run_args(&synth)?;
-    let scene = Scene::open(&scene_dir, &SceneOptions { probe_images: false, ..Default::default() })?;
-    let gt: Vec<(String, glace_geometry::CamToWorld)> =
-        scene.split(SplitKind::Test)?.frames.iter().map(|f| (f.name.clone(), f.cam_to_world)).collect();
-
-    let depth_max = args.depth_max.unwrap_or(glace_synth::scenes::rooms_width(args.rooms));
-    let mut results = Vec::new();
-    for (key, label, flags) in VARIANTS {
-        if !args.variants.split(',').any(|v| v.trim() == key) {
-            continue;
-        }
-        let map = out.join(format!("{key}.glace"));
-        let poses = out.join(format!("poses_{key}.txt"));
-        let mut cmd: Vec<String> = vec!["map".into(), s(scene_dir.clone()), s(map.clone()), "--force".into()];
-        cmd.extend(flags.iter().map(|f| f.to_string()));
-        cmd.extend([
-            "--depth-max".into(),
-            depth_max.to_string(),
-            "--depth-target".into(),
-            args.depth_target.to_string(),
-            "--lr-max".into(),
-            args.lr_max.to_string(),
-        ]);
-        if key != "a" {
-            cmd.extend(["--place-discriminants".into(), "true".into()]);
-        }
-        args.budget.append_to(&mut cmd);
-        println!("\n==> ({key}) {label}\n==> glace {}", cmd.join(" "));
-        crate::run_args(&cmd)?;
-        let cmd = vec!["localize".to_string(), s(scene_dir.clone()), s(map.clone()), "--out".into(), s(poses.clone())];
-        println!("==> glace {}", cmd.join(" "));
-        crate::run_args(&cmd)?;
-        let errors = evaluate(&gt, &read_pose_file(&poses)?, &poses)?;
-        results.push((key, label, errors));
+    let mut variants = Vec::new();
+    for v in args.variants.split(',') {
+        let variant = Variant::parse(v)
+            .ok_or_else(|| glace::Error::usage("--variants", format!("'{}': expected some of a, b, c, d", v.trim())))?;
+        variants.push(variant);
     }
-
-    let mut json = Vec::new();
-    println!("\nablation on {} rooms ({} train / {} test frames per room)", args.rooms, args.frames, args.test_frames);
-    let rooms: Vec<String> =
-        gt.iter().map(|(n, _)| room_of(n)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    // Rooms sit on a 5 m grid: a position error under 2.5 m means the right room was found.
-    let right_room = |errors: &[FrameError]| {
-        100.0 * errors.iter().filter(|e| e.trans_m < 2.5).count() as f64 / errors.len().max(1) as f64
+    let size = super::synth::parse_size(&args.size).map_err(|m| glace::Error::usage("--size", m))?;
+    let options = AblationOptions {
+        rooms: args.rooms,
+        frames: args.frames,
+        test_frames: args.test_frames,
+        size,
+        iterations: args.budget.iterations,
+        buffer_size: args.budget.buffer_size,
+        depth_max: args.depth_max,
+        depth_target: args.depth_target,
+        lr_max: args.lr_max,
+        variants: Variant::ALL.into_iter().filter(|v| variants.contains(v)).collect(),
     };
+    // Every option checked before the rooms are rendered.
+    glace_bench::ablation::base_options(&options)?
+        .validate()
+        .map_err(|(field, message)| glace::Error::usage(super::map::flag(field), message))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let report = ablation(out, &options, &mut |step| println!("==> {step}"))?;
+
+    println!("\nablation on {} rooms ({} train / {} test frames per room)", args.rooms, args.frames, args.test_frames);
+    let rooms: Vec<&String> =
+        report.variants.first().map(|v| v.per_room_pct_5cm_5deg.keys().collect()).unwrap_or_default();
     print!("{:<42} {:>8} {:>9} {:>9} {:>9} {:>9}", "variant", "5cm/5°", "50cm/5°", "<2.5 m", "med °", "med cm");
     for r in &rooms {
         print!(" {:>7}", r.trim_start_matches("room"));
     }
     println!("   (per room: % within 5cm/5°)");
-    for (key, label, errors) in &results {
-        let all = summarize(errors);
-        let mut per_room: BTreeMap<String, Vec<FrameError>> = BTreeMap::new();
-        for e in errors {
-            per_room.entry(room_of(&e.name)).or_default().push(e.clone());
-        }
+    for v in &report.variants {
+        let all = &v.summary;
         print!(
-            "({key}) {label:<38} {:>7.1}% {:>8.1}% {:>8.1}% {:>9.2} {:>9.1}",
+            "({}) {:<38} {:>7.1}% {:>8.1}% {:>8.1}% {:>9.2} {:>9.1}",
+            v.variant.key(),
+            v.label,
             all.pct_5cm_5deg,
             all.pct_50cm_5deg,
-            right_room(errors),
+            v.pct_right_room,
             all.median_rot_deg,
             all.median_trans_m * 100.0
         );
-        let mut rooms_json = BTreeMap::new();
-        for r in &rooms {
-            let sr = summarize(per_room.get(r).map(Vec::as_slice).unwrap_or(&[]));
-            print!(" {:>6.1}%", sr.pct_5cm_5deg);
-            rooms_json.insert(r.clone(), sr.pct_5cm_5deg);
+        for pct in v.per_room_pct_5cm_5deg.values() {
+            print!(" {pct:>6.1}%");
         }
         println!();
-        json.push(
-            serde_json::json!({"variant": key, "label": label, "summary": all, "pct_right_room": right_room(errors), "per_room_pct_5cm_5deg": rooms_json}),
-        );
     }
-    let v = serde_json::json!({"rooms": args.rooms, "frames": args.frames, "test_frames": args.test_frames, "lr_max": args.lr_max, "variants": json});
-    std::fs::write(out.join("ablation.json"), serde_json::to_string_pretty(&v)?)
+    let text = serde_json::to_string_pretty(&report)?;
+    glace::outputs::write_file(&out.join("ablation.json"), text.as_bytes())
         .with_context(|| format!("writing {}", out.join("ablation.json").display()))?;
     if args.json {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }

@@ -84,7 +84,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             let frames = scene.split(split)?.frames.len();
             let localizer = networks.open(map, false, glace::RansacOptions::default())?;
             let bar = super::progress_bar(frames as u64, "exporting");
-            let n = glace::export_pointcloud(&localizer, &scene, split, out, *max_error, &mut |_, _| bar.inc(1))?;
+            let n = glace::export_pointcloud(&localizer, &scene, split, out, *max_error, &mut |_, _| bar.inc(1))
+                .map_err(super::as_flags)?;
             bar.finish_and_clear();
             println!("wrote {n} points to {}", out.display());
             Ok(())
@@ -98,7 +99,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             let frames = scene.split(split)?.frames.len();
             let localizer = networks.open(map, false, ransac)?;
             let bar = super::progress_bar(frames as u64, "localizing");
-            let s = glace::export_colmap(&localizer, &scene, split, out, *max_error, *force, &mut |_, _| bar.inc(1))?;
+            let s = glace::export_colmap(&localizer, &scene, split, out, *max_error, *force, &mut |_, _| bar.inc(1))
+                .map_err(super::as_flags)?;
             bar.finish_and_clear();
             println!(
                 "wrote a COLMAP text model to {}: {} camera(s), {} image(s), {} points{}",

@@ -73,7 +73,7 @@ fn map_summary(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 map.structure_points()
             );
         }
-        println!("  training       {}", i.training);
+        println!("  training       {}", serde_json::to_string(&i.training)?);
     }
     Ok(())
 }

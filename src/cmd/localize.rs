@@ -150,30 +150,51 @@ pub struct LocalizeArgs {
     pub json: bool,
 }
 
-/// RANSAC options (the reference's defaults).
+/// RANSAC options; every default is the library's ([`RansacOptions::default`]: the reference's,
+/// and a time budget).
 #[derive(clap::Args, Debug, Clone)]
 pub struct RansacArgs {
     /// RANSAC hypotheses (reference 64; 3200 for Aachen).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = RansacOptions::default().hypotheses)]
     pub hypotheses: usize,
     /// Inlier threshold in pixels (reference 10).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = RansacOptions::default().threshold)]
     pub threshold: f64,
     /// Soft-inlier score scale α (reference 100).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = RansacOptions::default().inlier_alpha)]
     pub inlier_alpha: f64,
     /// Reprojection-error clamp in pixels (reference 100).
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = RansacOptions::default().max_pixel_error)]
     pub max_pixel_error: f64,
     /// Cap on 4-point draws per hypothesis (reference 1,000,000).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = RansacOptions::default().max_tries)]
     pub max_tries: usize,
     /// Wall-time budget for hypothesis drawing per frame in ms (0: none); a frame that runs out fails.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = default_time_budget_ms())]
     pub time_budget_ms: u64,
     /// RANSAC seed.
-    #[arg(long, default_value_t = 1305)]
+    #[arg(long, default_value_t = RansacOptions::default().seed)]
     pub seed: u64,
+}
+
+fn default_time_budget_ms() -> u64 {
+    RansacOptions::default().time_budget.map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Default for RansacArgs {
+    /// The library's defaults, as the command line's are.
+    fn default() -> Self {
+        let d = RansacOptions::default();
+        RansacArgs {
+            hypotheses: d.hypotheses,
+            threshold: d.threshold,
+            inlier_alpha: d.inlier_alpha,
+            max_pixel_error: d.max_pixel_error,
+            max_tries: d.max_tries,
+            time_budget_ms: default_time_budget_ms(),
+            seed: d.seed,
+        }
+    }
 }
 
 impl RansacArgs {

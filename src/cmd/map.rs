@@ -207,7 +207,7 @@ impl Progress for Bars {
 
 /// Runs `glace map`.
 pub fn run(args: &MapArgs) -> anyhow::Result<()> {
-    let mut o = glace::preset(&args.preset)?;
+    let mut o = glace::preset(&args.preset).map_err(super::as_flags)?;
     o.global = match &args.global {
         GlobalArg::Builtin => GlobalChoice::Builtin,
         GlobalArg::Features => GlobalChoice::FeaturesNpy,
@@ -253,7 +253,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         o.augment = false;
     }
     o.precision = args.precision;
-    o.validate().map_err(|(option, message)| glace::Error::usage(option, message))?;
+    o.validate().map_err(|(field, message)| glace::Error::usage(flag(field), message))?;
     let encoder: glace::LocalEncoderChoice =
         args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
     let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
@@ -280,9 +280,10 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let log = mapped.save(&args.map_file, Some(&log))?;
     let report = &mapped.report;
     println!(
-        "mapped {} frames in {:.0} s (global {:.0} s, depth targets {:.0} s: {} cells, {} points kept, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
+        "mapped {} frames in {:.0} s (encoding {:.0} s, global {:.0} s, triangulation {:.0} s: {} cells, {} points kept, buffer {:.0} s: {} entries in {} passes, training {:.0} s at {:.0} samples/s); final loss {:.2}, valid {:.0} %",
         report.frames,
-        report.global_s + report.triangulate_s + report.buffer_s + report.train_s,
+        report.encode_s + report.global_s + report.triangulate_s + report.buffer_s + report.train_s,
+        report.encode_s,
         report.global_s,
         report.triangulate_s,
         report.depth_targets,
@@ -302,4 +303,14 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         log.display()
     );
     Ok(())
+}
+
+/// The command-line option that sets a [`glace::MapOptions`] field (how library errors, which name
+/// fields, are said here).
+pub fn flag(field: &str) -> String {
+    match field {
+        "noise_std" => "--noise".into(),
+        "rotation_deg" => "--rotation".into(),
+        f => format!("--{}", f.replace('_', "-")),
+    }
 }

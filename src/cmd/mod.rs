@@ -54,3 +54,16 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// A library error that names a field (`max_error`), said with the command line's option for it
+/// (`--max-error`); other errors as they are.
+pub fn as_flags(e: glace::Error) -> glace::Error {
+    match e {
+        glace::Error::Usage { option, message }
+            if !option.is_empty() && option.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        {
+            glace::Error::Usage { option: format!("--{}", option.replace('_', "-")), message }
+        }
+        other => other,
+    }
+}

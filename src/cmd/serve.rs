@@ -257,15 +257,7 @@ pub fn bench(args: &BenchServeArgs) -> anyhow::Result<()> {
             path
         }
     };
-    let ransac = RansacArgs {
-        hypotheses: 64,
-        threshold: 10.0,
-        inlier_alpha: 100.0,
-        max_pixel_error: 100.0,
-        max_tries: 1_000_000,
-        time_budget_ms: 2000,
-        seed: 1305,
-    };
+    let ransac = RansacArgs::default();
     let maps = glace_serve::load_maps(
         &[map],
         &localizer_options(None, None, &ransac, glace::Precision::Auto, glace::Turns::Auto)?,

@@ -3,7 +3,6 @@
 //!
 //! Knows nothing about networks. Geometry comes from `glace-geometry`.
 
-pub mod align;
 pub mod convert;
 pub mod error;
 pub mod features;

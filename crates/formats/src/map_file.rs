@@ -13,8 +13,9 @@ use std::path::Path;
 
 use glace_nn::global::VladPca;
 use glace_nn::linalg::Linear;
-use glace_nn::map::{GlaceMap, GlobalSource, MapInfo, Structure};
+use glace_nn::map::{GlaceMap, GlobalSource, MapInfo};
 use glace_nn::{Head, Tensor, WeightsError};
+use glace_structure::Structure;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
@@ -123,7 +124,7 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
         let n = st.len();
         t.push((
             "structure.points".into(),
-            Owned { dtype: Dtype::F32, shape: vec![n, 3], bytes: f32_bytes(&st.points_n3) },
+            Owned { dtype: Dtype::F32, shape: vec![n, 3], bytes: f32_bytes(st.points_n3.as_flattened()) },
         ));
         t.push((
             "structure.features".into(),
@@ -136,30 +137,29 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
         t.push(("structure.score".into(), Owned { dtype: Dtype::F16, shape: vec![n], bytes: f16_bytes(&st.score) }));
         t.push((
             "structure.centres".into(),
-            Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(&st.centres_v3) },
+            Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(st.centres_v3.as_flattened()) },
         ));
         if st.has_patches() {
-            // Shapes from the data, so that a structure that does not add up is written as it is
-            // and refused on reading.
-            let rows = |len: usize, width: usize| {
-                if len.is_multiple_of(width) {
-                    vec![len / width, width]
-                } else {
-                    vec![len]
-                }
-            };
-            let (patches, axes) = (&st.patches, &st.pixel_axes_v6);
+            let (patches, axes) = (&st.patches_n, &st.pixel_axes_v23);
             t.push((
                 "structure.patches".into(),
-                Owned { dtype: Dtype::U8, shape: rows(patches.len(), Structure::PATCH_LEN), bytes: patches.clone() },
+                Owned {
+                    dtype: Dtype::U8,
+                    shape: vec![patches.len(), Structure::PATCH_LEN],
+                    bytes: patches.as_flattened().to_vec(),
+                },
             ));
             t.push((
                 "structure.pixel_axes".into(),
-                Owned { dtype: Dtype::F32, shape: rows(axes.len(), 6), bytes: f32_bytes(axes) },
+                Owned {
+                    dtype: Dtype::F32,
+                    shape: vec![axes.len(), 6],
+                    bytes: f32_bytes(axes.as_flattened().as_flattened()),
+                },
             ));
         }
-        if st.image_height > 0 {
-            let h = [st.image_height as f32];
+        if let Some(h) = st.image_height {
+            let h = [h as f32];
             t.push(("structure.height".into(), Owned { dtype: Dtype::F32, shape: vec![1], bytes: f32_bytes(&h) }));
         }
     }
@@ -226,32 +226,26 @@ fn check_description(info: &MapInfo) -> Result<(), String> {
     if id.weights_sha256.len() != 64 || !id.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("local encoder sha256 '{}' is not 64 hex digits", id.weights_sha256));
     }
-    let options = &info.training["options"];
-    if let Some(h) = options.get("image_height") {
-        match h.as_u64() {
-            Some(h) if (glace_nn::MIN_IMAGE_HEIGHT as u64..=glace_nn::MAX_IMAGE_HEIGHT as u64).contains(&h) => {}
-            _ => {
-                return Err(format!(
-                    "training image height {h} (expected {} to {})",
-                    glace_nn::MIN_IMAGE_HEIGHT,
-                    glace_nn::MAX_IMAGE_HEIGHT
-                ))
-            }
+    let options = info.training.options.as_ref();
+    if let Some(h) = options.and_then(|o| o.image_height) {
+        if !(glace_nn::MIN_IMAGE_HEIGHT as u64..=glace_nn::MAX_IMAGE_HEIGHT as u64).contains(&h) {
+            return Err(format!(
+                "training image height {h} (expected {} to {})",
+                glace_nn::MIN_IMAGE_HEIGHT,
+                glace_nn::MAX_IMAGE_HEIGHT
+            ));
         }
     }
-    if let Some(n) = options.get("noise_std") {
-        match n.as_f64() {
-            Some(n) if n.is_finite() && n >= 0.0 => {}
-            _ => return Err(format!("feature-diffusion σ {n} (expected a finite number ≥ 0)")),
+    if let Some(n) = options.and_then(|o| o.noise_std) {
+        if !(n.is_finite() && n >= 0.0) {
+            return Err(format!("feature-diffusion σ {n} (expected a finite number ≥ 0)"));
         }
     }
-    if let Some(turns) = info.training.get("query_turns") {
-        let listed: Option<Vec<u64>> = turns.as_array().and_then(|a| a.iter().map(|t| t.as_u64()).collect());
-        let valid = listed.as_ref().is_some_and(|l| {
-            !l.is_empty() && l.len() <= 4 && l.iter().all(|&t| t < 4) && (1..l.len()).all(|i| !l[..i].contains(&l[i]))
-        });
+    if let Some(l) = &info.training.query_turns {
+        let valid =
+            !l.is_empty() && l.len() <= 4 && l.iter().all(|&t| t < 4) && (1..l.len()).all(|i| !l[..i].contains(&l[i]));
         if !valid {
-            return Err(format!("query turns {turns}: expected one to four distinct quarter turns 0 to 3"));
+            return Err(format!("query turns {l:?}: expected one to four distinct quarter turns 0 to 3"));
         }
     }
     let c = &info.head;
@@ -470,23 +464,32 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
             return Err(bad("structure view indices or support counts are not whole numbers ≥ 0".into()));
         }
         let image_height = match structure.remove("height").map(|(_, h)| h) {
-            None => 0,
-            Some(h) if h.len() == 1 && h[0] >= 0.0 && h[0].fract() == 0.0 => h[0] as u32,
+            None => None,
+            Some(h) if h.len() == 1 && h[0] == 0.0 => None,
+            Some(h) if h.len() == 1 && h[0] > 0.0 && h[0].fract() == 0.0 => Some(h[0] as u32),
             Some(h) => return Err(bad(format!("structure.height {h:?}: expected one whole number of pixels"))),
         };
         let st = Structure {
-            points_n3: points,
+            points_n3: points.chunks_exact(3).map(|x| [x[0], x[1], x[2]]).collect(),
             features_nd: features,
             dim: fs[1],
             view_of_point: views.iter().map(|&v| v.min(u32::MAX as f32) as u32).collect(),
             support: support.iter().map(|&s| s.min(u8::MAX as f32) as u8).collect(),
             score,
-            centres_v3: centres,
+            centres_v3: centres.chunks_exact(3).map(|x| [x[0], x[1], x[2]]).collect(),
             image_height,
-            patches: patches.unwrap_or_default(),
-            pixel_axes_v6: structure.remove("pixel_axes").map(|(_, a)| a).unwrap_or_default(),
+            patches_n: patches
+                .unwrap_or_default()
+                .chunks_exact(Structure::PATCH_LEN)
+                .map(|p| p.try_into().expect("chunks of a patch"))
+                .collect(),
+            pixel_axes_v23: structure
+                .remove("pixel_axes")
+                .map(|(_, a)| a.chunks_exact(6).map(|a| [[a[0], a[1], a[2]], [a[3], a[4], a[5]]]).collect())
+                .unwrap_or_default(),
         };
-        st.check().map_err(|m| bad(format!("map structure: {m}")))?;
+        st.check(glace_nn::MIN_IMAGE_HEIGHT..=glace_nn::MAX_IMAGE_HEIGHT)
+            .map_err(|m| bad(format!("map structure: {m}")))?;
         Some(st)
     };
     let global_scale = info.expected_global_scale();

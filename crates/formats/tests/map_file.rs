@@ -5,6 +5,7 @@ use glace_formats::map_file;
 use glace_formats::pt::load_state_dict;
 use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
 use glace_nn::{GlaceMap, Head, WeightsError};
+use glace_structure::Structure;
 
 #[test]
 fn map_round_trip_keeps_fp32_centres_and_outputs() {
@@ -17,7 +18,7 @@ fn map_round_trip_keeps_fp32_centres_and_outputs() {
         head: head.config,
         local_encoder: EncoderIdentity { kind: "ace".into(), weights_sha256: "00".repeat(32), dim: 512 },
         global: GlobalSource::FeaturesNpy,
-        training: serde_json::json!({"scene": "test"}),
+        training: glace_nn::map::TrainingLog { scene: Some("test".into()), ..Default::default() },
     };
     let map = GlaceMap { info: info.clone(), head: head.clone(), global: None, global_scale: 1.0, structure: None };
     let tmp = tempfile::tempdir().unwrap();
@@ -55,7 +56,7 @@ fn tiny_xfeat_map() -> GlaceMap {
         head: config,
         local_encoder: EncoderIdentity { kind: "xfeat".into(), weights_sha256: "00".repeat(32), dim: 64 },
         global: GlobalSource::None,
-        training: serde_json::json!({}),
+        training: Default::default(),
     };
     GlaceMap { info, head: Head::init(config, vec![[0.0; 3]], 1), global: None, global_scale: 1.0, structure: None }
 }
@@ -89,17 +90,17 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     let n = 5;
     let mut features: Vec<f32> = (0..n * 64).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
     glace_nn::xfeat::l2_normalize_rows(&mut features, 64);
-    let structure = glace_nn::Structure {
-        points_n3: (0..3 * n).map(|i| i as f32 * 0.25 - 1.0).collect(),
+    let structure = Structure {
+        points_n3: (0..n).map(|i| [0.0, 0.25, 0.5].map(|d| 0.75 * i as f32 + d - 1.0)).collect(),
         features_nd: features,
         dim: 64,
         view_of_point: vec![0, 1, 1, 0, 1],
         support: vec![1, 2, 1, 3, 1],
         score: vec![0.5; 5],
-        centres_v3: vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
-        image_height: 912,
-        patches: (0..n * glace_nn::Structure::PATCH_LEN).map(|i| (i * 7 % 256) as u8).collect(),
-        pixel_axes_v6: vec![0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.0, 0.0, 0.001, 0.0, 0.001, 0.0],
+        centres_v3: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]],
+        image_height: Some(912),
+        patches_n: (0..n).map(|p| std::array::from_fn(|i| ((p * Structure::PATCH_LEN + i) * 7 % 256) as u8)).collect(),
+        pixel_axes_v23: vec![[[0.001, 0.0, 0.0], [0.0, 0.001, 0.0]], [[0.0, 0.0, 0.001], [0.0, 0.001, 0.0]]],
     };
     let map = GlaceMap { structure: Some(structure.clone()), ..tiny_xfeat_map() };
     let back = map_file::from_bytes(&map_file::to_bytes(&map).unwrap(), "m.glace".as_ref()).unwrap();
@@ -108,8 +109,8 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         (&got.points_n3, &got.view_of_point, &got.centres_v3, &got.support),
         (&structure.points_n3, &structure.view_of_point, &structure.centres_v3, &structure.support)
     );
-    assert_eq!(got.image_height, 912);
-    assert_eq!((&got.patches, &got.pixel_axes_v6), (&structure.patches, &structure.pixel_axes_v6));
+    assert_eq!(got.image_height, Some(912));
+    assert_eq!((&got.patches_n, &got.pixel_axes_v23), (&structure.patches_n, &structure.pixel_axes_v23));
     // Features are stored in fp16.
     assert!(got.features_nd.iter().zip(&structure.features_nd).all(|(a, b)| (a - b).abs() < 1e-3));
 
@@ -124,19 +125,18 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     s.dim = 32;
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("structure"), "{err}");
-    // A resolution beyond any image a query is encoded at is refused; maps without one read as 0
-    // (the network's).
+    // A resolution beyond any image a query is encoded at is refused.
     let mut bad = map.clone();
-    bad.structure.as_mut().unwrap().image_height = 100_000;
+    bad.structure.as_mut().unwrap().image_height = Some(100_000);
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("structure") && err.contains("100000"), "{err}");
     // Patches for some points only, or without the axes that place them: refused.
     let mut bad = map.clone();
-    bad.structure.as_mut().unwrap().patches.truncate(3 * glace_nn::Structure::PATCH_LEN);
+    bad.structure.as_mut().unwrap().patches_n.truncate(3);
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("patch"), "{err}");
     let mut bad = map.clone();
-    bad.structure.as_mut().unwrap().pixel_axes_v6.clear();
+    bad.structure.as_mut().unwrap().pixel_axes_v23.clear();
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("patch"), "{err}");
     // Right lengths in the wrong shapes (the header edited in place, offsets unchanged): refused.
@@ -153,19 +153,19 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     }
     // A structure detected below what the local encoder takes: refused by the loader.
     let mut low = map.clone();
-    low.structure.as_mut().unwrap().image_height = 16;
+    low.structure.as_mut().unwrap().image_height = Some(16);
     let err = map_file::from_bytes(&map_file::to_bytes(&low).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("16") && err.contains("at least 32"), "{err}");
     // Maps without patches (before they were kept) read as such.
     let mut old = map.clone();
     let s = old.structure.as_mut().unwrap();
-    (s.patches, s.pixel_axes_v6) = (Vec::new(), Vec::new());
+    (s.patches_n, s.pixel_axes_v23) = (Vec::new(), Vec::new());
     let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();
     assert!(!back.structure.unwrap().has_patches());
     let mut old = map.clone();
-    old.structure.as_mut().unwrap().image_height = 0;
+    old.structure.as_mut().unwrap().image_height = None;
     let back = map_file::from_bytes(&map_file::to_bytes(&old).unwrap(), "m.glace".as_ref()).unwrap();
-    assert_eq!(back.structure.unwrap().image_height, 0);
+    assert_eq!(back.structure.unwrap().image_height, None);
 }
 
 /// The map file's bytes with the header entry of tensor `name` edited from `from` to `to` (the

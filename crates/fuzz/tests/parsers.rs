@@ -71,7 +71,14 @@ fn map_seed() -> Vec<u8> {
         head: head.config,
         local_encoder: EncoderIdentity { kind: "xfeat".into(), weights_sha256: "ab".repeat(32), dim: 64 },
         global: GlobalSource::FeaturesNpy,
-        training: serde_json::json!({"options": {"image_height": 480, "noise_std": 0.1}}),
+        training: glace_nn::map::TrainingLog {
+            options: Some(glace_nn::map::TrainedOptions {
+                image_height: Some(480),
+                noise_std: Some(0.1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     };
     let map = glace_nn::GlaceMap { info, head, global: None, global_scale: 1.0, structure: None };
     glace_formats::map_file::to_bytes(&map).unwrap()

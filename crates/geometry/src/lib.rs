@@ -7,6 +7,7 @@ pub mod camera;
 pub mod p3p;
 pub mod pose;
 pub mod ransac;
+pub mod rays;
 
 pub use camera::{Camera, Distortion, Intrinsics};
 pub use pose::{CamToWorld, PoseError, WorldToCam};

@@ -23,7 +23,9 @@ use rayon::prelude::*;
 use crate::p3p::p3p;
 use crate::{Intrinsics, WorldToCam};
 
-/// RANSAC parameters; defaults are the reference's.
+/// RANSAC parameters; defaults are the reference's, with a time budget the reference does not
+/// have (2 s): one query's work is bounded whoever calls (the command line, Python, the service
+/// and the library read this one default).
 #[derive(Clone, Debug)]
 pub struct RansacConfig {
     /// Number of hypotheses (64; 3200 for Aachen).
@@ -36,7 +38,8 @@ pub struct RansacConfig {
     pub max_pixel_error: f64,
     /// Cap on 4-point draws per hypothesis (the reference uses 1,000,000).
     pub max_tries: usize,
-    /// Stop drawing hypotheses after this long (None: no limit).
+    /// Stop drawing hypotheses after this long (None: no limit, as the reference); a query that
+    /// runs out before any hypothesis fails.
     pub time_budget: Option<Duration>,
     /// Refinement rounds (100).
     pub refinement_rounds: usize,
@@ -55,7 +58,7 @@ impl Default for RansacConfig {
             inlier_alpha: 100.0,
             max_pixel_error: 100.0,
             max_tries: 1_000_000,
-            time_budget: None,
+            time_budget: Some(Duration::from_secs(2)),
             refinement_rounds: 100,
             seed: 1305,
             cancel: None,

@@ -21,11 +21,21 @@ pub fn run(args: &[String]) -> glace::Result<Vec<String>> {
     for path in paths {
         let found = localizer.localize((&glace::read_image(&path)?).into(), &camera)?;
         let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let (q, t) = match found.world_to_cam {
+        let (q, t) = match found.cam_from_world() {
             Some(pose) => pose.quaternion_translation(),
             None => ([f64::NAN; 4], [f64::NAN; 3]),
         };
-        lines.push(format!("{name} {} {} {} {} {} {} {} {}", q[0], q[1], q[2], q[3], t[0], t[1], t[2], found.inliers));
+        lines.push(format!(
+            "{name} {} {} {} {} {} {} {} {}",
+            q[0],
+            q[1],
+            q[2],
+            q[3],
+            t[0],
+            t[1],
+            t[2],
+            found.inliers()
+        ));
         println!("{}", lines.last().unwrap());
     }
     Ok(lines)

@@ -62,7 +62,7 @@ pub struct ColmapSummary {
 /// pixels under its own pose, as points for a model image. `None` when the image was not
 /// localized or no coordinates were returned.
 pub fn model_image(name: &str, camera: &Camera, found: &Localization, max_error: f64) -> Option<ModelImage> {
-    let (w2c, coords) = (found.world_to_cam?, found.coordinates.as_ref()?);
+    let (w2c, coords) = (found.cam_from_world()?, found.coordinates.as_ref()?);
     // Cells behind the camera have an infinite error and are left out with the rest.
     let errors = coords.reprojection_errors(&w2c, camera);
     let points = coords
@@ -157,7 +157,7 @@ pub fn model_text(images: &[ModelImage]) -> (String, String, String) {
 /// renamed in and only then the old one deleted, so that one of them is always complete.
 pub fn write_model(out: &Path, images: &[ModelImage], force: bool) -> Result<(usize, usize)> {
     if out.exists() && !force {
-        return Err(Error::usage("--force", format!("{} exists: pass --force to replace it", out.display())));
+        return Err(Error::usage("force", format!("{} exists: replace it with force", out.display())));
     }
     glace_outputs::remove_stale(out);
     let tmp = glace_outputs::temp_sibling(out);
@@ -192,10 +192,10 @@ pub fn export_colmap(
     on_frame: &mut dyn FnMut(usize, usize),
 ) -> Result<ColmapSummary> {
     if !(max_error.is_finite() && max_error > 0.0) {
-        return Err(Error::usage("--max-error", format!("{max_error}: expected a positive number of pixels")));
+        return Err(Error::usage("max_error", format!("{max_error}: expected a positive number of pixels")));
     }
     if out.exists() && !force {
-        return Err(Error::usage("--force", format!("{} exists: pass --force to replace it", out.display())));
+        return Err(Error::usage("force", format!("{} exists: replace it with force", out.display())));
     }
     crate::check_export(localizer, scene, out, glace_outputs::Kind::Dir, force)?;
     let mut images = Vec::new();

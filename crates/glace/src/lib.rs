@@ -15,15 +15,16 @@
 //! let camera = camera_from_matrix(&[[520.9, 0.0, 325.1], [0.0, 521.0, 249.7], [0.0, 0.0, 1.0]], None)?;
 //! let image = read_image("frame.png")?;
 //! let found = localizer.localize((&image).into(), &camera)?;
-//! if let Some(pose) = found.cam_to_world {
-//!     println!("{}", pose.to_matrix());
+//! if let Some(pose) = found.world_from_cam() {
+//!     println!("camera at {}", pose.center());
 //! }
 //! # Ok::<(), glace::Error>(())
 //! ```
 //!
-//! Conventions: poses are camera-to-world ([`CamToWorld`]) with OpenCV camera axes (x right,
-//! y down, z forward) unless a name says world-to-camera; K is for the image as given; pixel k
-//! covers [k, k + 1).
+//! Conventions: a pose's direction is in its type and its name, as pycolmap names them:
+//! `cam_from_world` ([`WorldToCam`]) takes world points into the camera (pose files and COLMAP
+//! store it), `world_from_cam` ([`CamToWorld`]) is the camera's place in the world; OpenCV camera
+//! axes (x right, y down, z forward); K is for the image as given; pixel k covers [k, k + 1).
 
 #![warn(missing_docs)]
 
@@ -41,8 +42,8 @@ pub use colmap::{export_colmap, model_image, model_text, write_model, ColmapSumm
 pub use encoders::LocalEncoderChoice;
 pub use error::{chain_message, error_message, Error, Result};
 pub use localizer::{
-    camera_from_matrix, Evidence, EvidenceRule, ImageView, Localization, Localizer, LocalizerOptions, PixelFormat,
-    Query, RansacOptions, SceneCoordinates, StageTimes, Turns,
+    camera_from_matrix, Evidence, EvidenceRule, Failure, Found, ImageView, Localization, Localizer, LocalizerOptions,
+    Outcome, PixelFormat, Query, RansacOptions, SceneCoordinates, StageTimes, Turns,
 };
 pub use map::{Map, MapFormat};
 pub use mapping::{

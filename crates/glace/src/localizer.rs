@@ -4,17 +4,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use glace_data::Calibration;
-use glace_geometry::ransac::RansacResult;
 use glace_geometry::{CamToWorld, Camera, Distortion, Intrinsics, WorldToCam};
-use glace_localize::pipeline::KeypointImage;
-use glace_localize::pipeline::{predict, solve, Encoders, PoseFailure, Prediction};
-use glace_localize::structure::StructureConfig;
+use glace_localize::pipeline::Prediction;
+use glace_localize::query::{PipelineParts, QueryPipeline, Request};
 use glace_nn::linalg::{Matmul, Precision};
 use glace_nn::{LocalEncoder, R2Former};
 use image::RgbImage;
 
 pub use glace_geometry::ransac::RansacConfig as RansacOptions;
 pub use glace_localize::pipeline::StageTimes;
+pub use glace_localize::query::{Evidence, EvidenceRule, Failure, Found, Outcome};
 
 use crate::{encoders, Error, Map, Result};
 
@@ -138,120 +137,6 @@ impl Turns {
     }
 }
 
-/// What a pose from the scene coordinates rests on: the cells whose predicted points agree with it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Evidence {
-    /// Cells the network predicted a point for.
-    pub cells: usize,
-    /// Cells whose point reprojects within the RANSAC threshold under the pose.
-    pub inliers: usize,
-    /// `inliers / cells`.
-    pub inlier_ratio: f64,
-    /// Share of the image the inliers span: the area between the 5th and 95th percentiles of
-    /// their positions along each axis, over the image's.
-    pub spread: f64,
-}
-
-impl Evidence {
-    /// The evidence for `pose` (world-to-camera) among a prediction's cells.
-    fn of(prediction: &Prediction, pose: &WorldToCam, distortion: Option<Distortion>, threshold: f64) -> Evidence {
-        let f = &prediction.encoded.features;
-        let errors = prediction.reprojection_errors(&pose.inverse(), distortion);
-        let (mut us, mut vs) = (Vec::new(), Vec::new());
-        for (cell, e) in errors.iter().enumerate() {
-            if *e < threshold {
-                let (u, v) = prediction.cell_pixel(cell / f.width, cell % f.width);
-                us.push(u);
-                vs.push(v);
-            }
-        }
-        let span = |mut x: Vec<f64>, extent: f64| {
-            if x.len() < 2 {
-                return 0.0;
-            }
-            x.sort_by(f64::total_cmp);
-            let at = |q: f64| x[((x.len() - 1) as f64 * q).round() as usize];
-            ((at(0.95) - at(0.05)) / extent).clamp(0.0, 1.0)
-        };
-        let (w, h) = (prediction.image.width as f64, prediction.image.height as f64);
-        let inliers = us.len();
-        let cells = errors.len();
-        Evidence {
-            cells,
-            inliers,
-            inlier_ratio: inliers as f64 / cells.max(1) as f64,
-            spread: span(us, w) * span(vs, h),
-        }
-    }
-}
-
-/// When a pose from the scene coordinates counts as found: enough cells agree with it, they are
-/// a fair share of the image's cells, and they spread over it. A pose refined against the map's
-/// points is judged by the refinement's own test (enough matched points within its threshold).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct EvidenceRule {
-    /// Fewest inlier cells.
-    pub min_inliers: usize,
-    /// Smallest share of the cells that are inliers.
-    pub min_inlier_ratio: f64,
-    /// Smallest [`Evidence::spread`].
-    pub min_spread: f64,
-}
-
-impl Default for EvidenceRule {
-    /// Measured on the shared real sets (docs/experiments.md): their test frames' poses rest on
-    /// 10–92 % of the cells (150–4400), one-colour, noise and other scenes' images on 0.8–4 %.
-    fn default() -> Self {
-        EvidenceRule { min_inliers: 20, min_inlier_ratio: 0.05, min_spread: 0.02 }
-    }
-}
-
-impl EvidenceRule {
-    /// Accepts every pose RANSAC returns, as the reference does.
-    pub fn none() -> Self {
-        EvidenceRule { min_inliers: 0, min_inlier_ratio: 0.0, min_spread: 0.0 }
-    }
-
-    /// Why `e` is not enough, if it is not.
-    pub fn judge(&self, e: &Evidence) -> Option<String> {
-        if e.inliers < self.min_inliers {
-            return Some(format!(
-                "too little evidence: {} inlier cells, fewer than the {} needed",
-                e.inliers, self.min_inliers
-            ));
-        }
-        if e.inlier_ratio < self.min_inlier_ratio {
-            return Some(format!(
-                "too little evidence: {} inlier cells are {:.1} % of {}, less than the {:.1} % needed",
-                e.inliers,
-                100.0 * e.inlier_ratio,
-                e.cells,
-                100.0 * self.min_inlier_ratio
-            ));
-        }
-        if e.spread < self.min_spread {
-            return Some(format!(
-                "too little evidence: the inliers span {:.1} % of the image, less than the {:.1} % needed",
-                100.0 * e.spread,
-                100.0 * self.min_spread
-            ));
-        }
-        None
-    }
-
-    fn validate(&self) -> Result<()> {
-        let unit = |name: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::usage(name, format!("{v}: expected 0 to 1")))
-            }
-        };
-        unit("evidence.min_inlier_ratio", self.min_inlier_ratio)?;
-        unit("evidence.min_spread", self.min_spread)
-    }
-}
-
 /// How a [`Localizer`] is set up. The defaults are the reference's.
 #[derive(Clone, Debug, Default)]
 pub struct LocalizerOptions {
@@ -335,33 +220,48 @@ impl SceneCoordinates {
     }
 }
 
-/// The outcome of one query.
+/// The outcome of one query, with its stage times and (when asked for) its scene coordinates.
 #[derive(Clone, Debug)]
 pub struct Localization {
-    /// The camera-to-world pose, `None` when RANSAC found none.
-    pub cam_to_world: Option<CamToWorld>,
-    /// The same pose as world-to-camera, as RANSAC estimated it (what pose files and COLMAP
-    /// store).
-    pub world_to_cam: Option<WorldToCam>,
-    /// Inliers of the final refinement.
-    pub inliers: usize,
-    /// The pose was refined against the map's triangulated points (`inliers` are then matches
-    /// to them).
-    pub refined: bool,
-    /// Why no pose was found.
-    pub failure: Option<String>,
+    /// A pose with its evidence, or why there is none.
+    pub outcome: Outcome,
     /// Seconds per stage.
     pub times: StageTimes,
     /// The per-cell scene coordinates, when asked for.
     pub coordinates: Option<SceneCoordinates>,
-    /// What the scene coordinates' pose rested on (before any refinement), when RANSAC found one.
-    pub evidence: Option<Evidence>,
 }
 
 impl Localization {
     /// True when a pose was found.
     pub fn success(&self) -> bool {
-        self.cam_to_world.is_some()
+        self.outcome.found().is_some()
+    }
+    /// The pose found, world points into camera coordinates (what pose files and COLMAP store).
+    pub fn cam_from_world(&self) -> Option<WorldToCam> {
+        self.outcome.found().map(|f| f.cam_from_world)
+    }
+    /// The pose found, camera into world: the camera's place and orientation in the scene.
+    pub fn world_from_cam(&self) -> Option<CamToWorld> {
+        self.cam_from_world().map(|p| p.inverse())
+    }
+    /// Inliers of the final solve (matches to the map's points when refined); 0 without a pose.
+    pub fn inliers(&self) -> usize {
+        self.outcome.found().map_or(0, |f| f.inliers)
+    }
+    /// The pose was refined against the map's triangulated points.
+    pub fn refined(&self) -> bool {
+        self.outcome.found().is_some_and(|f| f.refined)
+    }
+    /// Why no pose was found.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Failed(f) => Some(&f.reason),
+            Outcome::Found(_) => None,
+        }
+    }
+    /// What the scene coordinates' pose rested on (before any refinement), when RANSAC found one.
+    pub fn evidence(&self) -> Option<&Evidence> {
+        self.outcome.evidence()
     }
 }
 
@@ -377,38 +277,23 @@ impl Localization {
 /// let k = [[520.9, 0.0, 325.1], [0.0, 521.0, 249.7], [0.0, 0.0, 1.0]];
 /// let camera = camera_from_matrix(&k, None)?;
 /// let found = localizer.localize((&image).into(), &camera)?;
-/// match found.cam_to_world {
-///     Some(pose) => println!("camera at {:?}, {} inliers", pose.center(), found.inliers),
-///     None => println!("not localized: {}", found.failure.unwrap_or_default()),
+/// match found.world_from_cam() {
+///     Some(pose) => println!("camera at {:?}, {} inliers", pose.center(), found.inliers()),
+///     None => println!("not localized: {}", found.failure().unwrap_or_default()),
 /// }
 /// # Ok::<(), glace::Error>(())
 /// ```
 pub struct Localizer {
     map: Map,
-    local: LocalEncoder,
-    r2former: Option<R2Former>,
-    image_height: u32,
+    pipeline: QueryPipeline,
     ransac: RansacOptions,
-    matmul: Matmul,
-    turns: Vec<u8>,
-    structure: Option<Refinement>,
-    evidence: EvidenceRule,
-}
-
-/// How a localizer refines poses against its map's structure.
-struct Refinement {
-    /// Windows and threshold in the pixels of the image the keypoints are matched in.
-    cfg: StructureConfig,
-    /// The structure's own resolution, where it is not the network's: queries are encoded once
-    /// more at it.
-    image_height: Option<u32>,
 }
 
 impl Localizer {
     /// Loads the encoders `map` needs and checks them against it.
     pub fn new(map: &Map, options: LocalizerOptions) -> Result<Localizer> {
         options.ransac.validate().map_err(|(option, message)| Error::usage(option, message))?;
-        options.evidence.validate()?;
+        options.evidence.validate().map_err(|(field, message)| Error::usage(format!("evidence.{field}"), message))?;
         let matmul = options.precision.resolve().map_err(|m| Error::usage("precision", m))?;
         if let Some(h) = options.image_height {
             use glace_nn::{MAX_IMAGE_HEIGHT as MAX, MIN_IMAGE_HEIGHT as MIN};
@@ -431,21 +316,17 @@ impl Localizer {
             Turns::Upright => vec![0],
             Turns::All => vec![0, 1, 2, 3],
         };
-        let structure = map.inner.structure.as_ref().filter(|_| !options.skip_structure).map(|s| {
-            // Windows and thresholds are of the network's image; the structure's own keeps their angles.
-            let own = (s.image_height > 0 && s.image_height != image_height).then_some(s.image_height);
-            let scale = own.map_or(1.0, |h| h as f64 / image_height as f64);
-            let d = StructureConfig::default();
-            let cfg = StructureConfig {
-                windows_px: d.windows_px.iter().map(|w| w * scale).collect(),
-                threshold: d.threshold * scale,
-                aligned_threshold: d.aligned_threshold.map(|t| t * scale),
-                ..d
-            };
-            Refinement { cfg, image_height: own }
+        let pipeline = QueryPipeline::new(PipelineParts {
+            map: map.inner.clone(),
+            local,
+            r2former,
+            matmul,
+            image_height,
+            turns,
+            refine: !options.skip_structure,
+            evidence: options.evidence,
         });
-        let evidence = options.evidence;
-        Ok(Localizer { map, local, r2former, image_height, ransac: options.ransac, matmul, turns, structure, evidence })
+        Ok(Localizer { map, pipeline, ransac: options.ransac })
     }
 
     /// The map.
@@ -460,7 +341,7 @@ impl Localizer {
 
     /// Shorter image side the networks see.
     pub fn image_height(&self) -> u32 {
-        self.image_height
+        self.pipeline.image_height()
     }
 
     /// True when queries need to bring their own global descriptor.
@@ -468,19 +349,19 @@ impl Localizer {
         use glace_nn::map::GlobalSource;
         match &self.map.description().global {
             GlobalSource::FeaturesNpy => true,
-            GlobalSource::R2Former { .. } => self.r2former.is_none(),
+            GlobalSource::R2Former { .. } => self.pipeline.r2former().is_none(),
             _ => false,
         }
     }
 
     /// The local encoder, loaded and checked against the map.
     pub fn local_encoder(&self) -> &LocalEncoder {
-        &self.local
+        self.pipeline.local_encoder()
     }
 
     /// R2Former, when the map takes its descriptors and its checkpoint was loaded.
     pub fn r2former(&self) -> Option<&R2Former> {
-        self.r2former.as_ref()
+        self.pipeline.r2former()
     }
 
     /// The default RANSAC parameters.
@@ -490,20 +371,19 @@ impl Localizer {
 
     /// How the head's and the local encoder's products are computed.
     pub fn matmul(&self) -> Matmul {
-        self.matmul
+        self.pipeline.matmul()
     }
 
     /// The quarter turns (clockwise) each query is tried in.
     pub fn turns(&self) -> &[u8] {
-        &self.turns
+        self.pipeline.turns()
     }
 
     /// Whether a `width × height` image can be localized: within the size and aspect limits, at
     /// every resolution a query is encoded at. Bounded work per image, whatever brings it (a
     /// file, a request, an array); every query checks it before anything is resized.
     pub fn check_image_size(&self, width: u32, height: u32) -> Result<()> {
-        let own = self.structure.as_ref().and_then(|r| r.image_height);
-        for h in std::iter::once(self.image_height).chain(own) {
+        for h in self.pipeline.encode_heights() {
             glace_data::check_network_size(width, height, h).map_err(|m| Error::usage("image", m))?;
         }
         Ok(())
@@ -536,114 +416,16 @@ impl Localizer {
         if query.ransac.is_some() {
             ransac.validate().map_err(|(option, message)| Error::usage(option, message))?;
         }
-        let cancelled = || query.cancel.is_some_and(|c| c.is_cancelled());
-        let with_cancel;
-        let ransac = match query.cancel {
-            Some(c) => {
-                with_cancel = RansacOptions { cancel: Some(c.flag()), ..ransac.clone() };
-                &with_cancel
-            }
-            None => ransac,
-        };
         let (w, h) = rgb.dimensions();
         self.check_image_size(w, h)?;
-        let mut times = StageTimes::default();
-        let encoders = Encoders {
-            local: &self.local,
-            r2former: self.r2former.as_ref(),
-            matmul: self.matmul,
-            keypoints: self.structure.as_ref().is_some_and(|r| r.image_height.is_none()),
-        };
-        // Each orientation is a full pass; the pose with the most inliers wins (the first on ties).
-        let inliers = |r: &std::result::Result<RansacResult, PoseFailure>| r.as_ref().map_or(-1, |r| r.inliers as i64);
-        let mut best: Option<(Prediction, std::result::Result<RansacResult, PoseFailure>)> = None;
-        for &turns in &self.turns {
-            if cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let prediction = predict(
-                &self.map.inner,
-                &encoders,
-                rgb,
-                calibration,
-                query.descriptor,
-                self.image_height,
-                turns,
-                &mut times,
-            )?;
-            let t = Instant::now();
-            let result = solve(&prediction, distortion, ransac);
-            times.ransac_s += t.elapsed().as_secs_f64();
-            if best.as_ref().is_none_or(|(_, b)| inliers(&result) > inliers(b)) {
-                best = Some((prediction, result));
-            }
-        }
-        let (prediction, mut result) = best.expect("at least one orientation");
-        if cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let evidence = result.as_ref().ok().map(|r| Evidence::of(&prediction, &r.pose, distortion, ransac.threshold));
-        let mut refined = false;
-        if let (Some(r), Some(structure), Ok(coarse)) = (&self.structure, &self.map.inner.structure, &result) {
-            // At the structure's own resolution, the query is encoded once more, in the turn
-            // that won.
-            let own = r
-                .image_height
-                .map(|h| {
-                    let turns = prediction.quarter_turns;
-                    glace_localize::pipeline::encode_keypoints(&encoders, rgb, calibration, h, turns, &mut times)
-                })
-                .transpose()?;
-            let image = match &own {
-                Some((image, encoded)) => KeypointImage { image, encoded, quarter_turns: prediction.quarter_turns },
-                None => prediction.keypoints(),
-            };
-            let t = Instant::now();
-            if let Some(found) =
-                glace_localize::structure::refine(&image, structure, &coarse.pose, distortion, ransac, &r.cfg)
-            {
-                result = Ok(found.result);
-                refined = true;
-            }
-            times.ransac_s += t.elapsed().as_secs_f64();
-        }
-        if cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let coordinates = query.coordinates.then(|| coordinates(&prediction, rgb.dimensions()));
-        let unsupported = if refined { None } else { evidence.as_ref().and_then(|e| self.evidence.judge(e)) };
-        Ok(match result {
-            Ok(_) if unsupported.is_some() => Localization {
-                cam_to_world: None,
-                world_to_cam: None,
-                inliers: 0,
-                refined: false,
-                failure: unsupported,
-                times,
-                coordinates,
-                evidence,
-            },
-            Ok(r) => Localization {
-                cam_to_world: Some(r.pose.inverse()),
-                world_to_cam: Some(r.pose),
-                inliers: r.inliers,
-                refined,
-                failure: None,
-                times,
-                coordinates,
-                evidence,
-            },
-            Err(why) => Localization {
-                cam_to_world: None,
-                world_to_cam: None,
-                inliers: 0,
-                refined: false,
-                failure: Some(why.to_string()),
-                times,
-                coordinates,
-                evidence,
-            },
-        })
+        let flag = query.cancel.map(|c| c.flag());
+        let request = Request { calibration, distortion, descriptor: query.descriptor, ransac, cancel: flag.as_ref() };
+        let answer = self.pipeline.run(rgb, &request).map_err(|e| match e {
+            glace_localize::LocalizeError::Cancelled => Error::Cancelled,
+            other => other.into(),
+        })?;
+        let coordinates = query.coordinates.then(|| coordinates(&answer.prediction, rgb.dimensions()));
+        Ok(Localization { outcome: answer.outcome, times: answer.times, coordinates })
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
+use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo, TrainingLog};
 use glace_nn::{GlaceMap, HeadConfig};
 
 use crate::{Error, Result};
@@ -72,7 +72,7 @@ impl Map {
             head: c,
             local_encoder: EncoderIdentity { kind: "ace".into(), weights_sha256: String::new(), dim: ACE_DIM },
             global,
-            training: serde_json::json!({ "source": "official GLACE .pt head" }),
+            training: TrainingLog { source: Some("official GLACE .pt head".into()), ..Default::default() },
         };
         // The reference feeds the descriptor as computed.
         let map = GlaceMap { info, head, global: None, global_scale: 1.0, structure: None };
@@ -132,9 +132,9 @@ impl Map {
     pub fn query_turns(&self) -> Vec<u8> {
         let mut turns: Vec<u8> = Vec::new();
         // The loader refuses repeats; a map built in memory is deduplicated here all the same.
-        for t in self.inner.info.training["query_turns"].as_array().into_iter().flatten().filter_map(|t| t.as_u64()) {
-            if t < 4 && !turns.contains(&(t as u8)) {
-                turns.push(t as u8);
+        for &t in self.inner.info.training.query_turns.iter().flatten() {
+            if t < 4 && !turns.contains(&t) {
+                turns.push(t);
             }
         }
         if turns.is_empty() {
@@ -181,7 +181,6 @@ impl Map {
     /// to be matched to them); `None` without a structure, or where it is the network's
     /// ([`Map::trained_image_height`]).
     pub fn structure_height(&self) -> Option<u32> {
-        let h = self.inner.structure.as_ref()?.image_height;
-        (h > 0 && h != self.trained_image_height()).then_some(h)
+        self.inner.structure.as_ref()?.image_height.filter(|&h| h != self.trained_image_height())
     }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use glace_data::{Calibration, Frame, Scene};
-use glace_geometry::{CamToWorld, Camera, Distortion};
+use glace_geometry::{CamToWorld, Camera};
 use image::RgbImage;
 
 use glace_mapping::pipeline::LoadedR2Former;
@@ -20,8 +20,8 @@ pub struct MappingFrame {
     /// The pixels.
     pub image: RgbImage,
     /// Camera-to-world pose, OpenCV camera axes.
-    pub cam_to_world: CamToWorld,
-    /// K of the image as given (its distortion is the one passed to [`map_frames`]).
+    pub world_from_cam: CamToWorld,
+    /// K and lens distortion of the image as given (one lens for all frames of a map).
     pub camera: Camera,
 }
 
@@ -39,7 +39,7 @@ impl Mapped {
     pub fn save(&self, map: &std::path::Path, log: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
         let log = log.map(std::path::Path::to_path_buf).unwrap_or_else(|| map.with_extension("json"));
         if log == map {
-            return Err(Error::usage("--log", format!("{}: the log would overwrite the map", log.display())));
+            return Err(Error::usage("log", format!("{}: the log would overwrite the map", log.display())));
         }
         self.map.save(map)?;
         let text = serde_json::to_string_pretty(&self.report).map_err(|e| Error::Internal(e.to_string()))?;
@@ -131,7 +131,7 @@ impl<P: FnMut(&str, usize), S: FnMut(usize, &str)> Progress for Observer<P, S> {
 /// ```
 pub fn preset(name: &str) -> Result<MapOptions> {
     MapOptions::preset(name).ok_or_else(|| {
-        Error::usage("--preset", format!("unknown preset '{name}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)"))
+        Error::usage("preset", format!("unknown preset '{name}' (cpu, 7scenes, 12scenes, cambridge, rooms, aachen)"))
     })
 }
 
@@ -163,7 +163,7 @@ pub fn map_scene(
         _ => None,
     };
     let loaded = r2former.as_ref().map(|(net, sha256)| LoadedR2Former { net, sha256: sha256.clone() });
-    let (map, report) = glace_mapping::pipeline::map_scene(scene, &encoder, options, loaded.as_ref(), progress)?;
+    let (map, report) = glace_mapping::map_scene(scene, &encoder, options, loaded.as_ref(), progress)?;
     // The map as its file will hold it (fp16 weights), so that localizing with the returned map
     // and with the saved one give the same poses.
     let bytes = glace_formats::map_file::to_bytes(&map)?;
@@ -171,17 +171,18 @@ pub fn map_scene(
     Ok(Mapped { map: Map::from_glace_map(map), report })
 }
 
-/// Trains a map from frames held in memory, all seen through one lens `distortion`.
+/// Trains a map from frames held in memory. They must share one lens: every frame's
+/// `camera.distortion` equal to the first's (a frame whose lens differs is refused by index, as
+/// the map's training undistorts all views alike).
 pub fn map_frames(
     frames: Vec<MappingFrame>,
-    distortion: Option<Distortion>,
     options: &MapOptions,
     encoder: &LocalEncoderChoice,
     progress: &mut dyn Progress,
 ) -> Result<Mapped> {
-    if frames.is_empty() {
+    let Some(distortion) = frames.first().map(|f| f.camera.distortion) else {
         return Err(Error::usage("frames", "no frames to map"));
-    }
+    };
     let frames: Vec<Frame> = frames
         .into_iter()
         .enumerate()
@@ -189,7 +190,16 @@ pub fn map_frames(
             if f.image.width() == 0 || f.image.height() == 0 {
                 return Err(Error::usage("frames", format!("frame {i} ('{}') has an empty image", f.name)));
             }
-            Ok(Frame::in_memory(f.name, i, f.image, f.cam_to_world, Calibration::Matrix(f.camera.intrinsics)))
+            if f.camera.distortion != distortion {
+                return Err(Error::usage(
+                    "frames",
+                    format!(
+                        "frame {i} ('{}') has lens distortion {:?}, frame 0 {:?}: a map is made from one lens",
+                        f.name, f.camera.distortion, distortion
+                    ),
+                ));
+            }
+            Ok(Frame::in_memory(f.name, i, f.image, f.world_from_cam, Calibration::Matrix(f.camera.intrinsics)))
         })
         .collect::<Result<_>>()?;
     let scene = Scene::in_memory("<memory>", frames, Vec::new(), distortion);

@@ -49,7 +49,7 @@ pub fn export_pointcloud(
     on_frame: &mut dyn FnMut(usize, usize),
 ) -> Result<usize> {
     if !(max_error.is_finite() && max_error > 0.0) {
-        return Err(Error::usage("--max-error", format!("{max_error}: expected a positive number of pixels")));
+        return Err(Error::usage("max_error", format!("{max_error}: expected a positive number of pixels")));
     }
     // The command line replaces with --force; a library caller names the file it wants replaced.
     crate::check_export(localizer, scene, out, glace_outputs::Kind::File, true)?;

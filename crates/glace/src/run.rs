@@ -22,6 +22,18 @@ pub struct FrameOutcome {
     pub error: Option<PoseError>,
 }
 
+impl FrameOutcome {
+    /// Its errors as the metrics take them (infinite without a pose).
+    pub fn frame_error(&self) -> FrameError {
+        FrameError {
+            name: self.name.clone(),
+            rot_deg: self.error.map_or(f64::INFINITY, |e| e.rot_deg),
+            trans_m: self.error.map_or(f64::INFINITY, |e| e.trans),
+            ok: self.localization.success(),
+        }
+    }
+}
+
 /// A localization run over a split: per-frame outcomes, their summary and the timings.
 #[derive(Clone, Debug)]
 pub struct SceneRun {
@@ -59,10 +71,10 @@ impl SceneRun {
             .iter()
             .map(|f| PoseRecord {
                 name: f.name.clone(),
-                pose: f.localization.world_to_cam,
+                pose: f.localization.cam_from_world(),
                 rot_err_deg: f.error.map_or(f64::INFINITY, |e| e.rot_deg),
                 trans_err_m: f.error.map_or(f64::INFINITY, |e| e.trans),
-                inliers: f.localization.inliers,
+                inliers: f.localization.inliers(),
             })
             .collect()
     }
@@ -97,8 +109,8 @@ impl SceneRun {
             .map(|f| {
                 let l = &f.localization;
                 serde_json::json!({
-                    "name": f.name, "localized": l.success(), "inliers": l.inliers, "refined": l.refined,
-                    "evidence": l.evidence, "failure": l.failure,
+                    "name": f.name, "localized": l.success(), "inliers": l.inliers(), "refined": l.refined(),
+                    "evidence": l.evidence(), "failure": l.failure(),
                     "rot_err_deg": f.error.map(|e| e.rot_deg), "trans_err": f.error.map(|e| e.trans),
                 })
             })
@@ -153,27 +165,19 @@ pub fn localize_scene(
                 other => other,
             })?;
         found.times.decode_s += decode_s;
-        if let Some(why) = &found.failure {
+        if let Some(why) = found.failure() {
             tracing::warn!("{}: {why}", frame.name);
         }
         total.decode_s += found.times.decode_s;
         total.encode_s += found.times.encode_s;
         total.head_s += found.times.head_s;
         total.ransac_s += found.times.ransac_s;
-        let error = found.cam_to_world.map(|p| PoseError::between(&p, &frame.cam_to_world));
+        let error = found.world_from_cam().map(|p| PoseError::between(&p, &frame.cam_to_world));
         let mut outcome = FrameOutcome { name: frame.name.clone(), localization: found, error };
         visit(k + 1, data.frames.len(), frame, &mut outcome);
         frames.push(outcome);
     }
-    let errors: Vec<FrameError> = frames
-        .iter()
-        .map(|f| FrameError {
-            name: f.name.clone(),
-            rot_deg: f.error.map_or(f64::INFINITY, |e| e.rot_deg),
-            trans_m: f.error.map_or(f64::INFINITY, |e| e.trans),
-            ok: f.localization.success(),
-        })
-        .collect();
+    let errors: Vec<FrameError> = frames.iter().map(FrameOutcome::frame_error).collect();
     Ok(SceneRun {
         split,
         summary: summarize(&errors),

@@ -32,7 +32,7 @@ fn room(frames: usize, test_frames: usize) -> (Vec<MappingFrame>, Vec<MappingFra
         let frame = MappingFrame {
             name: shot.name.clone(),
             image: scene.render(shot).rgb,
-            cam_to_world: shot.view.pose,
+            world_from_cam: shot.view.pose,
             camera: glace::Camera::pinhole(shot.view.intrinsics),
         };
         match shot.split {
@@ -58,7 +58,7 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
         return;
     }
     let (train, test) = room(8, 4);
-    let mapped = map_frames(train, None, &small_options(), &LocalEncoderChoice::XFeat, &mut Silent).unwrap();
+    let mapped = map_frames(train, &small_options(), &LocalEncoderChoice::XFeat, &mut Silent).unwrap();
     assert_eq!(mapped.report.frames, 8);
 
     // The returned map is what its file holds.
@@ -77,7 +77,7 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
     let one: Vec<_> = test.iter().map(|f| query(&localizer, f)).collect();
     for (f, a) in test.iter().zip(&one) {
         let b = query(&in_memory, f);
-        assert_eq!((a.world_to_cam, a.inliers), (b.world_to_cam, b.inliers), "{}", f.name);
+        assert_eq!((a.cam_from_world(), a.inliers()), (b.cam_from_world(), b.inliers()), "{}", f.name);
     }
     // Four threads at once on one localizer, each over every test frame.
     let many: Vec<Vec<_>> = std::thread::scope(|s| {
@@ -87,8 +87,8 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
     });
     for run in &many {
         for ((f, a), b) in test.iter().zip(&one).zip(run) {
-            assert_eq!(a.world_to_cam, b.world_to_cam, "{}: pose differs between threads", f.name);
-            assert_eq!((a.inliers, &a.failure), (b.inliers, &b.failure), "{}", f.name);
+            assert_eq!(a.cam_from_world(), b.cam_from_world(), "{}: pose differs between threads", f.name);
+            assert_eq!((a.inliers(), a.failure()), (b.inliers(), b.failure()), "{}", f.name);
         }
     }
     // A grey copy of a frame localizes like the RGB image whose channels are all that grey.
@@ -98,7 +98,7 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
     let (w, h) = f.image.dimensions();
     let a = localizer.localize(ImageView::gray8(w, h, &grey).unwrap(), &f.camera).unwrap();
     let b = localizer.localize(ImageView::rgb8(w, h, &rgb).unwrap(), &f.camera).unwrap();
-    assert_eq!(a.world_to_cam, b.world_to_cam);
+    assert_eq!(a.cam_from_world(), b.cam_from_world());
 
     // The same frame held upside down, tried in all four quarter turns: one of them gives the
     // networks the upright image again, so it does at least as well as the upright query (the
@@ -113,12 +113,12 @@ fn maps_frames_in_memory_and_localizes_the_same_from_four_threads() {
         camera_from_matrix(&[[k.fx, 0.0, w as f64 - k.cx], [0.0, k.fy, h as f64 - k.cy], [0.0, 0.0, 1.0]], None)
             .unwrap();
     let found = all.localize((&turned).into(), &turned_camera).unwrap();
-    assert!(found.success() && found.inliers >= one[0].inliers, "{} < {}", found.inliers, one[0].inliers);
-    if found.inliers == one[0].inliers {
+    assert!(found.success() && found.inliers() >= one[0].inliers(), "{} < {}", found.inliers(), one[0].inliers());
+    if found.inliers() == one[0].inliers() {
         // The upright image's own pose, in the turned camera's axes.
         let flip = nalgebra::UnitQuaternion::from_axis_angle(&nalgebra::Vector3::z_axis(), std::f64::consts::PI);
-        let expected = one[0].cam_to_world.unwrap().0 * flip;
-        let got = found.cam_to_world.unwrap().0;
+        let expected = one[0].world_from_cam().unwrap().0 * flip;
+        let got = found.world_from_cam().unwrap().0;
         assert!(got.rotation.angle_to(&expected.rotation) < 1e-6, "{got} vs {expected}");
         assert!((got.translation.vector - expected.translation.vector).norm() < 1e-6);
     }
@@ -142,7 +142,7 @@ fn colmap_export_matches_the_run(localizer: &Localizer, test: &[MappingFrame], d
         .enumerate()
         .map(|(i, f)| {
             let calibration = glace::Calibration::Matrix(f.camera.intrinsics);
-            glace::Frame::in_memory(f.name.clone(), i, f.image.clone(), f.cam_to_world, calibration)
+            glace::Frame::in_memory(f.name.clone(), i, f.image.clone(), f.world_from_cam, calibration)
         })
         .collect();
     let scene = glace::Scene::in_memory("room", Vec::new(), frames, None);
@@ -206,9 +206,9 @@ fn mapping_stops_when_cancelled() {
         on_step: |_: usize, _: &str| cancel.cancel(),
         cancel: cancel.clone(),
     };
-    let result = map_frames(train, None, &small_options(), &LocalEncoderChoice::XFeat, &mut observer);
+    let result = map_frames(train, &small_options(), &LocalEncoderChoice::XFeat, &mut observer);
     assert!(matches!(result, Err(glace::Error::Cancelled)), "{:?}", result.err());
-    assert_eq!(phases.borrow().as_slice(), ["global descriptors"], "stopped in the first phase");
+    assert_eq!(phases.borrow().as_slice(), ["encoding mapping views"], "stopped in the first phase");
 }
 
 #[test]
@@ -229,8 +229,14 @@ fn bad_arguments_are_input_errors_that_name_what_is_wrong() {
     assert!(camera_from_matrix(&k, Some(&[0.1, 0.0, 0.0])).unwrap_err().to_string().starts_with("distortion: "));
     let mut o = preset("cpu").unwrap();
     o.iterations = 0;
-    let e = map_frames(room(1, 0).0, None, &o, &LocalEncoderChoice::XFeat, &mut Silent).err().unwrap();
-    assert_eq!(e.to_string(), "--iterations: 0: must be at least 1");
+    let e = map_frames(room(1, 0).0, &o, &LocalEncoderChoice::XFeat, &mut Silent).err().unwrap();
+    // The library names the field; the command line says --iterations.
+    assert_eq!(e.to_string(), "iterations: 0: must be at least 1");
+    // Frames through different lenses are refused by index before any work.
+    let (mut frames, _) = room(2, 0);
+    frames[1].camera = camera_from_matrix(&k, Some(&[0.1, 0.0, 0.0, 0.0])).unwrap();
+    let e = map_frames(frames, &preset("cpu").unwrap(), &LocalEncoderChoice::XFeat, &mut Silent).err().unwrap();
+    assert!(e.is_input_error() && e.to_string().contains("frame 1"), "{e}");
     let e = glace::Map::open("/definitely/not/here.glace").unwrap_err();
     assert!(e.is_input_error() && e.to_string().contains("/definitely/not/here.glace"), "{e}");
     let e = glace::decode_image(b"\x89PNG\r\n\x1a\n truncated", 1 << 20).unwrap_err();

@@ -52,6 +52,9 @@ pub enum LocalizeError {
     /// descriptor, …).
     #[error("{0}")]
     Input(String),
+    /// The query was cancelled.
+    #[error("cancelled")]
+    Cancelled,
     /// The scene itself is invalid.
     #[error(transparent)]
     Data(#[from] glace_data::DataError),

@@ -7,6 +7,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pointcloud;
 pub mod posefile;
-pub mod structure;
+pub mod query;
 
 pub use error::LocalizeError;

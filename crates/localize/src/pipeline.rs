@@ -39,14 +39,6 @@ pub enum PoseFailure {
     NotFinite,
 }
 
-/// The outcome for one frame.
-pub struct FrameResult {
-    /// RANSAC result, or why it failed.
-    pub result: Result<RansacResult, PoseFailure>,
-    /// Timings.
-    pub times: StageTimes,
-}
-
 /// The networks a map needs besides its head: the local encoder it was trained with, and
 /// R2Former when its global descriptors come from R2Former.
 #[derive(Clone, Copy)]
@@ -373,24 +365,6 @@ pub fn solve(
         return Err(PoseFailure::NotFinite);
     }
     Ok(result)
-}
-
-/// Localizes one scene frame. `global_row` is its `features.npy` row when the map expects one.
-pub fn localize_frame(
-    map: &GlaceMap,
-    encoders: &Encoders,
-    frame: &Frame,
-    distortion: Option<Distortion>,
-    global_row: Option<&[f32]>,
-    image_height: u32,
-    ransac: &RansacConfig,
-) -> Result<FrameResult, LocalizeError> {
-    let mut times = StageTimes::default();
-    let prediction = predict_frame(map, encoders, frame, global_row, image_height, &mut times)?;
-    let t = Instant::now();
-    let result = solve(&prediction, distortion, ransac);
-    times.ransac_s = t.elapsed().as_secs_f64();
-    Ok(FrameResult { result, times })
 }
 
 #[cfg(test)]

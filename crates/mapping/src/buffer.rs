@@ -43,6 +43,25 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// `size` samples of random `dim`-wide features (N(0, 0.1²) from `seed`) at random pixels of
+    /// one 640×480 view (K 525, centred, at the origin looking along z): a buffer of the real
+    /// shape, for timing the training step.
+    pub fn random(dim: usize, size: usize, seed: u64) -> Buffer {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut buf = Buffer { dim, ..Default::default() };
+        buf.views.push(ViewGeometry {
+            w2c: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            k: [525.0, 525.0, 320.0, 240.0],
+        });
+        for _ in 0..size {
+            buf.features.extend((0..dim).map(|_| f16::from_f32(rng.normal() as f32 * 0.1)));
+            buf.pixels.push([rng.range(0.0, 640.0) as f32, rng.range(0.0, 480.0) as f32]);
+            buf.view.push(0);
+            buf.image.push(0);
+        }
+        buf
+    }
+
     /// Samples stored.
     pub fn len(&self) -> usize {
         self.pixels.len()
@@ -109,7 +128,7 @@ pub fn fill(
     distortion: Option<Distortion>,
     encoder: &LocalEncoder,
     cfg: &BufferConfig,
-    targets: &[crate::triangulate::DepthTargets],
+    targets: &[glace_structure::DepthTargets],
     rng: &mut Rng,
     on_image: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Buffer, DataError> {

@@ -1,43 +1,11 @@
-//! `map_scene`: scene → global descriptors → buffer → head → map (spec §5).
+//! What mapping is asked and what it reports: options and presets, the budget rule, the rules read
+//! from the mapping cameras (query turns, view spacing, the structure's resolution), progress
+//! and errors. The run itself is [`crate::stages`].
 
-use std::time::Instant;
-
-use glace_data::{preprocess, DataError, Scene, SplitKind};
-use glace_nn::global::{colour_layout, place_labels, GlobalInput, VladPca};
-use glace_nn::kmeans::kmeans;
+use glace_data::DataError;
 use glace_nn::linalg::Precision;
-use glace_nn::map::{GlobalSource, MapInfo};
 use glace_nn::R2Former;
-use glace_nn::{GlaceMap, Head, HeadConfig, LocalEncoder};
 use serde::Serialize;
-
-use crate::augment::AugmentConfig;
-use crate::buffer::{fill, BufferConfig};
-use crate::loss::LossConfig;
-use crate::rng::Rng;
-use crate::train::{train, IterStats, TrainConfig};
-use crate::triangulate::{depth_targets, structure_points, KeypointView, TriangulationConfig, TriangulationView};
-
-/// A mapping frame's upright encoding as the triangulation takes it: its keypoints and their
-/// descriptors where the encoder has them (XFeat), else the cells' centres and unit features.
-fn triangulation_view(
-    frame: &glace_data::Frame,
-    p: &glace_data::Preprocessed,
-    enc: &glace_nn::Encoded,
-    distortion: Option<glace_geometry::Distortion>,
-) -> TriangulationView {
-    let f = &enc.features;
-    TriangulationView {
-        cam_to_world: frame.cam_to_world,
-        camera: glace_geometry::Camera { intrinsics: p.intrinsics, distortion },
-        rows: f.height,
-        cols: f.width,
-        cell_scale: enc.cell_scale,
-        features: enc.matching_features(),
-        dim: f.channels,
-        keypoints: enc.keypoints.as_ref().map(|k| k.points.clone()),
-    }
-}
 
 /// Width of the global descriptor.
 pub const GLOBAL_DIM: usize = 256;
@@ -223,18 +191,18 @@ pub struct Budget {
 
 /// Largest `--depth-weight`: beyond it the depth pull drowns the reprojection term.
 pub const MAX_DEPTH_WEIGHT: f64 = 100.0;
-/// Largest `--lr-max`: AdamW steps of this size already throw the head away each step.
+/// Largest `lr_max`: AdamW steps of this size already throw the head away each step.
 pub const MAX_LR: f64 = 1.0;
 
 impl MapOptions {
     /// What to blame when training diverges: the options set away from the preset's values that
-    /// move the loss or its steps, as the command line spells them; else the inputs.
+    /// move the loss or its steps, by field name; else the inputs.
     ///
     /// ```
     /// let o = glace_mapping::pipeline::MapOptions::preset("cpu").unwrap();
     /// assert!(o.divergence_suspects().starts_with("the inputs"));
     /// let heavy = glace_mapping::pipeline::MapOptions { depth_weight: 90.0, lr_max: 0.5, ..o };
-    /// assert!(heavy.divergence_suspects().contains("--lr-max 0.5, --depth-weight 90"), "{}", heavy.divergence_suspects());
+    /// assert!(heavy.divergence_suspects().contains("lr_max 0.5, depth_weight 90"), "{}", heavy.divergence_suspects());
     /// ```
     pub fn divergence_suspects(&self) -> String {
         let Some(p) = MapOptions::preset(&self.preset) else { return "the options or the inputs".into() };
@@ -244,14 +212,14 @@ impl MapOptions {
                 changed.push(format!("{option} {value}"));
             }
         };
-        note(self.lr_max != p.lr_max, "--lr-max", self.lr_max.to_string());
-        note(self.depth_weight != p.depth_weight, "--depth-weight", self.depth_weight.to_string());
-        note(self.soft_clamp != p.soft_clamp, "--soft-clamp", self.soft_clamp.to_string());
-        note(self.noise_std != p.noise_std, "--noise", self.noise_std.to_string());
-        note(self.mlp_ratio != p.mlp_ratio, "--mlp-ratio", self.mlp_ratio.to_string());
-        note(self.depth_target != p.depth_target, "--depth-target", self.depth_target.to_string());
-        note(self.depth_max != p.depth_max, "--depth-max", self.depth_max.to_string());
-        note(self.batch_size != p.batch_size, "--batch-size", self.batch_size.to_string());
+        note(self.lr_max != p.lr_max, "lr_max", self.lr_max.to_string());
+        note(self.depth_weight != p.depth_weight, "depth_weight", self.depth_weight.to_string());
+        note(self.soft_clamp != p.soft_clamp, "soft_clamp", self.soft_clamp.to_string());
+        note(self.noise_std != p.noise_std, "noise_std", self.noise_std.to_string());
+        note(self.mlp_ratio != p.mlp_ratio, "mlp_ratio", self.mlp_ratio.to_string());
+        note(self.depth_target != p.depth_target, "depth_target", self.depth_target.to_string());
+        note(self.depth_max != p.depth_max, "depth_max", self.depth_max.to_string());
+        note(self.batch_size != p.batch_size, "batch_size", self.batch_size.to_string());
         if changed.is_empty() {
             "the inputs (a pose far outside the scene, or encoder weights that give NaN), since every option is \
              the preset's"
@@ -301,10 +269,10 @@ impl MapOptions {
     }
 
     /// Checks every option before any work starts: zero, negative or non-finite values that
-    /// mean nothing are refused, as are contradictory depths. The error names the option as the
-    /// command line spells it.
+    /// mean nothing are refused, as are contradictory depths. The error names the field; each
+    /// front end spells it its own way (`--iterations`, `iterations=`).
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        self.precision.resolve().map_err(|m| ("--precision", m))?;
+        self.precision.resolve().map_err(|m| ("precision", m))?;
         let at_least_one = |name: &'static str, v: usize| {
             if v == 0 {
                 Err((name, "0: must be at least 1".to_string()))
@@ -312,28 +280,28 @@ impl MapOptions {
                 Ok(())
             }
         };
-        at_least_one("--iterations", self.iterations)?;
-        at_least_one("--batch-size", self.batch_size)?;
-        at_least_one("--buffer-size", self.buffer_size)?;
-        at_least_one("--samples-per-image", self.samples_per_image)?;
-        at_least_one("--head-channels", self.head_channels)?;
-        at_least_one("--decoder-clusters", self.decoder_clusters)?;
+        at_least_one("iterations", self.iterations)?;
+        at_least_one("batch_size", self.batch_size)?;
+        at_least_one("buffer_size", self.buffer_size)?;
+        at_least_one("samples_per_image", self.samples_per_image)?;
+        at_least_one("head_channels", self.head_channels)?;
+        at_least_one("decoder_clusters", self.decoder_clusters)?;
         if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0) || ((self.head_channels as f64) * self.mlp_ratio) < 1.0
         {
             return Err((
-                "--mlp-ratio",
+                "mlp_ratio",
                 format!("{}: must be positive and leave a block at least 1 wide", self.mlp_ratio),
             ));
         }
         if !(self.lr_max.is_finite() && self.lr_max > 0.0) {
-            return Err(("--lr-max", format!("{}: expected a positive learning rate such as 5e-3", self.lr_max)));
+            return Err(("lr_max", format!("{}: expected a positive learning rate such as 5e-3", self.lr_max)));
         }
         if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
-            return Err(("--noise", format!("{}: expected a finite σ ≥ 0", self.noise_std)));
+            return Err(("noise_std", format!("{}: expected a finite σ ≥ 0", self.noise_std)));
         }
         if !(self.depth_weight.is_finite() && (0.0..=MAX_DEPTH_WEIGHT).contains(&self.depth_weight)) {
             return Err((
-                "--depth-weight",
+                "depth_weight",
                 format!(
                     "{}: expected a weight from 0 to {MAX_DEPTH_WEIGHT} (the reprojection term weighs 1)",
                     self.depth_weight
@@ -341,21 +309,21 @@ impl MapOptions {
             ));
         }
         if self.lr_max > MAX_LR {
-            return Err(("--lr-max", format!("{}: at most {MAX_LR} (the presets use 5e-3)", self.lr_max)));
+            return Err(("lr_max", format!("{}: at most {MAX_LR} (the presets use 5e-3)", self.lr_max)));
         }
         if !(self.soft_clamp.is_finite() && self.soft_clamp >= 0.0) {
-            return Err(("--soft-clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
+            return Err(("soft_clamp", format!("{}: expected a finite τ ≥ 0 pixels", self.soft_clamp)));
         }
         if !(self.rotation_deg.is_finite() && (0.0..=180.0).contains(&self.rotation_deg)) {
-            return Err(("--rotation", format!("{}: expected 0 to 180 degrees", self.rotation_deg)));
+            return Err(("rotation_deg", format!("{}: expected 0 to 180 degrees", self.rotation_deg)));
         }
         use glace_nn::{MAX_IMAGE_HEIGHT as MAX, MIN_IMAGE_HEIGHT as MIN};
         if !(MIN..=MAX).contains(&self.image_height) {
-            return Err(("--image-height", format!("{}: expected {MIN} to {MAX} pixels", self.image_height)));
+            return Err(("image_height", format!("{}: expected {MIN} to {MAX} pixels", self.image_height)));
         }
         if let Some(h) = self.structure_height.filter(|h| !(MIN..=MAX).contains(h)) {
             return Err((
-                "--structure-height",
+                "structure_height",
                 format!("{h}: expected {MIN} to {MAX} pixels (the local encoder needs at least {MIN})"),
             ));
         }
@@ -363,13 +331,13 @@ impl MapOptions {
         // (beyond the loss's 0.1 m minimum and short of the maximum). Written as "is valid"
         // tests so that NaN fails them.
         if !(self.depth_target > 0.1 && self.depth_target.is_finite()) {
-            return Err(("--depth-target", format!("{} m must exceed 0.1 m", self.depth_target)));
+            return Err(("depth_target", format!("{} m must exceed 0.1 m", self.depth_target)));
         }
         #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must fail the test too
         if !(self.depth_max > self.depth_target) {
             return Err((
-                "--depth-max",
-                format!("{} m must exceed --depth-target {} m", self.depth_max, self.depth_target),
+                "depth_max",
+                format!("{} m must exceed depth_target {} m", self.depth_max, self.depth_target),
             ));
         }
         Ok(())
@@ -477,6 +445,9 @@ pub struct MapReport {
     pub frames: usize,
     /// The buffer and iterations used (the options' own unless `scene_budget` sized them).
     pub budget: Budget,
+    /// Seconds decoding and encoding the mapping views upright (once, for the global
+    /// descriptors and the triangulation).
+    pub encode_s: f64,
     /// Seconds computing global descriptors.
     pub global_s: f64,
     /// Seconds filling the buffer.
@@ -501,7 +472,7 @@ pub struct MapReport {
     pub query_turns: Vec<u8>,
     /// Median angle between a mapping view's optical axis and its nearest neighbour's (degrees).
     pub view_spacing_deg: f64,
-    /// Seconds triangulating depth targets.
+    /// Seconds triangulating depth targets and the map's points.
     pub triangulate_s: f64,
     /// Training cells given a triangulated depth.
     pub depth_targets: usize,
@@ -540,7 +511,7 @@ pub enum MapError {
     /// An option that means nothing (zero, negative, NaN) or contradicts another.
     #[error("{option}: {message}")]
     Option {
-        /// The option as the command line spells it.
+        /// The field of [`MapOptions`].
         option: &'static str,
         /// What is wrong.
         message: String,
@@ -557,8 +528,8 @@ pub enum MapError {
         iteration: usize,
         /// The loss there.
         loss: f64,
-        /// The options set away from the preset that move the loss, as the command line spells
-        /// them, or the inputs when there are none.
+        /// The options set away from the preset that move the loss, by field, or the inputs
+        /// when there are none.
         blame: String,
     },
     /// [`Progress::cancelled`] asked to stop.
@@ -573,375 +544,6 @@ pub struct LoadedR2Former<'a> {
     pub net: &'a R2Former,
     /// sha256 of its checkpoint file.
     pub sha256: String,
-}
-
-/// Trains a map for the scene's training split. `r2former` is needed when the options ask for
-/// R2Former descriptors.
-pub fn map_scene(
-    scene: &Scene,
-    encoder: &LocalEncoder,
-    opts: &MapOptions,
-    r2former: Option<&LoadedR2Former>,
-    progress: &mut dyn Progress,
-) -> Result<(GlaceMap, MapReport), MapError> {
-    opts.validate().map_err(|(option, message)| MapError::Option { option, message })?;
-    let train_split = scene.split(SplitKind::Train)?;
-    let frames = &train_split.frames;
-    if frames.is_empty() {
-        return Err(MapError::Invalid(format!("{}: no valid training frames", train_split.dir.display())));
-    }
-    // Bounded work per image: each frame's size (from its header or its pixels) at every
-    // resolution it is encoded at, before any is decoded: the network's, and the points' one
-    // height for all views, chosen by the same rule as their pass below.
-    let natives: Vec<u32> = frames.iter().filter_map(|f| f.image_size).map(|(w, h)| w.min(h)).collect();
-    let points_height = opts.structure_height.unwrap_or_else(|| structure_height(&natives, opts.image_height));
-    for f in frames {
-        let Some((w, h)) = f.image_size else { continue };
-        for height in [opts.image_height, points_height] {
-            glace_data::check_network_size(w, h, height)
-                .map_err(|m| MapError::Invalid(format!("{}: {m}", f.rgb_path.display())))?;
-        }
-    }
-    let mut rng = Rng::new(opts.seed);
-    let budget = opts.budget_for(frames.len());
-    if opts.scene_budget {
-        tracing::info!(
-            "budget for {} training frames: {} buffer entries, {} iterations",
-            frames.len(),
-            budget.buffer_size,
-            budget.iterations
-        );
-    }
-
-    let matmul = opts.precision.resolve().map_err(|m| MapError::Invalid(format!("--precision: {m}")))?;
-    tracing::info!("precision of the networks' products: {}", matmul.name());
-
-    // Global descriptors, one row per rgb file (skipped frames keep zero rows).
-    let t0 = Instant::now();
-    // Training camera centres: place labels of the built-in global encoder, position-decoder centres.
-    let centres_f64: Vec<[f64; 3]> = frames.iter().map(|f| f.cam_to_world.center().into()).collect();
-    let poses: Vec<glace_geometry::CamToWorld> = frames.iter().map(|f| f.cam_to_world).collect();
-    let turns = query_turns(&poses);
-    let spacing_deg = neighbour_angle_deg(&poses);
-    let sparse = spacing_deg >= SPARSE_VIEW_DEG;
-    let triangulating = opts.depth_weight > 0.0 && sparse && frames.len() <= crate::triangulate::MAX_VIEWS;
-    if opts.depth_weight > 0.0 {
-        tracing::info!(
-            "mapping views {spacing_deg:.1}° from their nearest neighbour (median): {}",
-            match (sparse, triangulating) {
-                (_, true) => "depth targets triangulated",
-                (true, false) => "more views than depth targets are triangulated for",
-                (false, _) => "dense enough, no depth targets",
-            }
-        );
-    }
-    if turns.len() > 1 {
-        tracing::info!("mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns");
-    }
-    // A mapping frame as the networks see it unaugmented: the built-in global encoder's input,
-    // and the triangulation's; with the shorter side of the image as stored.
-    type Upright = (glace_data::Preprocessed, glace_nn::Encoded, u32);
-    let encode_upright = |f: &glace_data::Frame| -> Result<Upright, MapError> {
-        let rgb = f.load_rgb()?;
-        let p = preprocess(&rgb, &f.calibration, opts.image_height);
-        // Keypoints only for the triangulation.
-        let enc = if triangulating {
-            encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
-        } else {
-            encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
-        };
-        Ok((p, enc, rgb.width().min(rgb.height())))
-    };
-    // Upright encodings of the mapping frames for the depth targets (the built-in global
-    // encoder's pass makes them on the way), and the frames' own shorter sides.
-    let mut upright: Vec<TriangulationView> = Vec::new();
-    let mut native_heights: Vec<u32> = Vec::new();
-    let (globals, global_dim, global_enc) = match &opts.global {
-        GlobalChoice::None => (vec![Vec::new(); train_split.image_count], 0, None),
-        GlobalChoice::FeaturesNpy => {
-            let f = train_split.features.as_ref().ok_or_else(|| {
-                MapError::Invalid(format!(
-                    "{}: --global features needs features.npy in the training split",
-                    train_split.dir.display()
-                ))
-            })?;
-            if f.dim != GLOBAL_DIM {
-                return Err(MapError::Invalid(format!(
-                    "{}: descriptors are {}-d, expected {GLOBAL_DIM}",
-                    f.path.display(),
-                    f.dim
-                )));
-            }
-            ((0..f.rows).map(|r| f.row(r).to_vec()).collect(), GLOBAL_DIM, None)
-        }
-        GlobalChoice::R2Former(checkpoint) => {
-            let net = r2former
-                .ok_or_else(|| {
-                    MapError::Invalid(format!("{}: R2Former descriptors need the network loaded", checkpoint.display()))
-                })?
-                .net;
-            progress.phase("R2Former global descriptors", frames.len());
-            let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
-            for (k, f) in frames.iter().enumerate() {
-                let rgb = f.load_rgb()?;
-                table[f.file_index] = net.encode(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize);
-                progress.step(k + 1, "");
-                if progress.cancelled() {
-                    return Err(MapError::Cancelled);
-                }
-            }
-            (table, GLOBAL_DIM, None)
-        }
-        GlobalChoice::Builtin => {
-            progress.phase("global descriptors", frames.len());
-            let mut inputs = Vec::with_capacity(frames.len());
-            for (k, f) in frames.iter().enumerate() {
-                let (p, enc, native) = encode_upright(f)?;
-                if triangulating {
-                    upright.push(triangulation_view(f, &p, &enc, scene.distortion));
-                    native_heights.push(native);
-                }
-                inputs.push(GlobalInput {
-                    descriptors: enc.features.data,
-                    colour: colour_layout(&p.rgb_hw3, p.width, p.height),
-                });
-                progress.step(k + 1, "");
-                if progress.cancelled() {
-                    return Err(MapError::Cancelled);
-                }
-            }
-            let places = place_labels(&centres_f64, opts.seed);
-            let vp = VladPca::fit(
-                &inputs,
-                Some(&places),
-                opts.place_discriminants,
-                encoder.dim(),
-                16,
-                GLOBAL_DIM,
-                opts.seed,
-            );
-            let mut table = vec![vec![0f32; GLOBAL_DIM]; train_split.image_count];
-            for (f, input) in frames.iter().zip(&inputs) {
-                table[f.file_index] = vp.encode(input);
-            }
-            (table, GLOBAL_DIM, Some(vp))
-        }
-    };
-    let global_s = t0.elapsed().as_secs_f64();
-
-    // Depth targets triangulated across the mapping views, for photo collections.
-    let t_tri = Instant::now();
-    let (targets, structure) = if triangulating {
-        if upright.is_empty() {
-            progress.phase("encoding mapping views", frames.len());
-            for (k, f) in frames.iter().enumerate() {
-                let (p, enc, native) = encode_upright(f)?;
-                upright.push(triangulation_view(f, &p, &enc, scene.distortion));
-                native_heights.push(native);
-                progress.step(k + 1, "");
-                if progress.cancelled() {
-                    return Err(MapError::Cancelled);
-                }
-            }
-        }
-        progress.phase("triangulating depth targets", 0);
-        let cfg = TriangulationConfig::default();
-        let targets = depth_targets(&upright, &cfg, &mut |done, total| {
-            progress.step(done, &format!("{done}/{total} view pairs"));
-        });
-        if progress.cancelled() {
-            return Err(MapError::Cancelled);
-        }
-        let cells: usize = targets.iter().map(|t| t.count()).sum();
-        let all: usize = upright.iter().map(|v| v.rows * v.cols).sum();
-        tracing::info!(
-            "depth targets for {cells} of {all} cells ({:.1} %) of {} views",
-            100.0 * cells as f64 / all.max(1) as f64,
-            upright.len()
-        );
-        // The map's points, at the network's resolution or (from images larger than it) a
-        // finer one of their own.
-        let height = opts.structure_height.unwrap_or_else(|| structure_height(&native_heights, opts.image_height));
-        let keypoints: Vec<KeypointView> = if height == opts.image_height {
-            // The images again, in grey, for the matches' alignment and the points' patches.
-            progress.phase("images for the map's points", frames.len());
-            let mut views = Vec::with_capacity(frames.len());
-            for (k, (f, v)) in frames.iter().zip(&upright).enumerate() {
-                let p = preprocess(&f.load_rgb()?, &f.calibration, height);
-                views.push(KeypointView::from_view(v).with_gray(p.gray_hw, p.width, p.height));
-                progress.step(k + 1, "");
-                if progress.cancelled() {
-                    return Err(MapError::Cancelled);
-                }
-            }
-            views
-        } else {
-            drop(std::mem::take(&mut upright));
-            progress.phase(&format!("keypoints at {height} px for the map's points"), frames.len());
-            let mut views = Vec::with_capacity(frames.len());
-            for (k, f) in frames.iter().enumerate() {
-                let rgb = f.load_rgb()?;
-                let p = preprocess(&rgb, &f.calibration, height);
-                let enc = encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height);
-                let camera = glace_geometry::Camera { intrinsics: p.intrinsics, distortion: scene.distortion };
-                views.push(KeypointView::new(f.cam_to_world, camera, &enc).with_gray(p.gray_hw, p.width, p.height));
-                progress.step(k + 1, "");
-                if progress.cancelled() {
-                    return Err(MapError::Cancelled);
-                }
-            }
-            views
-        };
-        progress.phase("triangulating the map's points", 0);
-        let structure = structure_points(&keypoints, &cfg, height, &mut |done, total| {
-            progress.step(done, &format!("{done}/{total} view pairs"));
-        });
-        if progress.cancelled() {
-            return Err(MapError::Cancelled);
-        }
-        tracing::info!("{} points triangulated at {height} px for the map", structure.len());
-        (targets, (!structure.is_empty()).then_some(structure))
-    } else {
-        (Vec::new(), None)
-    };
-    drop(upright);
-    let triangulate_s = t_tri.elapsed().as_secs_f64();
-
-    // Position-decoder centres over the training cameras.
-    // More centres than cameras would only duplicate points (sklearn refuses outright).
-    let clusters = opts.decoder_clusters.min(centres_f64.len());
-    if clusters < opts.decoder_clusters {
-        tracing::warn!(
-            "{} position-decoder centres requested, {clusters} training cameras: using {clusters}",
-            opts.decoder_clusters
-        );
-    }
-    let centres: Vec<[f32; 3]> = if clusters > 1 {
-        kmeans(&centres_f64, clusters, 0, 300).centres.iter().map(|c| c.map(|v| v as f32)).collect()
-    } else {
-        let n = centres_f64.len() as f64;
-        vec![[0, 1, 2].map(|a| (centres_f64.iter().map(|c| c[a]).sum::<f64>() / n) as f32)]
-    };
-
-    // Buffer.
-    let t1 = Instant::now();
-    let bcfg = BufferConfig {
-        size: budget.buffer_size,
-        samples_per_image: opts.samples_per_image,
-        image_height: opts.image_height,
-        augment: AugmentConfig { enabled: opts.augment, rotation_deg: opts.rotation_deg, ..Default::default() },
-        matmul,
-    };
-    progress.phase("filling buffer", budget.buffer_size);
-    let buffer = fill(frames, scene.distortion, encoder, &bcfg, &targets, &mut rng, &mut |imgs, filled| {
-        progress.step(filled, &format!("{imgs} images"));
-        !progress.cancelled()
-    })?;
-    if progress.cancelled() {
-        return Err(MapError::Cancelled);
-    }
-    if buffer.is_empty() {
-        return Err(MapError::Invalid("no training sample could be drawn (all images invalid?)".into()));
-    }
-    let buffer_s = t1.elapsed().as_secs_f64();
-
-    // Head and training.
-    let config = HeadConfig {
-        c_in: global_dim + encoder.dim(),
-        channels: opts.head_channels,
-        block_channels: ((opts.head_channels as f64) * opts.mlp_ratio) as usize,
-        blocks: opts.head_blocks,
-        clusters: centres.len(),
-        homogeneous: true,
-    };
-    let mut head = Head::init(config, centres, opts.seed);
-    let tcfg = TrainConfig {
-        matmul,
-        batch_size: opts.batch_size,
-        iterations: budget.iterations,
-        lr_max: opts.lr_max,
-        noise_std: if global_dim > 0 { opts.noise_std } else { 0.0 },
-        loss: LossConfig {
-            depth_target: opts.depth_target,
-            soft_clamp: opts.soft_clamp,
-            depth_max: opts.depth_max,
-            depth_weight: if triangulating { opts.depth_weight } else { 0.0 },
-            ..LossConfig::default()
-        },
-    };
-    progress.phase("training", budget.iterations);
-    let t2 = Instant::now();
-    let mut recent: Vec<f64> = Vec::new();
-    let mut diverged = None;
-    let history = train(&mut head, &buffer, &globals, global_dim, &tcfg, &mut rng, &mut |s: &IterStats| {
-        if !s.loss.is_finite() {
-            diverged = Some((s.iteration, s.loss));
-            return false;
-        }
-        recent.push(s.loss);
-        if recent.len() > 100 {
-            recent.remove(0);
-        }
-        let mean = recent.iter().sum::<f64>() / recent.len() as f64;
-        progress.step(s.iteration + 1, &format!("loss {mean:.2} valid {:.0}% lr {:.1e}", 100.0 * s.valid, s.lr));
-        !progress.cancelled()
-    });
-    if progress.cancelled() {
-        return Err(MapError::Cancelled);
-    }
-    let weights_finite = head.layers_mut().iter().all(|l| l.weight.iter().chain(&l.bias).all(|v| v.is_finite()));
-    if diverged.is_some() || !weights_finite {
-        let (iteration, loss) = diverged.unwrap_or((budget.iterations, f64::NAN));
-        return Err(MapError::Diverged { iteration, loss, blame: opts.divergence_suspects() });
-    }
-    let train_s = t2.elapsed().as_secs_f64();
-    let tail = &history[history.len().saturating_sub(100)..];
-    let report = MapReport {
-        options: opts.clone(),
-        frames: frames.len(),
-        budget,
-        global_s,
-        buffer_s,
-        train_s,
-        buffer_entries: buffer.len(),
-        buffer_passes: buffer.passes,
-        buffer_bytes: buffer.bytes(),
-        final_loss: tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64,
-        final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
-        samples_per_s: (history.len() * tcfg.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
-        precision: matmul.name(),
-        query_turns: turns.clone(),
-        view_spacing_deg: spacing_deg,
-        triangulate_s,
-        depth_targets: targets.iter().map(|t| t.count()).sum(),
-        structure_points: structure.as_ref().map_or(0, |s| s.len()),
-        depth_target_share: buffer.depth.iter().filter(|d| d.is_finite()).count() as f64 / buffer.len().max(1) as f64,
-    };
-    let info = MapInfo {
-        head: head.config,
-        local_encoder: encoder.identity(),
-        global: match &opts.global {
-            GlobalChoice::None => GlobalSource::None,
-            GlobalChoice::Builtin => GlobalSource::Builtin,
-            GlobalChoice::FeaturesNpy => GlobalSource::FeaturesNpy,
-            GlobalChoice::R2Former(checkpoint) => GlobalSource::R2Former {
-                sha256: r2former.map(|r| r.sha256.clone()).unwrap_or_default(),
-                checkpoint: checkpoint.display().to_string(),
-            },
-        },
-        training: serde_json::json!({
-            "scene": scene.root.display().to_string(),
-            "frames": frames.len(),
-            "options": opts,
-            "budget": budget,
-            "precision": matmul.name(),
-            "query_turns": turns,
-            "final_loss": report.final_loss,
-            "seconds": global_s + triangulate_s + buffer_s + train_s,
-        }),
-    };
-    let global_scale = info.expected_global_scale();
-    Ok((GlaceMap { info, head, global: global_enc, global_scale, structure }, report))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::global::VladPca;
 use crate::head::{Head, HeadConfig};
+use glace_structure::Structure;
 
 /// Identity of the local encoder a map was trained with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,8 +49,65 @@ pub struct MapInfo {
     pub local_encoder: EncoderIdentity,
     /// Global descriptor source.
     pub global: GlobalSource,
-    /// Training metadata (scene, options, timings, final loss).
-    pub training: serde_json::Value,
+    /// How it was trained (scene, options, budget, timings, final loss).
+    pub training: TrainingLog,
+}
+
+/// How a map was trained, as its description records it. Every field is optional: maps made
+/// before a field existed, and official heads, leave it out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingLog {
+    /// Where a map that glace did not train came from (an official GLACE head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The scene mapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// Training frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<usize>,
+    /// The mapping options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<TrainedOptions>,
+    /// Buffer entries and iterations used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<TrainedBudget>,
+    /// How the networks' products were computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// Quarter turns (clockwise) each query should be tried in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_turns: Option<Vec<u8>>,
+    /// Mean loss of the last 100 iterations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_loss: Option<f64>,
+    /// Seconds the mapping took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+/// The mapping options a map records: the ones localization reads, by name; the rest as written
+/// (`glace_mapping::pipeline::MapOptions`, which this crate does not know).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainedOptions {
+    /// Shorter image side the networks saw (as written: the loader checks its range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_height: Option<u64>,
+    /// σ of the feature diffusion on the global descriptor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_std: Option<f64>,
+    /// Every other option.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The budget a map was trained with.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainedBudget {
+    /// Buffer entries.
+    pub buffer_size: usize,
+    /// Training iterations.
+    pub iterations: usize,
 }
 
 impl MapInfo {
@@ -60,7 +118,7 @@ impl MapInfo {
         if self.global == GlobalSource::None || global_dim == 0 {
             return 1.0;
         }
-        let noise_std = self.training["options"]["noise_std"].as_f64().unwrap_or(0.1) as f32;
+        let noise_std = self.training.options.as_ref().and_then(|o| o.noise_std).unwrap_or(0.1) as f32;
         diffusion_mean_scale(noise_std, global_dim)
     }
 }
@@ -83,119 +141,6 @@ pub struct GlaceMap {
     pub structure: Option<Structure>,
 }
 
-/// 3D points triangulated across the mapping views, each with the unit local feature of the
-/// view cell it was triangulated from (not in the reference).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Structure {
-    /// Points × 3, world coordinates.
-    pub points_n3: Vec<f32>,
-    /// Points × `dim` unit features.
-    pub features_nd: Vec<f32>,
-    /// Feature width.
-    pub dim: usize,
-    /// The mapping view each point was triangulated from.
-    pub view_of_point: Vec<u32>,
-    /// Per point, the triangulations (view pairs) that agree on it.
-    pub support: Vec<u8>,
-    /// Per point, its keypoint's score in the view it was triangulated from (XFeat's keypoint
-    /// probability × reliability; 1 for encoders without keypoints).
-    pub score: Vec<f32>,
-    /// Views × 3 camera centres of the mapping views.
-    pub centres_v3: Vec<f32>,
-    /// Shorter image side the points' keypoints were detected at, which a query's keypoints are
-    /// detected at too; 0: the network's (maps before the structure had its own resolution).
-    pub image_height: u32,
-    /// Per point, the grey levels around its keypoint in its view, at `image_height`
-    /// ([`Structure::PATCH_LEN`] a point, rows of [`Structure::PATCH_SIDE`] one pixel apart along
-    /// the view's image axes): what a query aligns its keypoint to. Empty: none (older maps).
-    pub patches: Vec<u8>,
-    /// Per view, the world direction of one pixel step along its image's x and then y axis, at
-    /// unit depth (6 values a view; empty with the patches): how a patch lies in the world.
-    pub pixel_axes_v6: Vec<f32>,
-}
-
-impl Structure {
-    /// Keypoint score below which a point is not kept (nor a query's keypoint matched): cells
-    /// without a distinct keypoint (flat or blurred surfaces, a plain background) match
-    /// look-alikes along the epipolar line and triangulate wrong (measured in docs/experiments.md).
-    pub const MIN_SCORE: f32 = 0.03;
-    /// Largest [`Structure::image_height`] a map may name.
-    pub const MAX_IMAGE_HEIGHT: u32 = crate::MAX_IMAGE_HEIGHT;
-    /// Side of a point's patch, in pixels of its view.
-    pub const PATCH_SIDE: usize = 11;
-    /// Grey levels of a point's patch.
-    pub const PATCH_LEN: usize = Self::PATCH_SIDE * Self::PATCH_SIDE;
-    /// Whether its points carry patches (and their views the axes to place them).
-    pub fn has_patches(&self) -> bool {
-        !self.patches.is_empty()
-    }
-    /// Points held.
-    pub fn len(&self) -> usize {
-        self.view_of_point.len()
-    }
-    /// True when it holds no point.
-    pub fn is_empty(&self) -> bool {
-        self.view_of_point.is_empty()
-    }
-    /// Mapping views.
-    pub fn views(&self) -> usize {
-        self.centres_v3.len() / 3
-    }
-    /// Whether the arrays agree with each other (point, feature and view counts, view indices
-    /// in range, finite values): what a loaded map must satisfy before it is used.
-    pub fn check(&self) -> Result<(), String> {
-        let n = self.len();
-        if self.dim == 0 || self.points_n3.len() != 3 * n || self.features_nd.len() != self.dim * n {
-            return Err(format!(
-                "structure of {n} points has {} coordinates and {} feature values of width {}",
-                self.points_n3.len(),
-                self.features_nd.len(),
-                self.dim
-            ));
-        }
-        if self.support.len() != n || self.score.len() != n {
-            return Err(format!(
-                "structure of {n} points has {} support counts and {} scores",
-                self.support.len(),
-                self.score.len()
-            ));
-        }
-        if !self.centres_v3.len().is_multiple_of(3) || self.view_of_point.iter().any(|&v| v as usize >= self.views()) {
-            return Err(format!("structure names views beyond its {} mapping views", self.views()));
-        }
-        let patched = self.patches.len() == Self::PATCH_LEN * n && self.pixel_axes_v6.len() == 6 * self.views();
-        if (self.has_patches() || !self.pixel_axes_v6.is_empty()) && !patched {
-            return Err(format!(
-                "structure of {n} points and {} views has {} patch values and {} pixel axes",
-                self.views(),
-                self.patches.len(),
-                self.pixel_axes_v6.len()
-            ));
-        }
-        if self
-            .points_n3
-            .iter()
-            .chain(&self.features_nd)
-            .chain(&self.centres_v3)
-            .chain(&self.score)
-            .chain(&self.pixel_axes_v6)
-            .any(|v| !v.is_finite())
-        {
-            return Err("structure holds NaN or infinite values".into());
-        }
-        if self.image_height != 0 && !(crate::MIN_IMAGE_HEIGHT..=Self::MAX_IMAGE_HEIGHT).contains(&self.image_height) {
-            return Err(format!(
-                "structure detected at {} pixels: expected {} to {} (the local encoder needs at least {})",
-                self.image_height,
-                crate::MIN_IMAGE_HEIGHT,
-                Self::MAX_IMAGE_HEIGHT,
-                crate::MIN_IMAGE_HEIGHT
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// The mean length, along a unit descriptor g, of `normalize(g + ε)` with ε ~ N(0, σ²) in each
 /// of `dim` components: what feature diffusion leaves of g in the inputs the head is trained on
 /// (0.53 for the reference's σ = 0.1 over 256 dimensions). A clean g at localization is about
@@ -208,7 +153,13 @@ pub fn diffusion_mean_scale(noise_std: f32, dim: usize) -> f32 {
 impl GlaceMap {
     /// The shorter image side the map was trained with (480, the reference's, for maps that do not say).
     pub fn trained_image_height(&self) -> u32 {
-        self.info.training["options"]["image_height"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(480)
+        self.info
+            .training
+            .options
+            .as_ref()
+            .and_then(|o| o.image_height)
+            .and_then(|h| u32::try_from(h).ok())
+            .unwrap_or(480)
     }
 }
 

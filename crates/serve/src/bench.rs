@@ -146,8 +146,10 @@ fn rss_mb() -> f64 {
 type Pose = ([f64; 4], [f64; 3]);
 
 fn pose_of(v: &serde_json::Value) -> Option<Pose> {
-    let q: Vec<f64> = v["quaternion_wxyz"].as_array()?.iter().filter_map(serde_json::Value::as_f64).collect();
-    let t: Vec<f64> = v["translation"].as_array()?.iter().filter_map(serde_json::Value::as_f64).collect();
+    let q: Vec<f64> =
+        v["cam_from_world"]["quaternion_wxyz"].as_array()?.iter().filter_map(serde_json::Value::as_f64).collect();
+    let t: Vec<f64> =
+        v["cam_from_world"]["translation"].as_array()?.iter().filter_map(serde_json::Value::as_f64).collect();
     Some(([*q.first()?, *q.get(1)?, *q.get(2)?, *q.get(3)?], [*t.first()?, *t.get(1)?, *t.get(2)?]))
 }
 
@@ -168,7 +170,7 @@ pub fn run(maps: Vec<ServedMap>, frames: &[QueryFrame], test: &LoadTest) -> glac
         let rgb = glace::decode_image(&f.bytes, 1 << 26)?;
         let found = localizer.localize_with((&rgb).into(), &f.camera, &glace::Query::default())?;
         if reference.len() < frames.len() {
-            reference.push(found.world_to_cam.map(|p| p.quaternion_translation()));
+            reference.push(found.cam_from_world().map(|p| p.quaternion_translation()));
         }
         done += 1;
     }

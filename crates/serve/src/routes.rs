@@ -6,8 +6,9 @@
 //!   […]}` (or `fx`… fields). RANSAC options (`hypotheses`, `threshold`, `inlier_alpha`,
 //!   `max_pixel_error`, `max_tries`, `time_budget_ms`, `seed`) in the query or under `"ransac"`;
 //!   `hypotheses`, `max_tries` and `time_budget_ms` may not exceed the server's defaults.
-//!   Answers the camera-to-world 4×4, the pose-file fields (world-to-camera quaternion and
-//!   translation), inliers, per-stage times and the map's identity.
+//!   Answers the pose both ways, each as a 4×4 matrix, a w-first quaternion and a translation:
+//!   `cam_from_world` (world points into the camera: the pose-file fields) and `world_from_cam`
+//!   (its translation is the camera's position); inliers, per-stage times and the map's identity.
 //! - `GET /v1/maps`: names and descriptions. `GET /v1/health`. `GET /metrics`: Prometheus text.
 
 use std::collections::HashMap;
@@ -517,23 +518,31 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// A rigid transform as the answer spells it: its 4×4 matrix, and its rotation (unit quaternion,
+/// w first) and translation, so that no client has to guess a direction.
+fn pose_json(p: &glace::nalgebra::Isometry3<f64>) -> Value {
+    let m = p.to_homogeneous();
+    // w ≥ 0, as pose files write it.
+    let q = p.rotation.quaternion();
+    let q = if q.w < 0.0 { -q } else { *q };
+    json!({
+        "matrix": (0..4).map(|r| (0..4).map(|c| m[(r, c)]).collect::<Vec<f64>>()).collect::<Vec<_>>(),
+        "quaternion_wxyz": [q.w, q.i, q.j, q.k],
+        "translation": p.translation.vector.as_slice(),
+    })
+}
+
 fn localization_json(map: &ServedMap, found: &glace::Localization, parse: Duration, total: Duration) -> Value {
     let ms = |s: f64| 1000.0 * s;
     let t = &found.times;
-    let pose = found.cam_to_world.map(|p| {
-        let m = p.to_matrix();
-        (0..4).map(|r| (0..4).map(|c| m[(r, c)]).collect::<Vec<f64>>()).collect::<Vec<_>>()
-    });
-    let qt = found.world_to_cam.map(|p| p.quaternion_translation());
     json!({
         "map": { "name": map.name, "sha256": map.sha256 },
         "success": found.success(),
-        "cam_to_world": pose,
-        "quaternion_wxyz": qt.map(|(q, _)| q),
-        "translation": qt.map(|(_, t)| t),
-        "inliers": found.inliers,
-        "refined": found.refined,
-        "failure": found.failure,
+        "cam_from_world": found.cam_from_world().map(|p| pose_json(&p.0)),
+        "world_from_cam": found.world_from_cam().map(|p| pose_json(&p.0)),
+        "inliers": found.inliers(),
+        "refined": found.refined(),
+        "failure": found.failure(),
         "times_ms": { "receive": ms(parse.as_secs_f64()), "decode": ms(t.decode_s), "encode": ms(t.encode_s),
             "head": ms(t.head_s), "ransac": ms(t.ransac_s), "total": ms(total.as_secs_f64()) },
     })

@@ -23,7 +23,7 @@ where
         .map(|(block, fa)| {
             let rows = fa.len() / dim;
             let mut sim = vec![0f32; rows * nb];
-            crate::linalg::matmul_wt(fa, rows, dim, b, nb, &mut sim);
+            similarities(fa, rows, b, nb, dim, &mut sim);
             let mut row_best = Vec::with_capacity(rows);
             let mut col_best = vec![(usize::MAX, f32::NEG_INFINITY); nb];
             for (r, row) in sim.chunks_exact(nb).enumerate() {
@@ -61,6 +61,40 @@ where
         .filter(|&(i, &(j, s))| j != usize::MAX && s >= min_similarity && col_best[j].0 == i)
         .map(|(i, &(j, _))| (i, j))
         .collect()
+}
+
+/// `out[m×n]` = the dot products of the rows of `a` (`m × dim`) with those of `b` (`n × dim`),
+/// in fp32 as the networks' own products: unit features are compared at full precision.
+fn similarities(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
+    assert!(a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n, "similarities: buffer sizes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let parallelism = if m * n * dim > 1 << 22 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the assert above bounds every index gemm reads or writes with these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            dim,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            dim as isize,
+            b.as_ptr(),
+            dim as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Depth targets triangulated across the mapping views (not in the reference).
+//! Triangulation across the mapping views with their known poses (not in the reference): depth
+//! targets for training, and the map's points.
 //!
 //! The reprojection loss fixes a cell's point only along its own ray; where mapping views are
 //! far apart (a ring of photos around an object) the head has little reason to put the point at
@@ -8,12 +9,14 @@
 //! triangulated with the known poses and kept only when it reprojects within a cell in both
 //! views at a useful triangulation angle; a cell's depth is the median of its triangulations
 //! that agree with their median. Training then pulls a sample's depth towards its cell's target
-//! ([`crate::loss`]).
+//! (`glace_mapping::loss`).
 //!
 //! The same matching at the views' keypoints, at a resolution of its own ([`structure_points`]),
-//! gives the points the map keeps for localization to match against ([`glace_nn::Structure`]).
+//! gives the points the map keeps for localization to match against ([`Structure`]).
 
-use glace_data::align::{cut_patch, AlignConfig, GrayImage, WorldPatch};
+use crate::align::{cut_patch, AlignConfig, GrayImage, WorldPatch};
+use crate::Structure;
+use glace_geometry::rays::{closest_approach, nearest_to_rays};
 use glace_geometry::{CamToWorld, Camera};
 use nalgebra::{Point2, Point3, Vector3};
 use rayon::prelude::*;
@@ -122,31 +125,28 @@ pub struct KeypointView {
 }
 
 impl KeypointView {
-    /// The keypoints of `encoded` (one per cell; cell centres and score 1 for encoders without
-    /// keypoints) that score at least [`glace_nn::Structure::MIN_SCORE`], the strongest
-    /// [`MAX_VIEW_KEYPOINTS`]; `camera` is that of the image `encoded` was made from.
-    pub fn new(cam_to_world: CamToWorld, camera: Camera, encoded: &glace_nn::Encoded) -> KeypointView {
-        let f = &encoded.features;
-        let pixel = |c: usize| {
-            let (u, v) = encoded.keypoint_pixel(c / f.width, c % f.width);
-            Point2::new(u, v)
-        };
-        let score = |c: usize| encoded.keypoints.as_ref().map_or(1.0, |k| k.points[c][2]);
-        let cell_size = 8.0 * encoded.cell_scale.0.max(encoded.cell_scale.1);
-        let features = encoded.matching_features();
-        Self::select(cam_to_world, camera, (f.height * f.width, f.channels), &features, pixel, score, cell_size)
-    }
-
-    /// [`KeypointView::new`] for a view the depth targets were triangulated on (the network's
-    /// resolution).
+    /// [`KeypointView::from_cells`] for a view the depth targets were triangulated on (the
+    /// network's resolution).
     pub fn from_view(view: &TriangulationView) -> KeypointView {
         let score = |c: usize| view.keypoints.as_ref().map_or(1.0, |k| k[c][2]);
         let cell_size = 8.0 * view.cell_scale.0.max(view.cell_scale.1);
         let cells = (view.rows * view.cols, view.dim);
-        Self::select(view.cam_to_world, view.camera, cells, &view.features, |c| view.cell_pixel(c), score, cell_size)
+        Self::from_cells(
+            view.cam_to_world,
+            view.camera,
+            cells,
+            &view.features,
+            |c| view.cell_pixel(c),
+            score,
+            cell_size,
+        )
     }
 
-    fn select(
+    /// A view's keypoints from its `cells` (one keypoint each, with `dim`-wide unit features
+    /// row by row, `pixel(c)` in the pixels of the image `camera` describes, `score(c)`): those
+    /// that score at least [`Structure::MIN_SCORE`], the strongest [`MAX_VIEW_KEYPOINTS`].
+    /// `cell_size` is a feature cell's side in those pixels.
+    pub fn from_cells(
         cam_to_world: CamToWorld,
         camera: Camera,
         (cells, dim): (usize, usize),
@@ -155,7 +155,7 @@ impl KeypointView {
         score: impl Fn(usize) -> f32,
         cell_size: f64,
     ) -> KeypointView {
-        let mut keep: Vec<usize> = (0..cells).filter(|&c| score(c) >= glace_nn::Structure::MIN_SCORE).collect();
+        let mut keep: Vec<usize> = (0..cells).filter(|&c| score(c) >= Structure::MIN_SCORE).collect();
         if keep.len() > MAX_VIEW_KEYPOINTS {
             // Equal scores (an encoder without keypoints: all 1) in a scrambled order, so that a
             // cut keeps cells from the whole image rather than its top rows.
@@ -298,11 +298,7 @@ fn triangulate(a: Eye, pa: Point2<f64>, b: Eye, pb: Point2<f64>, cfg: &Triangula
     if cos > cfg.min_angle_deg.to_radians().cos() {
         return None;
     }
-    // Closest points of the two rays: oa + s·ua and ob + t·ub.
-    let w = oa - ob;
-    let (d, e) = (ua.dot(&w), ub.dot(&w));
-    let denom = 1.0 - cos * cos;
-    let (s, t) = ((cos * e - d) / denom, (e - cos * d) / denom);
+    let (s, t) = closest_approach(&oa, &ua, &ob, &ub, cos)?;
     if !(s > 0.0 && t > 0.0) {
         return None;
     }
@@ -378,7 +374,7 @@ type Side<'a> = (Eye<'a>, &'a [Point2<f64>], &'a [f32]);
 /// The mutual nearest features of two views that triangulate: (index in a, index in b, depth
 /// in a, depth in b).
 fn matched_depths(a: Side, b: Side, dim: usize, cfg: &TriangulationConfig) -> Vec<(usize, usize, f64, f64)> {
-    glace_nn::matching::mutual_nearest(a.2, b.2, dim, cfg.min_similarity, |_, _| true)
+    crate::matching::mutual_nearest(a.2, b.2, dim, cfg.min_similarity, |_, _| true)
         .into_par_iter()
         .filter_map(|(ca, cb)| triangulate(a.0, a.1[ca], b.0, b.1[cb], cfg).map(|(da, db)| (ca, cb, da, db)))
         .collect()
@@ -395,7 +391,7 @@ pub fn structure_points(
     cfg: &TriangulationConfig,
     image_height: u32,
     on_pair: &mut dyn FnMut(usize, usize),
-) -> glace_nn::Structure {
+) -> Structure {
     let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
     let pairs = neighbour_pairs(&poses, cfg);
     let pixels: Vec<Vec<Point2<f64>>> =
@@ -478,35 +474,30 @@ pub fn structure_points(
         .collect();
     let stride = found.len().div_ceil(MAX_STRUCTURE_POINTS).max(1);
     let dim = views.first().map_or(0, |v| v.dim);
-    let mut structure = glace_nn::Structure {
+    let mut structure = Structure {
         dim,
-        centres_v3: poses.iter().flat_map(|p| p.center().iter().map(|&x| x as f32).collect::<Vec<_>>()).collect(),
-        image_height,
+        centres_v3: poses.iter().map(|p| p.center().map(|x| x as f32).into()).collect(),
+        image_height: Some(image_height),
         ..Default::default()
     };
     let patched = !views.is_empty() && views.iter().all(|v| v.image().is_some());
     if patched {
-        structure.pixel_axes_v6 =
-            views.iter().flat_map(|v| v.pixel_axes().into_iter().flat_map(|a| a.map(|x| x as f32).data.0[0])).collect();
+        structure.pixel_axes_v23 = views.iter().map(|v| v.pixel_axes().map(|a| a.map(|x| x as f32).into())).collect();
     }
     for &(v, c, x, support) in found.iter().step_by(stride) {
         if patched {
             let image = views[v].image().expect("every view has its image");
             // Zeros (no contrast: never aligned to) where the patch leaves the image.
-            structure
-                .patches
-                .extend(cut_patch(&image, views[v].pixels[c]).unwrap_or([0; glace_nn::Structure::PATCH_LEN]));
+            structure.patches_n.push(cut_patch(&image, views[v].pixels[c]).unwrap_or([0; Structure::PATCH_LEN]));
         }
         structure.support.push(support.min(u8::MAX as usize) as u8);
         structure.score.push(views[v].scores[c]);
-        structure.points_n3.extend([x.x as f32, x.y as f32, x.z as f32]);
+        structure.points_n3.push([x.x as f32, x.y as f32, x.z as f32]);
         structure.features_nd.extend_from_slice(&views[v].features[c * dim..(c + 1) * dim]);
         structure.view_of_point.push(v as u32);
     }
     structure
 }
-
-const _: () = assert!(glace_data::align::PATCH_LEN == glace_nn::Structure::PATCH_LEN);
 
 /// Where keypoint `c` of `from` (undistorted at `c_u`, at `depth` along its ray) lies in `to`: its patch aligned into
 /// `to`'s image from `start` (as detected there); undistorted pixels of `to`.
@@ -530,19 +521,6 @@ fn aligned_in(
         &AlignConfig::default(),
     )?;
     Some(to.camera.undistort_pixel(&at))
-}
-
-/// The point with the least sum of squared distances to the rays `(origin, unit direction)`;
-/// `None` when they are (nearly) parallel.
-fn nearest_to_rays(rays: &[(Vector3<f64>, Vector3<f64>)]) -> Option<Point3<f64>> {
-    let (mut a, mut b) = (nalgebra::Matrix3::zeros(), Vector3::zeros());
-    for (o, u) in rays {
-        let p = nalgebra::Matrix3::identity() - u * u.transpose();
-        a += p;
-        b += p * o;
-    }
-    let x = a.try_inverse()? * b;
-    x.iter().all(|v| v.is_finite()).then(|| Point3::from(x))
 }
 
 /// The median of the estimates that agree with it, when at least `min_support` do.
@@ -671,12 +649,12 @@ mod tests {
             })
             .collect();
         let structure = structure_points(&keypoints, &cfg, 120, &mut |_, _| {});
-        structure.check().unwrap();
+        structure.check(32..=4096).unwrap();
         assert!(!structure.has_patches());
-        assert_eq!(structure.image_height, 120);
+        assert_eq!(structure.image_height, Some(120));
         assert!(structure.len() > 300, "{} points", structure.len());
         assert!(structure.view_of_point.iter().all(|&v| v < 3), "the side view sees no point");
-        let mut off: Vec<f32> = structure.points_n3.chunks(3).map(|p| (p[2] - 5.0).abs() / 5.0).collect();
+        let mut off: Vec<f32> = structure.points_n3.iter().map(|p| (p[2] - 5.0).abs() / 5.0).collect();
         off.sort_by(|a, b| a.total_cmp(b));
         assert!(off[off.len() / 2] < 0.03, "structure depth error median {}", off[off.len() / 2]);
         for (k, (t, v)) in targets.iter().zip(&views).take(3).enumerate() {
@@ -711,10 +689,10 @@ mod tests {
             })
             .collect();
         let aligned = structure_points(&textured, &cfg, 120, &mut |_, _| {});
-        aligned.check().unwrap();
-        assert!(aligned.has_patches() && aligned.pixel_axes_v6.len() == 6 * 4);
+        aligned.check(32..=4096).unwrap();
+        assert!(aligned.has_patches() && aligned.pixel_axes_v23.len() == 4);
         assert!(aligned.len() > 300, "{} points", aligned.len());
-        let mut off_aligned: Vec<f32> = aligned.points_n3.chunks(3).map(|p| (p[2] - 5.0).abs() / 5.0).collect();
+        let mut off_aligned: Vec<f32> = aligned.points_n3.iter().map(|p| (p[2] - 5.0).abs() / 5.0).collect();
         off_aligned.sort_by(|a, b| a.total_cmp(b));
         let (before, after) = (off[off.len() / 2], off_aligned[off_aligned.len() / 2]);
         assert!(after < before / 3.0, "structure depth error median {after}, unaligned {before}");

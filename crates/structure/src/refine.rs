@@ -4,25 +4,25 @@
 //! Regressed scene coordinates are good enough to find a pose, but each is an interpolation of
 //! the head between mapping views; where the views are far apart (photo collections) the pose
 //! they give is off by degrees. The map of such a scene keeps the points triangulated across
-//! its mapping views with their local features ([`glace_nn::Structure`]). Starting from the
+//! its mapping views with their local features ([`Structure`]). Starting from the
 //! regressed pose, the query's cells are matched to the points that pose says the query sees
 //! (from the mapping views that see most of them, from a similar direction), only where the
 //! point projects near the cell's keypoint; PnP-RANSAC on those matches gives the pose again,
 //! and the matching is repeated in a narrower window around it. The result replaces the
 //! regressed pose only when enough matches agree with it.
 
-use glace_data::align::{AlignConfig, GrayImage, WorldPatch};
+use crate::align::{AlignConfig, GrayImage, WorldPatch};
+use crate::Structure;
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion, WorldToCam};
-use glace_nn::Structure;
 use nalgebra::{Point2, Point3, Vector3};
 use rayon::prelude::*;
 
-use crate::pipeline::KeypointImage;
-
-/// Parameters of the refinement.
+/// Parameters of the refinement. Windows and thresholds are in pixels of the image the query's
+/// keypoints were detected in; the defaults are for an image at the network's resolution, and
+/// [`RefineConfig::scaled`] carries them to another (keeping their angles).
 #[derive(Clone, Debug)]
-pub struct StructureConfig {
+pub struct RefineConfig {
     /// Mapping views whose points are matched: those that see most of the points in the query's
     /// view.
     pub views: usize,
@@ -31,10 +31,10 @@ pub struct StructureConfig {
     pub max_view_angle_deg: f64,
     /// Smallest cosine similarity of a match.
     pub min_similarity: f32,
-    /// Per round, how far (pixels of the network's image) a point may project from the keypoint
-    /// it is matched with under the previous round's pose; one round per window.
+    /// Per round, how far (pixels) a point may project from the keypoint it is matched with
+    /// under the previous round's pose; one round per window.
     pub windows_px: Vec<f64>,
-    /// RANSAC inlier threshold on the matches (pixels of the network's image).
+    /// RANSAC inlier threshold on the matches (pixels).
     pub threshold: f64,
     /// Inliers a round needs for its pose to be taken.
     pub min_inliers: usize,
@@ -55,9 +55,9 @@ pub struct StructureConfig {
     pub aligned_threshold: Option<f64>,
 }
 
-impl Default for StructureConfig {
+impl Default for RefineConfig {
     fn default() -> Self {
-        StructureConfig {
+        RefineConfig {
             views: 8,
             max_view_angle_deg: 40.0,
             min_similarity: 0.5,
@@ -69,6 +69,19 @@ impl Default for StructureConfig {
             min_support: 1,
             min_score: Structure::MIN_SCORE,
             aligned_threshold: Some(1.5),
+        }
+    }
+}
+
+impl RefineConfig {
+    /// The same refinement for keypoints detected in an image `factor` times the size of the one
+    /// these windows and thresholds are for.
+    pub fn scaled(self, factor: f64) -> RefineConfig {
+        RefineConfig {
+            windows_px: self.windows_px.iter().map(|w| w * factor).collect(),
+            threshold: self.threshold * factor,
+            aligned_threshold: self.aligned_threshold.map(|t| t * factor),
+            ..self
         }
     }
 }
@@ -86,26 +99,6 @@ pub struct Refined {
     pub aligned: Option<usize>,
 }
 
-/// The query's keypoints (undistorted pixels of the upright preprocessed image), unit features
-/// and scores, one per cell.
-fn query_cells(query: &KeypointImage, distortion: Option<Distortion>) -> (Vec<Point2<f64>>, Vec<f32>, Vec<f32>) {
-    let f = &query.encoded.features;
-    let camera = Camera { intrinsics: query.image.intrinsics, distortion };
-    let mut pixels = Vec::with_capacity(f.height * f.width);
-    for i in 0..f.height {
-        for j in 0..f.width {
-            let (u, v) = query.keypoint_pixel(i, j);
-            pixels.push(camera.undistort_pixel(&Point2::new(u, v)));
-        }
-    }
-    let features = query.encoded.matching_features();
-    let scores = match &query.encoded.keypoints {
-        Some(k) => k.points.iter().map(|p| p[2]).collect(),
-        None => vec![1.0; pixels.len()],
-    };
-    (pixels, features, scores)
-}
-
 /// The points `pose` says the query sees, from the views that see most of them: their indices
 /// and projections.
 fn visible_points(
@@ -114,13 +107,13 @@ fn visible_points(
     camera: &Camera,
     size: (f64, f64),
     margin: f64,
-    cfg: &StructureConfig,
+    cfg: &RefineConfig,
 ) -> Vec<(usize, Point2<f64>)> {
     let centre = pose.inverse().center();
     let cos_max = cfg.max_view_angle_deg.to_radians().cos();
     let seen: Vec<Option<Point2<f64>>> = structure
         .points_n3
-        .par_chunks_exact(3)
+        .par_iter()
         .zip(structure.view_of_point.par_iter())
         .zip(structure.support.par_iter())
         .zip(structure.score.par_iter())
@@ -128,9 +121,8 @@ fn visible_points(
             if support < cfg.min_support || score < cfg.min_score {
                 return None;
             }
-            let x = Point3::new(x[0] as f64, x[1] as f64, x[2] as f64);
-            let c = &structure.centres_v3[3 * v as usize..][..3];
-            let from_view = x.coords - Vector3::new(c[0] as f64, c[1] as f64, c[2] as f64);
+            let x = Point3::from(Vector3::from(*x).cast::<f64>());
+            let from_view = x.coords - structure.centre(v as usize);
             let from_query = x.coords - centre;
             if from_view.normalize().dot(&from_query.normalize()) < cos_max {
                 return None;
@@ -177,10 +169,9 @@ struct Round<'a> {
 fn matches_within(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, usize)> {
     let Round { pixels, features, structure, candidates } = round;
     let dim = structure.dim;
-    let cand_features: Vec<f32> =
-        candidates.iter().flat_map(|&(p, _)| structure.features_nd[p * dim..(p + 1) * dim].iter().copied()).collect();
+    let cand_features: Vec<f32> = candidates.iter().flat_map(|&(p, _)| structure.feature(p).iter().copied()).collect();
     let w2 = window * window;
-    glace_nn::matching::mutual_nearest(features, &cand_features, dim, min_similarity, |q, k| {
+    crate::matching::mutual_nearest(features, &cand_features, dim, min_similarity, |q, k| {
         (candidates[k].1 - pixels[q]).norm_squared() <= w2
     })
 }
@@ -203,7 +194,7 @@ fn matches_near(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, u
     let cand_grid = bucket(&mut candidates.iter().map(|c| c.1));
     let w2 = window * window;
     let similarity = |q: usize, k: usize| -> f32 {
-        let (a, b) = (&features[q * dim..][..dim], &structure.features_nd[candidates[k].0 * dim..][..dim]);
+        let (a, b) = (&features[q * dim..][..dim], structure.feature(candidates[k].0));
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     };
     // The best of the other side within the window; the lowest index on ties, as the dense
@@ -247,43 +238,9 @@ fn matches_near(round: Round, window: f64, min_similarity: f32) -> Vec<(usize, u
         .collect()
 }
 
-/// Refines `coarse`, the pose found from a query's scene coordinates, against the map's
-/// structure (see the module's documentation), matching the keypoints of `query` (the query
-/// image at the resolution the structure was detected at: [`Structure::image_height`]).
-/// `ransac` gives the solver's hypotheses, seed and refinement; `cfg` its threshold and windows,
-/// in `query`'s pixels. `None` when no round found enough inliers.
-pub fn refine(
-    query: &KeypointImage,
-    structure: &Structure,
-    coarse: &WorldToCam,
-    distortion: Option<Distortion>,
-    ransac: &RansacConfig,
-    cfg: &StructureConfig,
-) -> Option<Refined> {
-    if structure.dim != query.encoded.features.channels {
-        return None;
-    }
-    let (mut pixels, mut features, scores) = query_cells(query, distortion);
-    if cfg.min_score > 0.0 {
-        let dim = structure.dim;
-        let keep: Vec<usize> = (0..pixels.len()).filter(|&c| scores[c] >= cfg.min_score).collect();
-        pixels = keep.iter().map(|&c| pixels[c]).collect();
-        features = keep.iter().flat_map(|&c| features[c * dim..(c + 1) * dim].iter().copied()).collect();
-    }
-    let image = query.image;
-    let cells = QueryCells {
-        pixels: &pixels,
-        features: &features,
-        intrinsics: image.intrinsics,
-        size: (image.width as f64, image.height as f64),
-        gray: Some(GrayImage { pixels: &image.gray_hw, width: image.width, height: image.height }),
-        distortion,
-    };
-    refine_cells(&cells, structure, coarse, ransac, cfg)
-}
-
-/// A query as the refinement sees it.
-pub struct QueryCells<'a> {
+/// A query as the refinement sees it: its keypoints in one image (the query at the resolution
+/// the structure's points were detected at, [`Structure::detection_height`]).
+pub struct QueryKeypoints<'a> {
     /// Keypoints, undistorted pixels.
     pub pixels: &'a [Point2<f64>],
     /// Their unit features (`pixels × structure.dim`).
@@ -299,13 +256,16 @@ pub struct QueryCells<'a> {
     pub distortion: Option<Distortion>,
 }
 
-/// [`refine`] on a query's keypoints and features.
-pub fn refine_cells(
-    query: &QueryCells,
+/// Refines `coarse`, the pose found from a query's scene coordinates, against the map's
+/// structure (see the module's documentation), matching the keypoints of `query`. `ransac`
+/// gives the solver's hypotheses, seed and refinement; `cfg` its threshold and windows, in
+/// `query`'s pixels. `None` when no round found enough inliers.
+pub fn refine(
+    query: &QueryKeypoints,
     structure: &Structure,
     coarse: &WorldToCam,
     ransac: &RansacConfig,
-    cfg: &StructureConfig,
+    cfg: &RefineConfig,
 ) -> Option<Refined> {
     if structure.is_empty() || query.features.len() != query.pixels.len() * structure.dim {
         return None;
@@ -335,13 +295,7 @@ pub fn refine_cells(
             break;
         }
         let px: Vec<[f64; 2]> = found.iter().map(|&(q, _)| [pixels[q].x, pixels[q].y]).collect();
-        let pts: Vec<[f64; 3]> = found
-            .iter()
-            .map(|&(_, k)| {
-                let x = &structure.points_n3[3 * candidates[k].0..][..3];
-                [x[0] as f64, x[1] as f64, x[2] as f64]
-            })
-            .collect();
+        let pts: Vec<[f64; 3]> = found.iter().map(|&(_, k)| structure.point(candidates[k].0).coords.into()).collect();
         let Ok(result) = ransac_pnp(&px, &pts, &query.intrinsics, &solver) else { break };
         tracing::debug!("structure window {window} px: {} inliers", result.inliers);
         if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
@@ -366,13 +320,13 @@ pub fn refine_cells(
 /// aligned matches, when enough align and agree.
 #[allow(clippy::too_many_arguments)]
 fn aligned_pose(
-    query: &QueryCells,
+    query: &QueryKeypoints,
     structure: &Structure,
     pose: &WorldToCam,
     found: &[(usize, usize)],
     candidates: &[(usize, Point2<f64>)],
     ransac: &RansacConfig,
-    cfg: &StructureConfig,
+    cfg: &RefineConfig,
     threshold: f64,
 ) -> Option<(RansacResult, usize)> {
     let gray = query.gray?;
@@ -380,21 +334,15 @@ fn aligned_pose(
         return None;
     }
     let camera = Camera { intrinsics: query.intrinsics, distortion: query.distortion };
-    let len = Structure::PATCH_LEN;
     let (px, pts): (Vec<[f64; 2]>, Vec<[f64; 3]>) = found
         .par_iter()
         .filter_map(|&(_, k)| {
             let p = candidates[k].0;
-            let x = &structure.points_n3[3 * p..][..3];
-            let x = Point3::new(x[0] as f64, x[1] as f64, x[2] as f64);
+            let x = structure.point(p);
             let v = structure.view_of_point[p] as usize;
-            let a = &structure.pixel_axes_v6[6 * v..][..6];
-            let axes = [Vector3::new(a[0], a[1], a[2]).cast::<f64>(), Vector3::new(a[3], a[4], a[5]).cast::<f64>()];
-            let c = &structure.centres_v3[3 * v..][..3];
-            let depth =
-                (x.coords - Vector3::new(c[0], c[1], c[2]).cast::<f64>()).dot(&axes[0].cross(&axes[1]).normalize());
-            let template: &[u8; Structure::PATCH_LEN] = structure.patches[p * len..][..len].try_into().ok()?;
-            let patch = WorldPatch::new(template, x, axes, depth)?;
+            let axes = structure.pixel_axes_v23[v].map(|a| Vector3::from(a).cast::<f64>());
+            let depth = (x.coords - structure.centre(v)).dot(&axes[0].cross(&axes[1]).normalize());
+            let patch = WorldPatch::new(&structure.patches_n[p], x, axes, depth)?;
             let start = camera.project(&pose.transform_point(&x))?;
             let at = patch.find_in(&gray, pose, &query.intrinsics, start, &AlignConfig::default())?;
             let u = camera.undistort_pixel(&at);
@@ -421,8 +369,15 @@ mod tests {
     fn features(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut s = glace_rng::SplitMix64::from_state(seed);
         let mut f: Vec<f32> = (0..n * dim).map(|_| s.normal() as f32).collect();
-        glace_nn::xfeat::l2_normalize_rows(&mut f, dim);
+        unit_rows(&mut f, dim);
         f
+    }
+
+    fn unit_rows(f: &mut [f32], dim: usize) {
+        for row in f.chunks_exact_mut(dim) {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|v| *v /= n);
+        }
     }
 
     /// Points on the plane z = 4 seen by two mapping views; a query between them.
@@ -434,16 +389,16 @@ mod tests {
             (0..600).map(|_| Point3::new(4.0 * s.f64() - 2.0, 3.0 * s.f64() - 1.5, 4.0)).collect();
         let feats = features(points.len(), dim, 11);
         let structure = Structure {
-            points_n3: points.iter().flat_map(|p| [p.x as f32, p.y as f32, p.z as f32]).collect(),
+            points_n3: points.iter().map(|p| [p.x as f32, p.y as f32, p.z as f32]).collect(),
             features_nd: feats.clone(),
             dim,
             view_of_point: (0..points.len() as u32).map(|i| i % 2).collect(),
             support: vec![2; points.len()],
             score: vec![1.0; points.len()],
-            centres_v3: vec![-0.5, 0.0, 0.0, 0.5, 0.0, 0.0],
-            image_height: 240,
-            patches: Vec::new(),
-            pixel_axes_v6: Vec::new(),
+            centres_v3: vec![[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]],
+            image_height: Some(240),
+            patches_n: Vec::new(),
+            pixel_axes_v23: Vec::new(),
         };
         let truth = WorldToCam(Isometry3::from_parts(
             Translation3::new(0.1, -0.05, 0.2),
@@ -458,7 +413,7 @@ mod tests {
             pixels.push(Point2::new(uv.x + 0.3 * s.normal(), uv.y + 0.3 * s.normal()));
             let mut f: Vec<f32> =
                 feats[i * dim..][..dim].iter().zip(&noise[i * dim..][..dim]).map(|(a, b)| a + 0.3 * b).collect();
-            glace_nn::xfeat::l2_normalize_rows(&mut f, dim);
+            unit_rows(&mut f, dim);
             qf.extend(f);
         }
         for _ in 0..200 {
@@ -469,8 +424,8 @@ mod tests {
     }
 
     /// The scene's 320 × 240 query without an image (no alignment).
-    fn query_of<'a>(pixels: &'a [Point2<f64>], features: &'a [f32], k: Intrinsics) -> QueryCells<'a> {
-        QueryCells { pixels, features, intrinsics: k, size: (320.0, 240.0), gray: None, distortion: None }
+    fn query_of<'a>(pixels: &'a [Point2<f64>], features: &'a [f32], k: Intrinsics) -> QueryKeypoints<'a> {
+        QueryKeypoints { pixels, features, intrinsics: k, size: (320.0, 240.0), gray: None, distortion: None }
     }
 
     fn rotation_deg(a: &WorldToCam, b: &WorldToCam) -> f64 {
@@ -489,8 +444,8 @@ mod tests {
             ) * truth.0,
         );
         assert!(rotation_deg(&coarse, &truth) > 1.9);
-        let refined = refine_cells(&query, &structure, &coarse, &RansacConfig::default(), &StructureConfig::default())
-            .expect("refined");
+        let refined =
+            refine(&query, &structure, &coarse, &RansacConfig::default(), &RefineConfig::default()).expect("refined");
         let (r, t) = (
             rotation_deg(&refined.result.pose, &truth),
             (refined.result.pose.0.translation.vector - truth.0.translation.vector).norm(),
@@ -530,34 +485,31 @@ mod tests {
         let images: Vec<Vec<u8>> = views.iter().map(|v| render(v, &k)).collect();
         let cam = Camera::pinhole(k);
         for p in 0..structure.len() {
-            let x = &structure.points_n3[3 * p..][..3];
             let v = structure.view_of_point[p] as usize;
-            let uv = cam.project(&views[v].transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)));
+            let uv = cam.project(&views[v].transform_point(&structure.point(p)));
             let image = GrayImage { pixels: &images[v], width: 320, height: 240 };
-            let patch = uv.and_then(|uv| glace_data::align::cut_patch(&image, uv)).unwrap_or([0; Structure::PATCH_LEN]);
-            structure.patches.extend(patch);
+            let patch = uv.and_then(|uv| crate::align::cut_patch(&image, uv)).unwrap_or([0; Structure::PATCH_LEN]);
+            structure.patches_n.push(patch);
         }
-        structure.pixel_axes_v6 = [1.0 / 300.0, 0.0, 0.0, 0.0, 1.0 / 300.0, 0.0].repeat(2);
-        structure.check().unwrap();
+        structure.pixel_axes_v23 = vec![[[1.0 / 300.0, 0.0, 0.0], [0.0, 1.0 / 300.0, 0.0]]; 2];
+        structure.check(32..=4096).unwrap();
         // The query detects the points it sees two pixels off, as XFeat's coarse cells do.
         let mut s = glace_rng::SplitMix64::from_state(3);
         let (mut pixels, mut features) = (Vec::new(), Vec::new());
         for p in (0..structure.len()).step_by(2) {
-            let x = &structure.points_n3[3 * p..][..3];
-            let Some(uv) = cam.project(&truth.transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)))
-            else {
+            let Some(uv) = cam.project(&truth.transform_point(&structure.point(p))) else {
                 continue;
             };
             if uv.x < 8.0 || uv.y < 8.0 || uv.x > 312.0 || uv.y > 232.0 {
                 continue;
             }
             pixels.push(Point2::new(uv.x + 1.5 * s.normal(), uv.y + 1.5 * s.normal()));
-            features.extend_from_slice(&structure.features_nd[p * structure.dim..][..structure.dim]);
+            features.extend_from_slice(structure.feature(p));
         }
         let gray = render(&truth, &k);
         let coarse = WorldToCam(Isometry3::translation(0.02, 0.0, 0.0) * truth.0);
-        let error = |query: &QueryCells| {
-            let r = refine_cells(query, &structure, &coarse, &RansacConfig::default(), &StructureConfig::default())
+        let error = |query: &QueryKeypoints| {
+            let r = refine(query, &structure, &coarse, &RansacConfig::default(), &RefineConfig::default())
                 .expect("refined");
             let t = (r.result.pose.inverse().center() - truth.inverse().center()).norm();
             (rotation_deg(&r.result.pose, &truth), t, r.aligned)
@@ -574,8 +526,8 @@ mod tests {
             "aligned {r_aligned}° {t_aligned}, detected {r_detected}° {t_detected}"
         );
         // A map without patches is refined as detected.
-        let bare = Structure { patches: Vec::new(), pixel_axes_v6: Vec::new(), ..structure.clone() };
-        let r = refine_cells(&query, &bare, &coarse, &RansacConfig::default(), &StructureConfig::default()).unwrap();
+        let bare = Structure { patches_n: Vec::new(), pixel_axes_v23: Vec::new(), ..structure.clone() };
+        let r = refine(&query, &bare, &coarse, &RansacConfig::default(), &RefineConfig::default()).unwrap();
         assert_eq!(r.aligned, None);
     }
 
@@ -585,8 +537,7 @@ mod tests {
         let cam = Camera::pinhole(k);
         let candidates: Vec<(usize, Point2<f64>)> = (0..structure.len())
             .filter_map(|p| {
-                let x = &structure.points_n3[3 * p..][..3];
-                let uv = cam.project(&truth.transform_point(&Point3::new(x[0] as f64, x[1] as f64, x[2] as f64)))?;
+                let uv = cam.project(&truth.transform_point(&structure.point(p)))?;
                 Some((p, uv))
             })
             .collect();
@@ -603,12 +554,12 @@ mod tests {
         let (structure, truth, k, pixels, _) = scene();
         let unrelated = features(pixels.len(), structure.dim, 99);
         let query = query_of(&pixels, &unrelated, k);
-        let cfg = StructureConfig { min_similarity: 0.8, ..Default::default() };
-        assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
+        let cfg = RefineConfig { min_similarity: 0.8, ..Default::default() };
+        assert!(refine(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         // An empty structure, or features of another width, are no structure.
         let query = query_of(&pixels, &unrelated[..16], k);
-        assert!(refine_cells(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
+        assert!(refine(&query, &structure, &truth, &RansacConfig::default(), &cfg).is_none());
         let empty = Structure { dim: structure.dim, ..Default::default() };
-        assert!(refine_cells(&query, &empty, &truth, &RansacConfig::default(), &cfg).is_none());
+        assert!(refine(&query, &empty, &truth, &RansacConfig::default(), &cfg).is_none());
     }
 }
