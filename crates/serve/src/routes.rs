@@ -2,8 +2,9 @@
 //!
 //! - `POST /v1/maps/{name}/localize`: the image as the raw body (`Content-Type: image/jpeg` or
 //!   `image/png`) with `fx`, `fy`, `cx`, `cy` (and optionally `k1 k2 p1 p2 [k3]`) as query
-//!   parameters, or `application/json` `{"image": <base64>, "K": [[…], […], […]], "distortion":
-//!   […]}` (or `fx`… fields). RANSAC options (`hypotheses`, `threshold`, `inlier_alpha`,
+//!   parameters ([`LocalizeQuery`]), or `application/json` `{"image": <base64>, "K": [[…], […],
+//!   […]], "distortion": […]}` (or `fx`… fields; [`LocalizeBody`]); both read by serde, unknown
+//!   names refused, the path of a value that does not fit named. RANSAC options (`hypotheses`, `threshold`, `inlier_alpha`,
 //!   `max_pixel_error`, `max_tries`, `time_budget_ms`, `seed`) in the query or under `"ransac"`;
 //!   `hypotheses`, `max_tries` and `time_budget_ms` may not exceed the server's defaults.
 //!   Answers the pose both ways, each as a 4×4 matrix, a w-first quaternion and a translation:
@@ -11,7 +12,6 @@
 //!   (its translation is the camera's position); inliers, per-stage times and the map's identity.
 //! - `GET /v1/maps`: names and descriptions. `GET /v1/health`. `GET /metrics`: Prometheus text.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,7 @@ pub fn router(state: Arc<State>) -> Router {
     // The extractors' own rejections (a query string or map name that does not decode) are
     // answered as JSON like every other error.
     type Name = Result<UrlPath<String>, axum::extract::rejection::PathRejection>;
-    type Params = Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+    type Params = Result<UrlQuery<LocalizeQuery>, axum::extract::rejection::QueryRejection>;
     let localize = post(move |name: Name, query: Params, request: Request| {
         let state = s.clone();
         async move {
@@ -211,106 +211,106 @@ fn bad(message: impl Into<String>) -> Answer {
     Answer::error(StatusCode::BAD_REQUEST, message)
 }
 
-fn number(key: &str, v: &str) -> Result<f64, Answer> {
-    v.trim().parse::<f64>().map_err(|_| bad(format!("{key}: '{v}' is not a number")))
+/// RANSAC options a request may set (the fields of [`RansacOptions`]); absent ones are the
+/// server's, and none may ask for more work than the server's allow.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RansacRequest {
+    /// Hypotheses.
+    pub hypotheses: Option<usize>,
+    /// Inlier threshold (pixels).
+    pub threshold: Option<f64>,
+    /// Soft-inlier score scale.
+    pub inlier_alpha: Option<f64>,
+    /// Reprojection-error clamp (pixels).
+    pub max_pixel_error: Option<f64>,
+    /// Cap on 4-point draws per hypothesis.
+    pub max_tries: Option<usize>,
+    /// Time budget in milliseconds (0: none).
+    pub time_budget_ms: Option<u64>,
+    /// Seed.
+    pub seed: Option<u64>,
 }
 
-const RANSAC_KEYS: [&str; 7] =
-    ["hypotheses", "threshold", "inlier_alpha", "max_pixel_error", "max_tries", "time_budget_ms", "seed"];
-const DISTORTION_KEYS: [&str; 5] = ["k1", "k2", "p1", "p2", "k3"];
+/// The query parameters of a request whose body is the image: the camera (`fx fy cx cy`, lens
+/// `k1 k2 p1 p2 [k3]`) and the RANSAC options of [`RansacRequest`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizeQuery {
+    fx: Option<f64>,
+    fy: Option<f64>,
+    cx: Option<f64>,
+    cy: Option<f64>,
+    k1: Option<f64>,
+    k2: Option<f64>,
+    p1: Option<f64>,
+    p2: Option<f64>,
+    k3: Option<f64>,
+    hypotheses: Option<usize>,
+    threshold: Option<f64>,
+    inlier_alpha: Option<f64>,
+    max_pixel_error: Option<f64>,
+    max_tries: Option<usize>,
+    time_budget_ms: Option<u64>,
+    seed: Option<u64>,
+}
 
-fn camera_from(
-    get: &dyn Fn(&str) -> Option<Result<f64, Answer>>,
-    k: Option<&Value>,
-    dist: Option<&Value>,
-) -> Result<Camera, Answer> {
+/// A JSON request: `{"image": <base64 PNG or JPEG>, "K": [[…], […], […]] or fx fy cx cy,
+/// "distortion": [k1, k2, p1, p2, k3], "ransac": {…}}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizeBody {
+    image: String,
+    #[serde(rename = "K")]
+    k: Option<[[f64; 3]; 3]>,
+    fx: Option<f64>,
+    fy: Option<f64>,
+    cx: Option<f64>,
+    cy: Option<f64>,
+    distortion: Option<Vec<f64>>,
+    ransac: Option<RansacRequest>,
+}
+
+/// The camera of a request: K, else fx fy cx cy; and its lens.
+fn camera_from(k: Option<[[f64; 3]; 3]>, f: [Option<f64>; 4], distortion: Option<Vec<f64>>) -> Result<Camera, Answer> {
     let intrinsics = match k {
-        Some(k) => {
-            // Every entry a number: a row such as [380, "x", 0, 75] is refused, not shortened.
-            let rows: Option<Vec<Vec<f64>>> = k.as_array().and_then(|r| {
-                r.iter().map(|row| row.as_array().and_then(|c| c.iter().map(Value::as_f64).collect())).collect()
-            });
-            let Some(rows) = rows.filter(|r| r.len() == 3 && r.iter().all(|row| row.len() == 3)) else {
-                return Err(bad("K: expected a 3×3 array of numbers"));
-            };
-            let m = [
-                [rows[0][0], rows[0][1], rows[0][2]],
-                [rows[1][0], rows[1][1], rows[1][2]],
-                [rows[2][0], rows[2][1], rows[2][2]],
-            ];
-            Intrinsics::from_matrix(&m).map_err(|e| bad(format!("K: {e}")))?
-        }
+        Some(m) => Intrinsics::from_matrix(&m).map_err(|e| bad(format!("K: {e}")))?,
         None => {
             let mut v = [0.0; 4];
-            for (slot, key) in v.iter_mut().zip(["fx", "fy", "cx", "cy"]) {
-                *slot = get(key).ok_or_else(|| bad(format!("{key}: missing (give fx, fy, cx and cy, or K)")))??;
+            for ((slot, key), given) in v.iter_mut().zip(["fx", "fy", "cx", "cy"]).zip(f) {
+                *slot = given.ok_or_else(|| bad(format!("{key}: missing (give fx, fy, cx and cy, or K)")))?;
             }
             Intrinsics::new(v[0], v[1], v[2], v[3]).map_err(|e| bad(format!("K: {e}")))?
         }
     };
-    let coeffs: Option<Vec<f64>> = match dist {
-        Some(d) => Some(
-            d.as_array()
-                .filter(|a| a.iter().all(Value::is_number))
-                .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                .ok_or_else(|| bad("distortion: expected an array of numbers k1 k2 p1 p2 [k3]"))?,
-        ),
-        None => {
-            let given: Vec<Option<Result<f64, Answer>>> = DISTORTION_KEYS.iter().map(|k| get(k)).collect();
-            if given.iter().all(Option::is_none) {
-                None
-            } else {
-                let mut c = Vec::new();
-                for (key, v) in DISTORTION_KEYS.iter().zip(given) {
-                    match v {
-                        Some(v) => c.push(v?),
-                        None if *key == "k3" => {}
-                        None => {
-                            return Err(bad(format!(
-                                "{key}: missing (distortion needs k1, k2, p1, p2 and optionally k3)"
-                            )))
-                        }
-                    }
-                }
-                Some(c)
-            }
-        }
-    };
     let distortion =
-        coeffs.map(|c| Distortion::from_coeffs(&c)).transpose().map_err(|e| bad(format!("distortion: {e}")))?;
+        distortion.map(|c| Distortion::from_coeffs(&c)).transpose().map_err(|e| bad(format!("distortion: {e}")))?;
     Ok(Camera { intrinsics, distortion })
 }
 
 /// A request's RANSAC options over the server's defaults `caps`: a request may ask for less work
 /// than they allow, never more (more hypotheses, more tries, a longer or no time budget).
-fn ransac_from(
-    get: &dyn Fn(&str) -> Option<Result<f64, Answer>>,
-    caps: &RansacOptions,
-) -> Result<Option<RansacOptions>, Answer> {
-    if RANSAC_KEYS.iter().all(|k| get(k).is_none()) {
+fn ransac_from(r: &RansacRequest, caps: &RansacOptions) -> Result<Option<RansacOptions>, Answer> {
+    let RansacRequest { hypotheses, threshold, inlier_alpha, max_pixel_error, max_tries, time_budget_ms, seed } = *r;
+    if [hypotheses, max_tries].iter().all(Option::is_none)
+        && [threshold, inlier_alpha, max_pixel_error].iter().all(Option::is_none)
+        && [time_budget_ms, seed].iter().all(Option::is_none)
+    {
         return Ok(None);
     }
-    let mut o = caps.clone();
-    let count = |key: &str, v: f64| {
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
-            Ok(v as u64)
-        } else {
-            Err(bad(format!("{key}: {v} is not a whole number ≥ 0")))
-        }
+    let o = RansacOptions {
+        hypotheses: hypotheses.unwrap_or(caps.hypotheses),
+        threshold: threshold.unwrap_or(caps.threshold),
+        inlier_alpha: inlier_alpha.unwrap_or(caps.inlier_alpha),
+        max_pixel_error: max_pixel_error.unwrap_or(caps.max_pixel_error),
+        max_tries: max_tries.unwrap_or(caps.max_tries),
+        time_budget: match time_budget_ms {
+            Some(ms) => Some(ms).filter(|&ms| ms > 0).map(Duration::from_millis),
+            None => caps.time_budget,
+        },
+        seed: seed.unwrap_or(caps.seed),
+        ..caps.clone()
     };
-    for key in RANSAC_KEYS {
-        let Some(v) = get(key) else { continue };
-        let v = v?;
-        match key {
-            "hypotheses" => o.hypotheses = count(key, v)? as usize,
-            "max_tries" => o.max_tries = count(key, v)? as usize,
-            "seed" => o.seed = count(key, v)?,
-            "time_budget_ms" => o.time_budget = Some(count(key, v)?).filter(|&ms| ms > 0).map(Duration::from_millis),
-            "threshold" => o.threshold = v,
-            "inlier_alpha" => o.inlier_alpha = v,
-            _ => o.max_pixel_error = v,
-        }
-    }
     o.validate().map_err(|(field, message)| bad(format!("{field}: {message}")))?;
     let beyond = |key: &str, asked: String, cap: String| {
         Err(bad(format!("{key}: {asked} is more work than this server allows (at most {cap}; its operator sets it)")))
@@ -333,57 +333,52 @@ fn ransac_from(
     Ok(Some(o))
 }
 
-fn parse_raw(query: &HashMap<String, String>, body: Vec<u8>, caps: &RansacOptions) -> Result<Parsed, Answer> {
-    for k in query.keys() {
-        let known = ["fx", "fy", "cx", "cy"].contains(&k.as_str())
-            || DISTORTION_KEYS.contains(&k.as_str())
-            || RANSAC_KEYS.contains(&k.as_str());
-        if !known {
-            return Err(bad(format!("{k}: unknown query parameter")));
+fn parse_raw(q: &LocalizeQuery, body: Vec<u8>, caps: &RansacOptions) -> Result<Parsed, Answer> {
+    let lens = [q.k1, q.k2, q.p1, q.p2];
+    let distortion = if lens.iter().chain([&q.k3]).all(Option::is_none) {
+        None
+    } else {
+        let mut c = Vec::new();
+        for (key, v) in ["k1", "k2", "p1", "p2"].iter().zip(lens) {
+            c.push(
+                v.ok_or_else(|| bad(format!("{key}: missing (distortion needs k1, k2, p1, p2 and optionally k3)")))?,
+            );
         }
-    }
-    let get = |k: &str| query.get(k).map(|v| number(k, v));
-    Ok(Parsed { camera: camera_from(&get, None, None)?, ransac: ransac_from(&get, caps)?, image: body })
+        c.extend(q.k3);
+        Some(c)
+    };
+    let camera = camera_from(None, [q.fx, q.fy, q.cx, q.cy], distortion)?;
+    let ransac = RansacRequest {
+        hypotheses: q.hypotheses,
+        threshold: q.threshold,
+        inlier_alpha: q.inlier_alpha,
+        max_pixel_error: q.max_pixel_error,
+        max_tries: q.max_tries,
+        time_budget_ms: q.time_budget_ms,
+        seed: q.seed,
+    };
+    Ok(Parsed { camera, ransac: ransac_from(&ransac, caps)?, image: body })
 }
 
 fn parse_json(body: &[u8], caps: &RansacOptions) -> Result<Parsed, Answer> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the JSON body cannot be read: {e}")))?;
-    let Some(obj) = v.as_object() else { return Err(bad("the JSON body must be an object")) };
-    for k in obj.keys() {
-        if !["image", "K", "fx", "fy", "cx", "cy", "distortion", "ransac"].contains(&k.as_str()) {
-            return Err(bad(format!("{k}: unknown field")));
-        }
-    }
-    let image =
-        obj.get("image").and_then(Value::as_str).ok_or_else(|| bad("image: missing (base64 of a JPEG or PNG)"))?;
+    // The path of what does not fit is named (`K[0][1]: invalid type …`, `ransac: unknown field …`).
+    let request: LocalizeBody = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+        .map_err(|e| match e.path().to_string() {
+            p if p == "." => bad(format!("the JSON body cannot be read: {}", e.inner())),
+            p => bad(format!("{p}: {}", e.inner())),
+        })?;
     let image = base64::engine::general_purpose::STANDARD
-        .decode(image.trim())
+        .decode(request.image.trim())
         .map_err(|e| bad(format!("image: not base64 ({e})")))?;
-    let field = |o: &serde_json::Map<String, Value>, k: &str| {
-        o.get(k).map(|v| v.as_f64().ok_or_else(|| bad(format!("{k}: expected a number"))))
-    };
-    let get = |k: &str| field(obj, k);
-    let camera = camera_from(&get, obj.get("K"), obj.get("distortion"))?;
-    let ransac = match obj.get("ransac") {
+    let camera = camera_from(request.k, [request.fx, request.fy, request.cx, request.cy], request.distortion)?;
+    let ransac = match &request.ransac {
+        Some(r) => ransac_from(r, caps)?,
         None => None,
-        Some(Value::Object(r)) => {
-            if let Some(k) = r.keys().find(|k| !RANSAC_KEYS.contains(&k.as_str())) {
-                return Err(bad(format!("ransac.{k}: unknown option")));
-            }
-            ransac_from(&|k: &str| field(r, k), caps)?
-        }
-        Some(_) => return Err(bad("ransac: expected an object")),
     };
     Ok(Parsed { image, camera, ransac })
 }
 
-async fn localize(
-    state: &Arc<State>,
-    name: &str,
-    query: &HashMap<String, String>,
-    request: Request,
-    start: Instant,
-) -> Answer {
+async fn localize(state: &Arc<State>, name: &str, query: &LocalizeQuery, request: Request, start: Instant) -> Answer {
     if let Err(a) = authorized(state, request.headers()) {
         return a;
     }
