@@ -43,7 +43,7 @@ class Localization:
     """The pose was refined against the map's triangulated points (maps of photo collections)."""
     failure: Optional[str]
     times_ms: dict[str, float]
-    """Milliseconds per stage: decode, encode, head, ransac."""
+    """Milliseconds per stage: decode, encode, head, ransac, refine."""
     coordinates: Optional[dict[str, Any]]
     """With ``coordinates=True``: ``pixels`` (N, 2), ``points`` (N, 3), ``colours`` (N, 3), ``grid``."""
 

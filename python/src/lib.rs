@@ -170,7 +170,13 @@ impl Localization {
 fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localization> {
     let times = PyDict::new(py);
     let t = &found.times;
-    for (k, v) in [("decode", t.decode_s), ("encode", t.encode_s), ("head", t.head_s), ("ransac", t.ransac_s)] {
+    for (k, v) in [
+        ("decode", t.decode_s),
+        ("encode", t.encode_s),
+        ("head", t.head_s),
+        ("ransac", t.ransac_s),
+        ("refine", t.refine_s),
+    ] {
         times.set_item(k, 1000.0 * v)?;
     }
     let qt = found.cam_from_world().map(|p| p.quaternion_translation());

@@ -16,6 +16,23 @@ pub enum BenchWhat {
     /// defaults; mapping time, accuracy, fit of training and test frames, next to the SIFT +
     /// COLMAP baseline of baselines.json. Long (minutes per scene).
     Real(super::real::BenchRealArgs),
+    /// Queries against kept maps (`bench real --keep DIR` writes them): each scene's test frames
+    /// localized with the defaults on each thread count; per-stage medians and the accuracy of
+    /// the same run.
+    Query {
+        /// Folder of maps named <scene>.glace.
+        #[arg(long)]
+        maps: std::path::PathBuf,
+        /// Folder of scenes in the ACE layout [default: ../shared/data or $GLACE_SHARED/data].
+        #[arg(long)]
+        scenes: Option<std::path::PathBuf>,
+        /// Thread counts to run on, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        /// Print one JSON object per scene and thread count.
+        #[arg(long)]
+        json: bool,
+    },
     /// The HTTP service under load: many clients sending real frames, malformed requests of every
     /// class, throughput next to in-process localization of the same frames, latency, memory.
     Serve(super::serve::BenchServeArgs),
@@ -93,6 +110,7 @@ pub enum BenchWhat {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Synth { frames, json } => bench_synth(*frames, *json),
+        BenchWhat::Query { maps, scenes, threads, json } => bench_query(maps, scenes.as_deref(), threads, *json),
         BenchWhat::Serve(a) => super::serve::bench(a),
         BenchWhat::Real(a) => super::real::run(a),
         BenchWhat::Ablation(a) => super::ablation::run(a),
@@ -110,6 +128,81 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 fn print_json<T: serde::Serialize>(rows: &[T]) -> anyhow::Result<()> {
     for r in rows {
         println!("{}", serde_json::to_string(r)?);
+    }
+    Ok(())
+}
+
+fn bench_query(
+    maps: &std::path::Path,
+    scenes: Option<&std::path::Path>,
+    threads: &[usize],
+    json: bool,
+) -> anyhow::Result<()> {
+    let root = match scenes {
+        Some(d) => d.to_path_buf(),
+        None => glace_data::testing::shared_dir()
+            .map(|d| d.join("data"))
+            .filter(|p| p.is_dir())
+            .ok_or_else(|| glace::Error::usage("--scenes", "../shared/data is not here: name a folder of scenes"))?,
+    };
+    if threads.iter().any(|&t| t == 0 || t > 256) {
+        anyhow::bail!(glace::Error::usage("--threads", format!("{threads:?}: expected 1 to 256 each")));
+    }
+    let scenes = glace_bench::real::ace_scenes(&root)
+        .map_err(|e| glace::Error::usage("--scenes", format!("{}: {e}", root.display())))?;
+    let with_maps: Vec<_> = scenes
+        .iter()
+        .filter_map(|d| Some((d, maps.join(format!("{}.glace", d.file_name()?.to_string_lossy())))))
+        .filter(|(_, m)| m.is_file())
+        .collect();
+    if with_maps.is_empty() {
+        anyhow::bail!(glace::Error::usage(
+            "--maps",
+            format!("{}: no <scene>.glace for any scene under {}", maps.display(), root.display())
+        ));
+    }
+    if !json {
+        println!("queries with the defaults, {}", machine::precision_header());
+        println!(
+            "{:<24} {:>3} {:>6} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>9} {:>7} failed",
+            "scene",
+            "thr",
+            "frames",
+            "median",
+            "decode",
+            "encode",
+            "head",
+            "ransac",
+            "refine",
+            "rot °",
+            "trans",
+            "5cm/5°"
+        );
+    }
+    for (dir, map) in with_maps {
+        for &t in threads {
+            let r = glace_bench::query::query(dir, &map, t)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{:<24} {:>3} {:>6} {:>6.0}ms {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>9.3} {:>9.4} {:>6.1}% {}",
+                    r.scene,
+                    r.threads,
+                    r.frames,
+                    r.median_ms,
+                    r.decode_ms,
+                    r.encode_ms,
+                    r.head_ms,
+                    r.ransac_ms,
+                    r.refine_ms,
+                    r.median_rot_deg,
+                    r.median_trans,
+                    r.pct_5cm_5deg,
+                    r.failed
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -250,8 +250,8 @@ pub fn run(args: &LocalizeArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "localized {} test frames ({} failed) in {:.1} s, {:.0} ms per frame (decode {:.0}, encode {:.0}, head {:.0}, RANSAC {:.0})",
-            s.frames, s.failed, run.wall_s, run.ms_per_frame(), ms.decode, ms.encode, ms.head, ms.ransac
+            "localized {} test frames ({} failed) in {:.1} s, {:.0} ms per frame (decode {:.0}, encode {:.0}, head {:.0}, RANSAC {:.0}, refinement {:.0})",
+            s.frames, s.failed, run.wall_s, run.ms_per_frame(), ms.decode, ms.encode, ms.head, ms.ransac, ms.refine
         );
         println!(
             "median error {:.3}° {:.2} cm; 5cm/5° {:.1} %, 10cm/5° {:.1} %, 2cm/2° {:.1} %",

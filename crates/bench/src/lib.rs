@@ -8,6 +8,7 @@
 //! - [`ablation`]: the paper's ablation on synthetic integrated rooms, variants as [`glace::MapOptions`];
 //! - [`kernels`]: the head's training step, the encoders and the head's forward, R2Former, each
 //!   against the GEMM peak of the same run;
+//! - [`query`]: queries against kept maps, per-stage medians on a given number of threads;
 //! - [`ransac`]: PnP-RANSAC on the reference's DSAC* fixture cases;
 //! - [`synth`]: synthetic-scene rendering.
 //!
@@ -16,6 +17,7 @@
 pub mod ablation;
 pub mod kernels;
 pub mod machine;
+pub mod query;
 pub mod ransac;
 pub mod real;
 pub mod synth;

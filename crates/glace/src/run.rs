@@ -62,6 +62,8 @@ pub struct StageMs {
     pub head: f64,
     /// RANSAC.
     pub ransac: f64,
+    /// Refinement against the map's points.
+    pub refine: f64,
 }
 
 impl SceneRun {
@@ -93,6 +95,7 @@ impl SceneRun {
             encode: 1000.0 * t.encode_s / n,
             head: 1000.0 * t.head_s / n,
             ransac: 1000.0 * t.ransac_s / n,
+            refine: 1000.0 * t.refine_s / n,
         }
     }
 
@@ -172,6 +175,7 @@ pub fn localize_scene(
         total.encode_s += found.times.encode_s;
         total.head_s += found.times.head_s;
         total.ransac_s += found.times.ransac_s;
+        total.refine_s += found.times.refine_s;
         let error = found.world_from_cam().map(|p| PoseError::between(&p, &frame.cam_to_world));
         let mut outcome = FrameOutcome { name: frame.name.clone(), localization: found, error };
         visit(k + 1, data.frames.len(), frame, &mut outcome);

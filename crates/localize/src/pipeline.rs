@@ -24,8 +24,11 @@ pub struct StageTimes {
     pub encode_s: f64,
     /// Head forward.
     pub head_s: f64,
-    /// RANSAC, and the refinement against the map's structure where it runs.
+    /// RANSAC on the scene coordinates (every orientation tried).
     pub ransac_s: f64,
+    /// The refinement against the map's structure, where it runs (its second encoding, at the
+    /// structure's own resolution, counts as encoding).
+    pub refine_s: f64,
 }
 
 /// Why a frame got no pose.
@@ -310,12 +313,9 @@ pub fn predict(
     let t = Instant::now();
     let f = &enc.features;
     let cells = f.height * f.width;
-    let mut x = Vec::with_capacity(cells * (global.len() + f.channels));
-    for c in 0..cells {
-        x.extend_from_slice(&global);
-        x.extend_from_slice(&f.data[c * f.channels..(c + 1) * f.channels]);
-    }
-    let coords_n3 = map.head.forward_with(encoders.matmul, &x, cells).coords_n3;
+    // The global descriptor is the same for every cell: its share of the first layers once.
+    let coords_n3 =
+        map.head.forward_shared_with(encoders.matmul, &global, &f.data[..cells * f.channels], cells).coords_n3;
     times.head_s += t.elapsed().as_secs_f64();
     Ok(Prediction { image: p, encoded: enc, coords_n3, quarter_turns })
 }

@@ -138,6 +138,33 @@ impl Head {
         self.decode(mm, &s2, n)
     }
 
+    /// [`Head::forward_with`] on inputs whose first `shared.len()` values are `shared` for every
+    /// row (a query's global descriptor), followed by each row's `local_nc`: the first layers'
+    /// product with the shared part is computed once per call. Equal to `forward_with` on the
+    /// concatenated rows up to the order of fp32 sums.
+    pub fn forward_shared_with(&self, mm: Matmul, shared: &[f32], local_nc: &[f32], n: usize) -> HeadOutput {
+        assert_eq!(shared.len() + local_nc.len() / n.max(1), self.config.c_in, "head input must be n × c_in");
+        let Some(skip) = &self.skip else {
+            // The identity skip adds the input itself: the rows are needed whole.
+            let mut x = Vec::with_capacity(n * self.config.c_in);
+            let l = self.config.c_in - shared.len();
+            for row in local_nc.chunks_exact(l.max(1)).take(n) {
+                x.extend_from_slice(shared);
+                x.extend_from_slice(row);
+            }
+            return self.forward_with(mm, &x, n);
+        };
+        let a1 = self.res3[0].forward_shared_with(mm, shared, local_nc, n, true);
+        let a2 = self.res3[1].forward_with(mm, &a1, n, true);
+        let a3 = self.res3[2].forward_with(mm, &a2, n, true);
+        let mut res = skip.forward_shared_with(mm, shared, local_nc, n, false);
+        for (r, v) in res.iter_mut().zip(&a3) {
+            *r += v;
+        }
+        let s2 = self.rest_of_trunk(mm, res, n, None);
+        self.decode(mm, &s2, n)
+    }
+
     /// A residual branch: three layers, each followed by ReLU.
     fn branch(mm: Matmul, layers: &[Linear; 3], x: &[f32], n: usize) -> [Vec<f32>; 3] {
         let a1 = layers[0].forward_with(mm, x, n, true);
@@ -161,6 +188,11 @@ impl Head {
             t.res3 = Some(a);
             t.res.push(res.clone());
         }
+        self.rest_of_trunk(mm, res, n, trace)
+    }
+
+    /// The trunk after its first residual branch: the blocks, fc1 and fc2.
+    fn rest_of_trunk(&self, mm: Matmul, mut res: Vec<f32>, n: usize, mut trace: Option<&mut Trace>) -> Vec<f32> {
         for block in &self.blocks {
             let b = Self::branch(mm, block, &res, n);
             for (r, v) in res.iter_mut().zip(&b[2]) {
@@ -582,6 +614,26 @@ mod grad_tests {
             fc3: lin(4, cb, 10),
             centres: (0..k).map(|j| [j as f32, 2.0 - j as f32, 0.5 * j as f32]).collect(),
             h_beta: H_BETA,
+        }
+    }
+
+    #[test]
+    fn a_shared_input_prefix_gives_the_full_forward() {
+        // With a skip layer (the shared product computed once) and without (rows rebuilt).
+        for (skip, k) in [(true, 3), (false, 1)] {
+            let head = small_head(k, skip);
+            let (c_in, n, g) = (head.config.c_in, 7, 2);
+            let shared: Vec<f32> = (0..g).map(|i| 0.3 - 0.4 * i as f32).collect();
+            let local: Vec<f32> = (0..n * (c_in - g)).map(|i| ((i * 37 % 23) as f32 - 11.0) / 10.0).collect();
+            let full: Vec<f32> = local
+                .chunks_exact(c_in - g)
+                .flat_map(|r| shared.iter().chain(r).copied().collect::<Vec<_>>())
+                .collect();
+            let want = head.forward(&full, n).coords_n3;
+            let got = head.forward_shared_with(Matmul::Fp32, &shared, &local, n).coords_n3;
+            for (a, b) in want.iter().zip(&got) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "skip {skip}: {a} vs {b}");
+            }
         }
     }
 

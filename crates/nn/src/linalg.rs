@@ -218,6 +218,32 @@ impl Linear {
         }
         y
     }
+    /// [`Linear::forward_with`] on rows whose first `shared.len()` inputs are `shared` in every
+    /// row, followed by each row's own `rest` (`n × (inputs − shared.len())`): the shared inputs'
+    /// product is computed once, not once per row (a query's global descriptor, the same for
+    /// every cell of the image).
+    pub fn forward_shared_with(&self, mm: Matmul, shared: &[f32], rest: &[f32], n: usize, relu: bool) -> Vec<f32> {
+        let g = shared.len();
+        assert!(g <= self.inputs && rest.len() == n * (self.inputs - g), "shared + rest must be n × inputs");
+        let l = self.inputs - g;
+        let offset: Vec<f32> = self
+            .weight
+            .chunks_exact(self.inputs)
+            .zip(&self.bias)
+            .map(|(w, b)| b + w[..g].iter().zip(shared).map(|(w, x)| w * x).sum::<f32>())
+            .collect();
+        let w_rest: Vec<f32> = self.weight.chunks_exact(self.inputs).flat_map(|w| w[g..].iter().copied()).collect();
+        let mut y = vec![0f32; n * self.outputs];
+        matmul_wt_with(mm, rest, n, l, &w_rest, self.outputs, &mut y);
+        for row in y.chunks_exact_mut(self.outputs) {
+            row.iter_mut().zip(&offset).for_each(|(v, b)| {
+                let x = *v + b;
+                *v = if relu && x < 0.0 { 0.0 } else { x };
+            });
+        }
+        y
+    }
+
     /// Number of parameters.
     pub fn params(&self) -> usize {
         self.weight.len() + self.bias.len()

@@ -539,6 +539,6 @@ fn localization_json(map: &ServedMap, found: &glace::Localization, parse: Durati
         "refined": found.refined(),
         "failure": found.failure(),
         "times_ms": { "receive": ms(parse.as_secs_f64()), "decode": ms(t.decode_s), "encode": ms(t.encode_s),
-            "head": ms(t.head_s), "ransac": ms(t.ransac_s), "total": ms(total.as_secs_f64()) },
+            "head": ms(t.head_s), "ransac": ms(t.ransac_s), "refine": ms(t.refine_s), "total": ms(total.as_secs_f64()) },
     })
 }

@@ -279,6 +279,7 @@ pub fn refine(
     type Matched = (Vec<(usize, usize)>, Vec<(usize, Point2<f64>)>);
     let mut last: Option<Matched> = None;
     for &window in &cfg.windows_px {
+        let started = std::time::Instant::now();
         let mut candidates = visible_points(structure, &pose, &pinhole, query.size, window, cfg);
         let wide = std::f64::consts::PI * window * window >= query.size.0 * query.size.1 / 16.0;
         if wide {
@@ -290,14 +291,23 @@ pub fn refine(
         } else {
             matches_near(round, window, cfg.min_similarity)
         };
-        tracing::debug!("structure window {window} px: {} candidate points, {} matches", candidates.len(), found.len());
+        tracing::debug!(
+            "structure window {window} px: {} candidate points, {} matches in {:.1} ms",
+            candidates.len(),
+            found.len(),
+            1000.0 * started.elapsed().as_secs_f64()
+        );
         if found.len() < cfg.min_inliers {
             break;
         }
         let px: Vec<[f64; 2]> = found.iter().map(|&(q, _)| [pixels[q].x, pixels[q].y]).collect();
         let pts: Vec<[f64; 3]> = found.iter().map(|&(_, k)| structure.point(candidates[k].0).coords.into()).collect();
         let Ok(result) = ransac_pnp(&px, &pts, &query.intrinsics, &solver) else { break };
-        tracing::debug!("structure window {window} px: {} inliers", result.inliers);
+        tracing::debug!(
+            "structure window {window} px: {} inliers after {:.1} ms",
+            result.inliers,
+            1000.0 * started.elapsed().as_secs_f64()
+        );
         if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
             break;
         }
@@ -306,11 +316,13 @@ pub fn refine(
         best = Some(Refined { result, matches: found.len(), rounds, aligned: None });
         last = Some((found, candidates));
     }
+    let started = std::time::Instant::now();
     if let (Some(b), Some((found, candidates)), Some(t)) = (best.as_mut(), last, cfg.aligned_threshold) {
         if let Some((result, aligned)) = aligned_pose(query, structure, &pose, &found, &candidates, ransac, cfg, t) {
             b.result = result;
             b.aligned = Some(aligned);
         }
+        tracing::debug!("structure: aligned and solved in {:.1} ms", 1000.0 * started.elapsed().as_secs_f64());
     }
     best
 }
