@@ -376,11 +376,12 @@ impl QueryPipeline {
                 None => prediction.keypoints(),
             };
             let t = Instant::now();
-            let (pixels, features) = query_keypoints(&image, distortion, r.cfg.min_score);
+            let (pixels, features, scores) = query_keypoints(&image, distortion, r.cfg.min_score);
             let p = image.image;
             let query = QueryKeypoints {
                 pixels: &pixels,
                 features: &features,
+                scores: &scores,
                 intrinsics: p.intrinsics,
                 size: (p.width as f64, p.height as f64),
                 gray: Some(GrayImage { pixels: &p.gray_hw, width: p.width, height: p.height }),
@@ -411,13 +412,13 @@ impl QueryPipeline {
     }
 }
 
-/// The query's keypoints (undistorted pixels of the upright preprocessed image) and unit
-/// features, one per cell, those scoring at least `min_score`.
+/// The query's keypoints (undistorted pixels of the upright preprocessed image), unit features
+/// and scores, one per cell, those scoring at least `min_score`.
 fn query_keypoints(
     query: &KeypointImage,
     distortion: Option<Distortion>,
     min_score: f32,
-) -> (Vec<Point2<f64>>, Vec<f32>) {
+) -> (Vec<Point2<f64>>, Vec<f32>, Vec<f32>) {
     let f = &query.encoded.features;
     let camera = Camera { intrinsics: query.image.intrinsics, distortion };
     let mut pixels = Vec::with_capacity(f.height * f.width);
@@ -428,17 +429,18 @@ fn query_keypoints(
         }
     }
     let features = query.encoded.matching_features();
-    if min_score <= 0.0 {
-        return (pixels, features);
-    }
     let scores: Vec<f32> = match &query.encoded.keypoints {
         Some(k) => k.points.iter().map(|p| p[2]).collect(),
         None => vec![1.0; pixels.len()],
     };
+    if min_score <= 0.0 {
+        return (pixels, features, scores);
+    }
     let dim = f.channels;
     let keep: Vec<usize> = (0..pixels.len()).filter(|&c| scores[c] >= min_score).collect();
     (
         keep.iter().map(|&c| pixels[c]).collect(),
         keep.iter().flat_map(|&c| features[c * dim..(c + 1) * dim].iter().copied()).collect(),
+        keep.iter().map(|&c| scores[c]).collect(),
     )
 }

@@ -30,7 +30,8 @@ where
                 let i = block * BLOCK + r;
                 let mut best = (usize::MAX, f32::NEG_INFINITY);
                 for ((j, &s), col) in row.iter().enumerate().zip(col_best.iter_mut()) {
-                    if !allowed(i, j) {
+                    // The pair's admission is asked only of a pair that would improve a best.
+                    if !(s > best.1 || s > col.1) || !allowed(i, j) {
                         continue;
                     }
                     if s > best.1 {

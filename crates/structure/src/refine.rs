@@ -43,6 +43,9 @@ pub struct RefineConfig {
     /// In a round whose window is wide (a sixteenth of the image or more), where each keypoint
     /// is compared with every candidate, the candidates are cut to this many.
     pub wide_max_points: usize,
+    /// In such a round, only this many of the query's keypoints (the strongest) are matched: it
+    /// only has to bring the pose within the next, narrower window.
+    pub wide_max_keypoints: usize,
     /// Only points this many triangulations agree on are matched.
     pub min_support: u8,
     /// Only keypoints (the query's and the points') of at least this score are matched
@@ -65,7 +68,8 @@ impl Default for RefineConfig {
             threshold: 4.0,
             min_inliers: 24,
             max_points: 65536,
-            wide_max_points: 16384,
+            wide_max_points: 8192,
+            wide_max_keypoints: 4096,
             min_support: 1,
             min_score: Structure::MIN_SCORE,
             aligned_threshold: Some(1.5),
@@ -245,6 +249,8 @@ pub struct QueryKeypoints<'a> {
     pub pixels: &'a [Point2<f64>],
     /// Their unit features (`pixels × structure.dim`).
     pub features: &'a [f32],
+    /// Their scores (XFeat's keypoint probability × reliability); empty: all alike.
+    pub scores: &'a [f32],
     /// Pinhole intrinsics of the (undistorted) pixels.
     pub intrinsics: glace_geometry::Intrinsics,
     /// Image width and height in those pixels.
@@ -271,6 +277,19 @@ pub fn refine(
         return None;
     }
     let (pixels, features) = (query.pixels, query.features);
+    // The strongest keypoints, for wide rounds (in their own order, so ties keep the lowest index).
+    let dim = structure.dim;
+    let strongest: Option<(Vec<Point2<f64>>, Vec<f32>)> = (pixels.len() > cfg.wide_max_keypoints).then(|| {
+        let score = |i: usize| query.scores.get(i).copied().unwrap_or(1.0);
+        let mut keep: Vec<usize> = (0..pixels.len()).collect();
+        keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+        keep.truncate(cfg.wide_max_keypoints);
+        keep.sort_unstable();
+        (
+            keep.iter().map(|&i| pixels[i]).collect(),
+            keep.iter().flat_map(|&i| features[i * dim..][..dim].iter().copied()).collect(),
+        )
+    });
     let pinhole = Camera::pinhole(query.intrinsics);
     let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
     let mut pose = *coarse;
@@ -285,6 +304,15 @@ pub fn refine(
         if wide {
             candidates.truncate(cfg.wide_max_points);
         }
+        let (pixels, features) = match (&strongest, wide) {
+            (Some((p, f)), true) => (p.as_slice(), f.as_slice()),
+            _ => (pixels, features),
+        };
+        tracing::debug!(
+            "structure window {window} px: {} query keypoints, candidates found in {:.1} ms",
+            pixels.len(),
+            1000.0 * started.elapsed().as_secs_f64()
+        );
         let round = Round { pixels, features, structure, candidates: &candidates };
         let found = if wide {
             matches_within(round, window, cfg.min_similarity)
@@ -437,7 +465,15 @@ mod tests {
 
     /// The scene's 320 × 240 query without an image (no alignment).
     fn query_of<'a>(pixels: &'a [Point2<f64>], features: &'a [f32], k: Intrinsics) -> QueryKeypoints<'a> {
-        QueryKeypoints { pixels, features, intrinsics: k, size: (320.0, 240.0), gray: None, distortion: None }
+        QueryKeypoints {
+            pixels,
+            features,
+            scores: &[],
+            intrinsics: k,
+            size: (320.0, 240.0),
+            gray: None,
+            distortion: None,
+        }
     }
 
     fn rotation_deg(a: &WorldToCam, b: &WorldToCam) -> f64 {
