@@ -75,6 +75,9 @@ pub enum BenchWhat {
         /// Images per encoder.
         #[arg(long, default_value_t = 5)]
         images: usize,
+        /// Encode this PNG or JPEG, as it is [default: a 640x480 pattern].
+        #[arg(long)]
+        image: Option<std::path::PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -116,7 +119,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ablation(a) => super::ablation::run(a),
         BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
-        BenchWhat::Encoders { ace, images, json } => bench_encoders(ace.as_deref(), *images, *json),
+        BenchWhat::Encoders { ace, images, image, json } => {
+            bench_encoders(ace.as_deref(), *images, image.as_deref(), *json)
+        }
         BenchWhat::Train { batch, channels, c_in, steps, json } => bench_train(
             glace_bench::kernels::TrainStep { batch: *batch, channels: *channels, c_in: *c_in, steps: *steps },
             *json,
@@ -310,16 +315,23 @@ fn bench_r2former(depth: usize, images: usize, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn bench_encoders(ace: Option<&std::path::Path>, images: usize, json: bool) -> anyhow::Result<()> {
+fn bench_encoders(
+    ace: Option<&std::path::Path>,
+    images: usize,
+    image: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let image = image.map(glace::read_image).transpose()?;
     let mut encoders = vec![("xfeat", super::map::load_encoder("xfeat")?)];
     if let Some(p) = ace {
         encoders.push(("ace", glace_formats::load_ace(p)?));
     }
     if !json {
-        println!("encoders at 640x480 and head forward at localization, {} threads", machine::threads());
+        let (w, h) = image.as_ref().map_or((640, 480), |i| i.dimensions());
+        println!("encoders at {w}x{h} and head forward at localization, {} threads", machine::threads());
         println!("  {}", machine::precision_header());
     }
-    let rows = glace_bench::kernels::encoders(&encoders, images);
+    let rows = glace_bench::kernels::encoders(&encoders, images, image.as_ref());
     if json {
         return print_json(&rows);
     }

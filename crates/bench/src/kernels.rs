@@ -153,11 +153,14 @@ fn row(what: &str, mm: Matmul, rate: f64, unit: &str, base: f64, agree: (f64, f6
     }
 }
 
-/// Each encoder (named) on `images` 640×480 images, then the heads' forward (the reference's
-/// 768 wide on 256 + 512 inputs, the cpu preset's 256 wide on 256 + 64) on one image's 4800 cells.
-pub fn encoders(encoders: &[(&str, LocalEncoder)], images: usize) -> Vec<KernelRow> {
-    let (w, h) = (640usize, 480usize);
-    let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect();
+/// Each encoder (named) `images` times on `image` (as given; default a 640×480 pattern), then the
+/// heads' forward (the reference's 768 wide on 256 + 512 inputs, the cpu preset's 256 wide on
+/// 256 + 64) on one 640×480 image's 4800 cells.
+pub fn encoders(encoders: &[(&str, LocalEncoder)], images: usize, image: Option<&image::RgbImage>) -> Vec<KernelRow> {
+    let (w, h, rgb) = match image {
+        Some(img) => (img.width() as usize, img.height() as usize, img.as_raw().clone()),
+        None => (640usize, 480usize, (0..640 * 480 * 3).map(|i| ((i * 2654435761usize) >> 13) as u8).collect()),
+    };
     let gray: Vec<f32> = rgb.chunks_exact(3).map(|p| (p[0] as f32 / 255.0 - 0.4) / 0.25).collect();
     let mut rows = Vec::new();
     for (name, enc) in encoders {

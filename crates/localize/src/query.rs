@@ -196,12 +196,6 @@ pub struct Answer {
     pub times: StageTimes,
 }
 
-/// Share of the cells that must agree with the first orientation's pose (upright) for the other
-/// quarter turns to be skipped. Measured on the rolled captures (temple, lego: docs/benchmarks.md):
-/// a wrong orientation's pose rests on at most 17 % of the cells, a right one on 13–73 %; below
-/// this share every turn is tried and the pose with the most inliers wins, as before.
-pub const TURN_SUFFICES: f64 = 0.25;
-
 /// How a pipeline refines poses against its map's structure.
 struct Refinement {
     /// Windows and thresholds in the pixels of the image the keypoints are detected in.
@@ -332,8 +326,12 @@ impl QueryPipeline {
             let t = Instant::now();
             let result = solve(&prediction, distortion, ransac);
             times.ransac_s += t.elapsed().as_secs_f64();
-            let evidence =
-                result.as_ref().ok().map(|r| Evidence::of(&prediction, &r.pose, distortion, ransac.threshold));
+            let traced = tracing::enabled!(tracing::Level::DEBUG);
+            let evidence = result
+                .as_ref()
+                .ok()
+                .filter(|_| traced)
+                .map(|r| Evidence::of(&prediction, &r.pose, distortion, ransac.threshold));
             if let Some(e) = &evidence {
                 tracing::debug!(
                     "turn {turns}: {} inliers, {:.1} % of the cells, spread {:.2}",
@@ -344,11 +342,6 @@ impl QueryPipeline {
             }
             if best.as_ref().is_none_or(|(_, b)| inliers(&result) > inliers(b)) {
                 best = Some((prediction, result));
-            }
-            // Other turns only when the first answer leaves room for a better one.
-            let sure = evidence.is_some_and(|e| e.inlier_ratio >= TURN_SUFFICES && self.evidence.judge(&e).is_none());
-            if turns == self.turns[0] && sure {
-                break;
             }
         }
         let (prediction, result) = best.expect("at least one orientation");
