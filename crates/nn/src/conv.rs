@@ -77,9 +77,12 @@ impl Conv2d {
         if self.kernel == 1 && self.stride == 1 && self.pad == 0 {
             matmul_wt_with(mm, &x.data, ho * wo, cols, &self.weight, self.outputs, &mut out);
         } else {
-            // Bound the im2col buffer to about 4 M values per block of output rows.
-            let rows_per_block = (4 << 20) / (wo * cols).max(1);
-            let rows_per_block = rows_per_block.clamp(1, ho);
+            // Bound the im2col buffer to about 4 M values per block of output rows, and cut the
+            // image into enough blocks that every thread has some (a narrow first layer would
+            // otherwise be one block on one core).
+            let bounded = (4 << 20) / (wo * cols).max(1);
+            let shared = ho.div_ceil(4 * rayon::current_num_threads());
+            let rows_per_block = bounded.min(shared).clamp(1, ho);
             out.par_chunks_mut(rows_per_block * wo * self.outputs).enumerate().for_each(|(blk, out_blk)| {
                 let y0 = blk * rows_per_block;
                 let rows = out_blk.len() / (wo * self.outputs);
