@@ -1,5 +1,6 @@
-//! Localization: scene-coordinate prediction for query images, DSAC*-style PnP-RANSAC on top of
-//! the geometry crate's solvers, pose files and evaluation metrics.
+//! Localization: the query pipeline ([`query::QueryPipeline`]: scene coordinates predicted in
+//! each orientation ([`pipeline`]), DSAC*-style PnP-RANSAC on the geometry crate's solvers, the
+//! evidence, and the refinement against the map's structure), pose files and evaluation metrics.
 
 pub mod dsac_fixture;
 pub mod error;

@@ -150,7 +150,7 @@ impl Prediction {
 }
 
 /// A preprocessed image and the local features of it turned `quarter_turns` quarter turns
-/// clockwise: what [`crate::structure::refine`] matches against a map's points.
+/// clockwise: what the refinement (`glace_structure::refine`) matches against a map's points.
 #[derive(Clone, Copy)]
 pub struct KeypointImage<'a> {
     /// The preprocessed image, upright (as given).

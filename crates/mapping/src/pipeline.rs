@@ -99,7 +99,7 @@ pub struct MapOptions {
     /// Starting τ of the dynamic-tanh schedule in pixels (reference 50).
     pub soft_clamp: f64,
     /// Weight of the depth targets triangulated across the mapping views
-    /// ([`crate::triangulate`]), used where the views are a photo collection
+    /// ([`glace_structure::triangulate`]), used where the views are a photo collection
     /// ([`SPARSE_VIEW_DEG`]); 0: none, as the reference. Logs written before this option read
     /// as 0.
     #[serde(default)]

@@ -5,7 +5,7 @@
 //! - [`triangulate`]: the views' keypoints matched to their neighbours' and triangulated with
 //!   the known poses, into per-cell depth targets for training and into the map's [`Structure`];
 //! - [`align`]: a patch aligned into an image to a fraction of a pixel;
-//! - [`refine`]: a query's coarse pose refined by matching its keypoints to the points.
+//! - [`mod@refine`]: a query's coarse pose refined by matching its keypoints to the points.
 //!
 //! Knows nothing of networks or files: views and queries come as typed arrays (keypoints in
 //! pixels of the image they were detected in, unit features, scores, grey levels).
