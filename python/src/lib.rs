@@ -245,16 +245,6 @@ struct LocalizerOptions {
 impl Default for LocalizerOptions {
     fn default() -> Self {
         let d = glace::LocalizerOptions::default();
-        let precision = match d.precision {
-            glace::Precision::Auto => "auto",
-            glace::Precision::Fp32 => "fp32",
-            glace::Precision::Bf16 => "bf16",
-        };
-        let turns = match d.turns {
-            glace::Turns::Auto => "auto",
-            glace::Turns::Upright => "upright",
-            glace::Turns::All => "all",
-        };
         LocalizerOptions {
             hypotheses: d.ransac.hypotheses,
             threshold: d.ransac.threshold,
@@ -268,8 +258,8 @@ impl Default for LocalizerOptions {
             clean_global: d.clean_global,
             ace_encoder: d.ace_encoder,
             r2former: d.r2former,
-            precision: precision.into(),
-            turns: turns.into(),
+            precision: d.precision.name().into(),
+            turns: d.turns.name().into(),
             structure: !d.skip_structure,
             min_inliers: d.evidence.min_inliers,
             min_inlier_ratio: d.evidence.min_inlier_ratio,
@@ -306,6 +296,14 @@ impl LocalizerOptions {
                     "Localizer() got an unexpected keyword argument '{key}'"
                 )))
             }
+        }
+        Ok(())
+    }
+
+    /// Every field named in `kwargs`.
+    fn set_all(&mut self, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        for (key, value) in kwargs.into_iter().flat_map(|k| k.iter()) {
+            self.set(&key.extract::<String>()?, &value)?;
         }
         Ok(())
     }
@@ -352,11 +350,7 @@ impl LocalizerOptions {
     #[pyo3(signature = (**kwargs))]
     fn new(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<LocalizerOptions> {
         let mut o = LocalizerOptions::default();
-        if let Some(kwargs) = kwargs {
-            for (key, value) in kwargs.iter() {
-                o.set(&key.extract::<String>()?, &value)?;
-            }
-        }
+        o.set_all(kwargs)?;
         Ok(o)
     }
 
@@ -394,11 +388,7 @@ impl Localizer {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Localizer> {
         let mut o = options.cloned().unwrap_or_default();
-        if let Some(kwargs) = kwargs {
-            for (key, value) in kwargs.iter() {
-                o.set(&key.extract::<String>()?, &value)?;
-            }
-        }
+        o.set_all(kwargs)?;
         let options = o.to_rust(py)?;
         let map = map.inner.clone();
         let inner = py.detach(|| glace::Localizer::new(&map, options)).map_err(|e| raise(py, e))?;

@@ -253,7 +253,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         o.augment = false;
     }
     o.precision = args.precision;
-    o.validate().map_err(|(field, message)| glace::Error::usage(flag(field), message))?;
+    o.validate().map_err(|(field, message)| glace::Error::usage(super::flag(field), message))?;
     let encoder: glace::LocalEncoderChoice =
         args.encoder.parse().map_err(|e: String| glace::Error::usage("--encoder", e))?;
     let log = args.log.clone().unwrap_or_else(|| args.map_file.with_extension("json"));
@@ -303,14 +303,4 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
         log.display()
     );
     Ok(())
-}
-
-/// The command-line option that sets a [`glace::MapOptions`] field (how library errors, which name
-/// fields, are said here).
-pub fn flag(field: &str) -> String {
-    match field {
-        "noise_std" => "--noise".into(),
-        "rotation_deg" => "--rotation".into(),
-        f => format!("--{}", f.replace('_', "-")),
-    }
 }

@@ -55,6 +55,16 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// The command-line option that sets a library field: `--` and the field with dashes, but for the
+/// two options the command line names apart from their [`glace::MapOptions`] fields.
+pub fn flag(field: &str) -> String {
+    match field {
+        "noise_std" => "--noise".into(),
+        "rotation_deg" => "--rotation".into(),
+        f => format!("--{}", f.replace('_', "-")),
+    }
+}
+
 /// A library error that names a field (`max_error`), said with the command line's option for it
 /// (`--max-error`); other errors as they are.
 pub fn as_flags(e: glace::Error) -> glace::Error {
@@ -62,7 +72,7 @@ pub fn as_flags(e: glace::Error) -> glace::Error {
         glace::Error::Usage { option, message }
             if !option.is_empty() && option.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
         {
-            glace::Error::Usage { option: format!("--{}", option.replace('_', "-")), message }
+            glace::Error::Usage { option: flag(&option), message }
         }
         other => other,
     }

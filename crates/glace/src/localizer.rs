@@ -126,6 +126,15 @@ pub enum Turns {
 }
 
 impl Turns {
+    /// `auto`, `upright` or `all`: what [`Turns::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Turns::Auto => "auto",
+            Turns::Upright => "upright",
+            Turns::All => "all",
+        }
+    }
+
     /// `auto`, `upright` or `all`.
     pub fn parse(s: &str) -> std::result::Result<Turns, String> {
         match s {

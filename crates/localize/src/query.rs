@@ -326,13 +326,9 @@ impl QueryPipeline {
             let t = Instant::now();
             let result = solve(&prediction, distortion, ransac);
             times.ransac_s += t.elapsed().as_secs_f64();
-            let traced = tracing::enabled!(tracing::Level::DEBUG);
-            let evidence = result
-                .as_ref()
-                .ok()
-                .filter(|_| traced)
-                .map(|r| Evidence::of(&prediction, &r.pose, distortion, ransac.threshold));
-            if let Some(e) = &evidence {
+            // Each turn's evidence, for the debug log only.
+            if let (true, Ok(r)) = (tracing::enabled!(tracing::Level::DEBUG), &result) {
+                let e = Evidence::of(&prediction, &r.pose, distortion, ransac.threshold);
                 tracing::debug!(
                     "turn {turns}: {} inliers, {:.1} % of the cells, spread {:.2}",
                     e.inliers,

@@ -90,6 +90,10 @@ pub struct Plan<'a> {
     pub spacing_deg: f64,
     /// Depth targets and points are triangulated (photo collections).
     pub triangulating: bool,
+    /// The shorter image side the map's points are detected at, when it is known before any
+    /// image is decoded (every frame's size from its header, or stated); else it is decided from
+    /// the decoded images.
+    pub points_height: Option<u32>,
 }
 
 impl<'a> Plan<'a> {
@@ -106,6 +110,7 @@ impl<'a> Plan<'a> {
         // height for all views, chosen by the same rule as their stage.
         let natives: Vec<u32> = frames.iter().filter_map(|f| f.image_size).map(|(w, h)| w.min(h)).collect();
         let points_height = opts.structure_height.unwrap_or_else(|| structure_height(&natives, opts.image_height));
+        let known = opts.structure_height.is_some() || natives.len() == frames.len();
         for f in frames {
             let Some((w, h)) = f.image_size else { continue };
             for height in [opts.image_height, points_height] {
@@ -144,7 +149,18 @@ impl<'a> Plan<'a> {
                 "mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns"
             );
         }
-        Ok(Plan { scene, split, opts, budget, matmul, poses, turns, spacing_deg, triangulating })
+        Ok(Plan {
+            scene,
+            split,
+            opts,
+            budget,
+            matmul,
+            poses,
+            turns,
+            spacing_deg,
+            triangulating,
+            points_height: known.then_some(points_height),
+        })
     }
 
     /// The training frames.
@@ -196,7 +212,8 @@ pub struct UprightViews {
     global_inputs: Vec<GlobalInput>,
     /// The views as the triangulation takes them.
     triangulation: Vec<TriangulationView>,
-    /// Their grey levels at the network's resolution (width, height): the points' patches.
+    /// Their grey levels at the network's resolution (width, height): the points' patches; empty
+    /// where the points are detected at a resolution of their own.
     grays: Vec<(Vec<u8>, usize, usize)>,
     /// The shorter side of each image as stored.
     native_heights: Vec<u32>,
@@ -232,7 +249,8 @@ pub fn encode_views(
             let colour = colour_layout(&p.rgb_hw3, p.width, p.height);
             out.global_inputs.push(GlobalInput { descriptors: enc.features.data, colour });
         }
-        if plan.triangulating {
+        // Grey levels only where the points are detected at the network's resolution.
+        if plan.triangulating && plan.points_height.is_none_or(|h| h == opts.image_height) {
             out.grays.push((p.gray_hw, p.width, p.height));
         }
         Ok(())
@@ -374,7 +392,7 @@ pub fn map_points(
         return Ok(None);
     }
     let opts = plan.opts;
-    let height = opts.structure_height.unwrap_or_else(|| structure_height(&views.native_heights, opts.image_height));
+    let height = plan.points_height.unwrap_or_else(|| structure_height(&views.native_heights, opts.image_height));
     let keypoints: Vec<KeypointView> = if height == opts.image_height {
         views
             .triangulation
@@ -551,7 +569,6 @@ pub fn assemble(
     times: StageSeconds,
 ) -> (GlaceMap, MapReport) {
     let opts = plan.opts;
-    let batch = train_config(plan, globals.dim).batch_size;
     let tail = &history[history.len().saturating_sub(100)..];
     let StageSeconds { encode_s, global_s, triangulate_s, buffer_s, train_s } = times;
     let report = MapReport {
@@ -567,7 +584,7 @@ pub fn assemble(
         buffer_bytes: buffer.bytes(),
         final_loss: tail.iter().map(|s| s.loss).sum::<f64>() / tail.len().max(1) as f64,
         final_valid: tail.iter().map(|s| s.valid).sum::<f64>() / tail.len().max(1) as f64,
-        samples_per_s: (history.len() * batch.min(buffer.len())) as f64 / train_s.max(1e-9),
+        samples_per_s: (history.len() * opts.batch_size.min(buffer.len())) as f64 / train_s.max(1e-9),
         precision: plan.matmul.name(),
         query_turns: plan.turns.clone(),
         view_spacing_deg: plan.spacing_deg,
