@@ -648,6 +648,12 @@ fn cases() -> Vec<Case> {
         ("bench real --scenes . --options {bad", "--options"),
         ("bench real --scenes . --options {\"iterations\":0}", "--options: iterations"),
         ("bench real --scenes . --baselines nowhere.json", "nowhere.json"),
+        ("bench query --scenes . --maps nowhere", "--maps"),
+        ("bench query --scenes nowhere --maps .", "nowhere"),
+        ("bench query --scenes . --maps . --threads 0", "--threads"),
+        ("bench encoders --image nowhere.png", "nowhere.png"),
+        ("bench ablation --variants e", "--variants"),
+        ("bench ablation --size 8x8 --rooms 1 --frames 1", "8x8"),
     ] {
         v.push(case(args, args, &[expect]));
     }

@@ -75,8 +75,7 @@ pub fn run(args: &AblationArgs) -> anyhow::Result<()> {
     // Every option checked before the rooms are rendered.
     glace_bench::ablation::base_options(&options)?
         .validate()
-        .map_err(|(field, message)| glace::Error::usage(super::map::flag(field), message))?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        .map_err(|(field, message)| glace::Error::usage(super::flag(field), message))?;
     let report = ablation(out, &options, &mut |step| println!("==> {step}"))?;
 
     println!("\nablation on {} rooms ({} train / {} test frames per room)", args.rooms, args.frames, args.test_frames);

@@ -6,7 +6,7 @@
 //! built-in descriptor.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glace::{GlobalChoice, Localizer, LocalizerOptions, MapOptions, Scene, SceneOptions, SplitKind};
 use glace_localize::metrics::{summarize, FrameError, Summary};
@@ -162,7 +162,9 @@ pub fn ablation(out: &Path, o: &AblationOptions, on_step: &mut dyn FnMut(&str)) 
     (cfg.width, cfg.height) = o.size;
     cfg.focal = 525.0 * cfg.width as f64 / 640.0;
     on_step(&format!("rendering {} rooms into {}", o.rooms, scene_dir.display()));
-    let synth = glace_synth::build(&cfg).map_err(|e| glace::Error::usage("rooms", e.to_string()))?;
+    // The rooms are checked (size, counts) before anything is written.
+    let synth = glace_synth::build(&cfg).map_err(|e| glace::Error::Input(format!("the rooms to render: {e}")))?;
+    std::fs::create_dir_all(out).map_err(|e| glace::Error::Write { path: out.to_path_buf(), source: e })?;
     synth.write(&scene_dir, true, 0, &|| {}).map_err(|e| glace::Error::Input(e.to_string()))?;
     let scene = Scene::open(&scene_dir, &SceneOptions { probe_images: false, ..Default::default() })?;
     let gt: BTreeMap<String, glace::CamToWorld> =
@@ -200,15 +202,4 @@ pub fn ablation(out: &Path, o: &AblationOptions, on_step: &mut dyn FnMut(&str)) 
         });
     }
     Ok(AblationReport { rooms: o.rooms, frames: o.frames, test_frames: o.test_frames, lr_max: o.lr_max, variants })
-}
-
-/// Where [`ablation`] writes its files under `out`.
-pub fn files(out: &Path, variants: &[Variant]) -> Vec<PathBuf> {
-    let mut v = vec![out.join("scene"), out.join("ablation.json")];
-    for k in variants {
-        v.push(out.join(format!("{}.glace", k.key())));
-        v.push(out.join(format!("{}.json", k.key())));
-        v.push(out.join(format!("poses_{}.txt", k.key())));
-    }
-    v
 }
