@@ -41,10 +41,35 @@ impl GrayImage<'_> {
             return None;
         }
         let (ax, ay) = ((gx - x0 as f64) as f32, (gy - y0 as f64) as f32);
+        Some(self.bilinear(x0, y0, ax, ay))
+    }
+
+    /// The grey level a fraction `(ax, ay)` of the way from pixel `(x0, y0)` to the next ones.
+    fn bilinear(&self, x0: usize, y0: usize, ax: f32, ay: f32) -> f32 {
         let at = |x: usize, y: usize| self.pixels[y * self.width + x] as f32;
         let top = at(x0, y0) * (1.0 - ax) + at(x0 + 1, y0) * ax;
         let bottom = at(x0, y0 + 1) * (1.0 - ax) + at(x0 + 1, y0 + 1) * ax;
-        Some(top * (1.0 - ay) + bottom * ay)
+        top * (1.0 - ay) + bottom * ay
+    }
+
+    /// [`GrayImage::sample`] at `(x, y)` and the central differences of the samples one pixel
+    /// either side along x and along y, from one lookup: the five samples share their bilinear
+    /// weights. `None` where any of the five is not inside the image.
+    pub fn sample_with_gradient(&self, x: f64, y: f64) -> Option<(f32, [f32; 2])> {
+        let (gx, gy) = (x - 0.5, y - 0.5);
+        if !(gx >= 1.0 && gy >= 1.0) {
+            return None;
+        }
+        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
+        if x0 + 2 >= self.width || y0 + 2 >= self.height || self.pixels.len() < self.width * self.height {
+            return None;
+        }
+        let (ax, ay) = ((gx - x0 as f64) as f32, (gy - y0 as f64) as f32);
+        let bilinear = |x: usize, y: usize| self.bilinear(x, y, ax, ay);
+        let value = bilinear(x0, y0);
+        let dx = (bilinear(x0 + 1, y0) - bilinear(x0 - 1, y0)) / 2.0;
+        let dy = (bilinear(x0, y0 + 1) - bilinear(x0, y0 - 1)) / 2.0;
+        Some((value, [dx, dy]))
     }
 }
 
@@ -105,12 +130,9 @@ pub fn align_patch(
     let mut grads = [(0f32, 0f32); PATCH_LEN];
     for step in 0..=cfg.iterations {
         for (k, o) in offsets.iter().enumerate() {
-            let (x, y) = (centre.x + o.x, centre.y + o.y);
-            values[k] = image.sample(x, y)?;
-            grads[k] = (
-                (image.sample(x + 1.0, y)? - image.sample(x - 1.0, y)?) / 2.0,
-                (image.sample(x, y + 1.0)? - image.sample(x, y - 1.0)?) / 2.0,
-            );
+            let (value, [dx, dy]) = image.sample_with_gradient(centre.x + o.x, centre.y + o.y)?;
+            values[k] = value;
+            grads[k] = (dx, dy);
         }
         let v = normalised(&values, 0.5)?;
         let sigma = std_dev(&values).max(1e-3);
@@ -231,6 +253,27 @@ mod tests {
                 texture(q.x, q.y).round().clamp(0.0, 255.0) as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn one_lookup_gives_the_five_samples() {
+        let plain = render(&Matrix2::identity(), Vector2::zeros());
+        let image = GrayImage { pixels: &plain, width: 64, height: 64 };
+        for &(x, y) in &[(1.5, 1.5), (10.25, 20.75), (62.49, 30.1), (33.0, 62.49), (7.9, 8.1)] {
+            let (v, [dx, dy]) = image.sample_with_gradient(x, y).unwrap();
+            let s = |x: f64, y: f64| image.sample(x, y).unwrap();
+            assert!((v - s(x, y)).abs() < 1e-4);
+            assert!((dx - (s(x + 1.0, y) - s(x - 1.0, y)) / 2.0).abs() < 1e-4, "{x} {y}");
+            assert!((dy - (s(x, y + 1.0) - s(x, y - 1.0)) / 2.0).abs() < 1e-4, "{x} {y}");
+        }
+        // Where one of the five leaves the image, none.
+        for &(x, y) in &[(1.49, 10.0), (10.0, 1.49), (62.51, 10.0), (10.0, 62.51), (f64::NAN, 3.0)] {
+            let five = [(x, y), (x + 1.0, y), (x - 1.0, y), (x, y + 1.0), (x, y - 1.0)];
+            assert_eq!(
+                image.sample_with_gradient(x, y).is_some(),
+                five.iter().all(|&(x, y)| image.sample(x, y).is_some())
+            );
+        }
     }
 
     #[test]

@@ -374,7 +374,7 @@ type Side<'a> = (Eye<'a>, &'a [Point2<f64>], &'a [f32]);
 /// The mutual nearest features of two views that triangulate: (index in a, index in b, depth
 /// in a, depth in b).
 fn matched_depths(a: Side, b: Side, dim: usize, cfg: &TriangulationConfig) -> Vec<(usize, usize, f64, f64)> {
-    crate::matching::mutual_nearest(a.2, b.2, dim, cfg.min_similarity, |_, _| true)
+    crate::matching::mutual_nearest_all(a.2, b.2, dim, cfg.min_similarity)
         .into_par_iter()
         .filter_map(|(ca, cb)| triangulate(a.0, a.1[ca], b.0, b.1[cb], cfg).map(|(da, db)| (ca, cb, da, db)))
         .collect()
