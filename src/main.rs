@@ -71,6 +71,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    glace::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match dispatch(cli.command) {

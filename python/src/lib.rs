@@ -714,6 +714,7 @@ fn convert(
 
 #[pymodule]
 fn _glace(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    glace::keep_freed_memory();
     m.add_class::<Map>()?;
     m.add_class::<Localizer>()?;
     m.add_class::<LocalizerOptions>()?;

@@ -63,6 +63,7 @@ pub use glace_localize::posefile::{read_pose_file, write_pose_file, PoseRecord};
 pub use glace_nn::bf16::Bf16Kernel;
 pub use glace_nn::linalg::{Matmul, Precision};
 pub use glace_nn::map::{EncoderIdentity, GlobalSource, MapInfo};
+pub use glace_nn::memory::keep_freed_memory;
 pub use image::RgbImage;
 /// The linear algebra of poses ([`CamToWorld`] wraps an `nalgebra::Isometry3<f64>`).
 pub use nalgebra;

@@ -15,6 +15,7 @@ pub mod head;
 pub mod kmeans;
 pub mod linalg;
 pub mod map;
+pub mod memory;
 pub mod r2former;
 pub mod tensor;
 pub mod xfeat;
