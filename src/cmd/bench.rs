@@ -16,6 +16,31 @@ pub enum BenchWhat {
     /// defaults; mapping time, accuracy, fit of training and test frames, next to the SIFT +
     /// COLMAP baseline of baselines.json. Long (minutes per scene).
     Real(super::real::BenchRealArgs),
+    /// Time to accuracy: each scene's accuracy (with the refinement and without) after each number
+    /// of iterations and buffer size; the stages before training run once per scene. Long.
+    Budget {
+        /// Folder of scenes in the ACE layout [default: ../shared/data or $GLACE_SHARED/data].
+        #[arg(long)]
+        scenes: Option<std::path::PathBuf>,
+        /// Only these scenes (comma-separated folder names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Mapping preset.
+        #[arg(long, default_value = "cpu")]
+        preset: String,
+        /// Changes to the preset as a JSON object named like the map log's options.
+        #[arg(long, default_value = "{}")]
+        options: String,
+        /// Iteration counts to train for.
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
+        iterations: Vec<usize>,
+        /// Buffer sizes, in augmented visits of every training frame.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        visits: Vec<usize>,
+        /// Print the rows as one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Queries against kept maps (`bench real --keep DIR` writes them): each scene's test frames
     /// localized with the defaults on each thread count; per-stage medians and the accuracy of
     /// the same run.
@@ -116,6 +141,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Query { maps, scenes, threads, json } => bench_query(maps, scenes.as_deref(), threads, *json),
         BenchWhat::Serve(a) => super::serve::bench(a),
         BenchWhat::Real(a) => super::real::run(a),
+        BenchWhat::Budget { scenes, only, preset, options, iterations, visits, json } => {
+            let grid = glace_bench::budget::BudgetGrid { iterations: iterations.clone(), visits: visits.clone() };
+            bench_budget(scenes.as_deref(), only, preset, options, &grid, *json)
+        }
         BenchWhat::Ablation(a) => super::ablation::run(a),
         BenchWhat::R2former { depth, images, json } => bench_r2former(*depth, *images, *json),
         BenchWhat::Ransac { fixture, runs, json } => bench_ransac(fixture, *runs, *json),
@@ -340,6 +369,55 @@ fn bench_encoders(
             "  {:<28} {:<20} {:>9.1} {}, {:.2}x fp32, cosine to fp32 min {:.5} mean {:.6}",
             r.what, r.precision, r.rate, r.unit, r.speedup_vs_fp32, r.min_cosine_vs_fp32, r.mean_cosine_vs_fp32
         );
+    }
+    Ok(())
+}
+
+fn bench_budget(
+    scenes: Option<&std::path::Path>,
+    only: &[String],
+    preset: &str,
+    options: &str,
+    grid: &glace_bench::budget::BudgetGrid,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (_, dirs) = super::real::select_scenes(scenes, only)?;
+    let options = super::real::parse_options(preset, options)?;
+    let mut rows = Vec::new();
+    for dir in &dirs {
+        eprintln!("{}: stages before training…", dir.display());
+        rows.extend(glace_bench::budget::time_to_accuracy(dir, &options, grid, &mut |r| {
+            let acc = |a: &glace_bench::budget::Accuracy| {
+                format!(
+                    "{:.3}° / {:.2} cm, 5cm/5° {:5.1} %, failed {}",
+                    a.median_rot_deg,
+                    100.0 * a.median_trans,
+                    a.pct_5cm_5deg,
+                    a.failed
+                )
+            };
+            let line = format!(
+                "{:<24} {:>2} visits {:>6} buf {:>5} it ({:>6} samples/frame) map {:>5.1} s (train {:>5.1}) | fit {:>5.1} px | refined {} | unrefined {}",
+                r.scene,
+                r.visits,
+                r.buffer_size,
+                r.iterations,
+                r.samples_per_frame,
+                r.mapping_s,
+                r.train_s,
+                r.test_fit_px,
+                if r.points { acc(&r.refined) } else { "(no points)".into() },
+                acc(&r.unrefined)
+            );
+            if json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        })?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(())
 }

@@ -37,35 +37,47 @@ pub struct BenchRealArgs {
     pub json: bool,
 }
 
-/// Runs `glace bench real`.
-pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
-    let root = match &args.scenes {
-        Some(d) => d.clone(),
+/// The scenes in the ACE layout under `--scenes` (default ../shared/data), `--only` those named;
+/// the folder and the scenes.
+pub fn select_scenes(scenes: Option<&std::path::Path>, only: &[String]) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let root = match scenes {
+        Some(d) => d.to_path_buf(),
         None => glace_data::testing::shared_dir()
             .map(|d| d.join("data"))
             .filter(|p| p.is_dir())
             .ok_or_else(|| glace::Error::usage("--scenes", "../shared/data is not here: name a folder of scenes"))?,
     };
-    let changes: serde_json::Value =
-        serde_json::from_str(&args.options).map_err(|e| glace::Error::usage("--options", e.to_string()))?;
-    // The JSON names fields; the option that carried them is --options.
-    let options = glace::options_from_json(&args.preset, &changes).map_err(|e| match e {
-        glace::Error::Usage { option, message } => glace::Error::usage("--options", format!("{option}: {message}")),
-        other => other,
-    })?;
     let mut scenes =
         ace_scenes(&root).map_err(|e| glace::Error::usage("--scenes", format!("{}: {e}", root.display())))?;
-    if !args.only.is_empty() {
-        for name in &args.only {
+    if !only.is_empty() {
+        for name in only {
             if !scenes.iter().any(|p| p.file_name().is_some_and(|n| n == name.as_str())) {
                 anyhow::bail!(glace::Error::usage("--only", format!("{name}: no such scene under {}", root.display())));
             }
         }
-        scenes.retain(|p| args.only.iter().any(|n| p.file_name().is_some_and(|f| f == n.as_str())));
+        scenes.retain(|p| only.iter().any(|n| p.file_name().is_some_and(|f| f == n.as_str())));
     }
     if scenes.is_empty() {
         anyhow::bail!(glace::Error::usage("--scenes", format!("{}: no scene in the ACE layout", root.display())));
     }
+    Ok((root, scenes))
+}
+
+/// `--preset` with the `--options` JSON's changes.
+pub fn parse_options(preset: &str, options: &str) -> anyhow::Result<glace::MapOptions> {
+    let changes: serde_json::Value =
+        serde_json::from_str(options).map_err(|e| glace::Error::usage("--options", e.to_string()))?;
+    // The JSON names fields; the option that carried them is --options.
+    Ok(glace::options_from_json(preset, &changes).map_err(|e| match e {
+        glace::Error::Usage { option, message } => glace::Error::usage("--options", format!("{option}: {message}")),
+        other => other,
+    })?)
+}
+
+/// Runs `glace bench real`.
+pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
+    let (root, scenes) = select_scenes(args.scenes.as_deref(), &args.only)?;
+    let options = parse_options(&args.preset, &args.options)?;
     let baselines_path = args.baselines.clone().or_else(|| Some(root.join("baselines.json")).filter(|p| p.is_file()));
     let baselines_json: serde_json::Value = match &baselines_path {
         Some(p) => {

@@ -5,6 +5,7 @@
 //!
 //! - [`real`]: posed real captures mapped and localized with the defaults, next to a SIFT + COLMAP
 //!   localizer on the same splits;
+//! - [`budget`]: time to accuracy, the head trained for each budget on one scene's shared stages;
 //! - [`ablation`]: the paper's ablation on synthetic integrated rooms, variants as [`glace::MapOptions`];
 //! - [`kernels`]: the head's training step, the encoders and the head's forward, R2Former, each
 //!   against the GEMM peak of the same run;
@@ -15,6 +16,7 @@
 //! The HTTP service's load and fault test lives with the service (`glace_serve::bench`).
 
 pub mod ablation;
+pub mod budget;
 pub mod kernels;
 pub mod machine;
 pub mod query;

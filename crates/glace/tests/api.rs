@@ -252,3 +252,33 @@ fn a_stated_budget_turns_the_scene_budget_off() {
     let o = glace::options_from_json("cpu", &serde_json::json!({"iterations": 700, "scene_budget": true})).unwrap();
     assert!(o.scene_budget, "asked for explicitly: the stated iterations become the bound");
 }
+
+#[test]
+fn the_map_records_the_rule_that_sized_its_budget_and_a_stated_budget_is_kept() {
+    if !xfeat_available("the_map_records_the_rule_that_sized_its_budget_and_a_stated_budget_is_kept") {
+        return;
+    }
+    let (train, _) = room(6, 0);
+    // Sized by the scene (bounded by the options' iterations and buffer, as the preset's are).
+    let mapped = map_frames(train.clone(), &small_options(), &LocalEncoderChoice::XFeat, &mut Silent).unwrap();
+    let budget = mapped.report.budget;
+    let rule = budget.rule.expect("a scene-sized budget names its rule");
+    assert_eq!(budget.buffer_size, (6 * rule.visits_per_frame * 512).min(20_000));
+    assert_eq!(budget.iterations, (6 * rule.samples_per_frame).max(rule.min_samples).div_ceil(1024).min(150));
+    let logged = mapped.map.description().training.budget.clone().expect("the log holds the budget");
+    assert_eq!((logged.buffer_size, logged.iterations), (budget.buffer_size, budget.iterations));
+    assert_eq!(logged.rule.as_deref(), Some(rule.describe().as_str()));
+    // Stated: used as given, no rule.
+    let stated = glace::options_from_json(
+        "cpu",
+        &serde_json::json!({"iterations": 7, "buffer_size": 3000, "head_channels": 64}),
+    )
+    .unwrap();
+    let mapped = map_frames(train, &stated, &LocalEncoderChoice::XFeat, &mut Silent).unwrap();
+    assert_eq!(
+        (mapped.report.budget.iterations, mapped.report.budget.buffer_size, mapped.report.budget.rule),
+        (7, 3000, None)
+    );
+    let logged = mapped.map.description().training.budget.clone().unwrap();
+    assert_eq!((logged.iterations, logged.buffer_size, logged.rule), (7, 3000, None));
+}

@@ -75,6 +75,22 @@ impl Buffer {
         let v = &self.views[self.view[i] as usize];
         SampleGeometry { w2c: v.w2c, k: v.k, px: self.pixels[i], depth: self.depth.get(i).copied().unwrap_or(f32::NAN) }
     }
+    /// Its first `n` samples (all when it holds fewer): the buffer a fill of size `n` with the
+    /// same generator would have made, as fills draw the frames' visits in order.
+    pub fn prefix(&self, n: usize) -> Buffer {
+        let n = n.min(self.len());
+        let views = self.view[..n].iter().map(|&v| v as usize + 1).max().unwrap_or(0);
+        Buffer {
+            dim: self.dim,
+            features: self.features[..n * self.dim].to_vec(),
+            pixels: self.pixels[..n].to_vec(),
+            view: self.view[..n].to_vec(),
+            image: self.image[..n].to_vec(),
+            depth: self.depth[..n.min(self.depth.len())].to_vec(),
+            views: self.views[..views].to_vec(),
+            passes: self.passes,
+        }
+    }
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.features.len() * 2 + self.len() * (8 + 4 + 4) + self.depth.len() * 4 + self.views.len() * 64

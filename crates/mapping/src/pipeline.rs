@@ -187,7 +187,57 @@ pub struct Budget {
     pub buffer_size: usize,
     /// Training iterations.
     pub iterations: usize,
+    /// The rule that sized them (`None`: the options' values as given).
+    pub rule: Option<BudgetRule>,
 }
+
+/// How a scene-sized budget grows with the scene's training frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BudgetRule {
+    /// Which captures it is for.
+    pub name: &'static str,
+    /// Augmented visits of each training frame in the buffer.
+    pub visits_per_frame: usize,
+    /// Samples trained per training frame (in batches of `batch_size`).
+    pub samples_per_frame: usize,
+    /// The fewest samples trained, whatever the scene's size.
+    pub min_samples: usize,
+}
+
+impl BudgetRule {
+    /// Its words, for logs: `"points: 2 visits, 8 × 1024 samples per frame, at least 500 × 1024"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} buffer visits and {} × 1024 samples per frame, at least {} × 1024 samples",
+            self.name,
+            self.visits_per_frame,
+            self.samples_per_frame / 1024,
+            self.min_samples / 1024
+        )
+    }
+}
+
+/// Maps whose queries rest on the scene coordinates alone (no points: video-like captures).
+/// From the time-to-accuracy curves of TUM fr2/desk (docs/experiments.md: two buffer visits
+/// do as well as four; 500 iterations lose 13–28 % in rotation, 1000 nothing) and the 600-frame
+/// desk demo (100 % within 5 cm / 5° at 34 k samples per frame, the preset's bound).
+pub const COORDINATES_BUDGET: BudgetRule = BudgetRule {
+    name: "scene coordinates alone",
+    visits_per_frame: 2,
+    samples_per_frame: 40 * 1024,
+    min_samples: 600 * 1024,
+};
+
+/// Maps with points: the refinement against them does the fine work, the scene coordinates need
+/// only bring a query within its first window. From the time-to-accuracy curves of the shared
+/// photo collections (docs/experiments.md): their refined accuracy is flat from 250–500
+/// iterations on; this keeps a margin above that.
+pub const REFINED_BUDGET: BudgetRule = BudgetRule {
+    name: "refined against the map's points",
+    visits_per_frame: 2,
+    samples_per_frame: 8 * 1024,
+    min_samples: 500 * 1024,
+};
 
 /// Largest `--depth-weight`: beyond it the depth pull drowns the reprojection term.
 pub const MAX_DEPTH_WEIGHT: f64 = 100.0;
@@ -230,41 +280,37 @@ impl MapOptions {
     }
 }
 
-/// Augmented visits of each training image that fill a scene-sized buffer.
-pub const BUFFER_VISITS_PER_FRAME: usize = 4;
-/// Samples trained per training frame under a scene-sized budget (in batches of
-/// `batch_size`, so iterations = frames × this ÷ batch size).
-pub const SAMPLES_PER_FRAME: usize = 48 * 1024;
-/// The fewest samples a scene-sized budget trains, whatever the scene's size.
-pub const MIN_SAMPLES: usize = 1000 * 1024;
-
 impl MapOptions {
-    /// The budget for a scene of `frames` training frames. With `scene_budget` on, the buffer
-    /// holds [`BUFFER_VISITS_PER_FRAME`] visits of every frame and training runs
-    /// [`SAMPLES_PER_FRAME`] samples per frame (at least [`MIN_SAMPLES`]), each bounded by the
-    /// options' `buffer_size` and `iterations`: the fixed budget made small scenes train (and
-    /// revisit each image hundreds of times to fill the buffer) as long as 600-frame ones, for
-    /// no accuracy (docs/experiments.md). Off, the options' values as given.
+    /// The budget for a scene of `frames` training frames whose map carries points (`points`)
+    /// or not. With `scene_budget` on, `rule` ([`REFINED_BUDGET`] with points, else
+    /// [`COORDINATES_BUDGET`]) sizes the buffer in visits of every frame and the training in
+    /// samples per frame, each bounded by the options' `buffer_size` and `iterations`: the fixed
+    /// budget made small scenes train (and revisit each image hundreds of times to fill the
+    /// buffer) as long as 600-frame ones, for no accuracy (docs/experiments.md). Off, the
+    /// options' values as given.
     ///
     /// ```
     /// let o = glace_mapping::pipeline::MapOptions::preset("cpu").unwrap();
-    /// let small = o.budget_for(15);
-    /// assert_eq!(small.buffer_size, 15 * 4 * 1024);
+    /// let small = o.budget_for(15, false);
+    /// assert_eq!(small.buffer_size, 15 * 2 * 1024);
     /// assert!(small.iterations < o.iterations);
-    /// assert_eq!(o.budget_for(100_000).iterations, o.iterations);
+    /// assert!(o.budget_for(15, true).iterations < small.iterations);
+    /// assert_eq!(o.budget_for(100_000, false).iterations, o.iterations);
     /// ```
-    pub fn budget_for(&self, frames: usize) -> Budget {
+    pub fn budget_for(&self, frames: usize, points: bool) -> Budget {
         if !self.scene_budget {
-            return Budget { buffer_size: self.buffer_size, iterations: self.iterations };
+            return Budget { buffer_size: self.buffer_size, iterations: self.iterations, rule: None };
         }
+        let rule = if points { REFINED_BUDGET } else { COORDINATES_BUDGET };
         let batch = self.batch_size.max(1);
-        let samples = frames.saturating_mul(SAMPLES_PER_FRAME).max(MIN_SAMPLES);
+        let samples = frames.saturating_mul(rule.samples_per_frame).max(rule.min_samples);
         Budget {
             buffer_size: frames
-                .saturating_mul(BUFFER_VISITS_PER_FRAME)
+                .saturating_mul(rule.visits_per_frame)
                 .saturating_mul(self.samples_per_image)
                 .clamp(1, self.buffer_size),
             iterations: samples.div_ceil(batch).clamp(1, self.iterations),
+            rule: Some(rule),
         }
     }
 
@@ -554,21 +600,39 @@ mod tests {
     fn scene_budget_grows_with_frames_within_the_presets_bounds() {
         let o = MapOptions::preset("cpu").unwrap();
         assert!(o.scene_budget);
-        let sizes = [1, 12, 15, 95, 300, 600, 5000];
-        let budgets: Vec<Budget> = sizes.iter().map(|&n| o.budget_for(n)).collect();
-        for (w, n) in budgets.windows(2).zip(sizes.windows(2)) {
-            assert!(w[0].iterations <= w[1].iterations && w[0].buffer_size <= w[1].buffer_size, "{n:?}: {w:?}");
+        let sizes = [1, 12, 15, 80, 95, 300, 600, 5000];
+        for (points, rule) in [(false, COORDINATES_BUDGET), (true, REFINED_BUDGET)] {
+            let budgets: Vec<Budget> = sizes.iter().map(|&n| o.budget_for(n, points)).collect();
+            for (w, n) in budgets.windows(2).zip(sizes.windows(2)) {
+                assert!(w[0].iterations <= w[1].iterations && w[0].buffer_size <= w[1].buffer_size, "{n:?}: {w:?}");
+            }
+            assert!(budgets.iter().all(|b| b.rule == Some(rule)));
+            // Few frames: the floor; each frame visited as often as the rule says.
+            assert_eq!(budgets[0].iterations, rule.min_samples / o.batch_size);
+            assert_eq!(budgets[2].buffer_size, 15 * rule.visits_per_frame * o.samples_per_image);
+            assert_eq!(
+                budgets[4].iterations,
+                (95 * rule.samples_per_frame).div_ceil(o.batch_size).max(budgets[0].iterations)
+            );
+            // Large scenes: the preset's bounds, never more.
+            assert_eq!(budgets[7].buffer_size, o.buffer_size);
+            assert!(budgets[7].iterations <= o.iterations);
+            // Twice the batch, half the iterations for the same samples.
+            let wide = MapOptions { batch_size: 2 * o.batch_size, ..o.clone() };
+            assert_eq!(wide.budget_for(95, points).iterations, budgets[4].iterations.div_ceil(2));
         }
-        // Few frames: the floor; each frame visited BUFFER_VISITS_PER_FRAME times.
-        assert_eq!(budgets[0].iterations, MIN_SAMPLES / o.batch_size);
-        assert_eq!(budgets[2].buffer_size, 15 * BUFFER_VISITS_PER_FRAME * o.samples_per_image);
-        assert_eq!(budgets[3].iterations, (95 * SAMPLES_PER_FRAME).div_ceil(o.batch_size));
-        // Large scenes: the preset's budget, never more; the 600-frame desk demo keeps it.
-        assert_eq!(budgets[6], Budget { buffer_size: o.buffer_size, iterations: o.iterations });
-        assert_eq!(budgets[5], Budget { buffer_size: 1_000_000, iterations: 20_000 });
-        // Twice the batch, half the iterations for the same samples.
-        let wide = MapOptions { batch_size: 2 * o.batch_size, ..o.clone() };
-        assert_eq!(wide.budget_for(95).iterations, budgets[3].iterations.div_ceil(2));
+        // The 600-frame desk demo (no points) keeps the preset's budget.
+        assert_eq!(
+            o.budget_for(600, false),
+            Budget { buffer_size: 1_000_000, iterations: 20_000, rule: Some(COORDINATES_BUDGET) }
+        );
+        // The shared photo collections: 12, 80 and 95 frames.
+        assert_eq!(o.budget_for(12, true).iterations, 500);
+        assert_eq!(o.budget_for(80, true).iterations, 640);
+        assert_eq!(
+            o.budget_for(95, true),
+            Budget { buffer_size: 95 * 2 * 1024, iterations: 760, rule: Some(REFINED_BUDGET) }
+        );
     }
 
     fn ring(rolls_deg: &[f64], step_deg: f64) -> Vec<glace_geometry::CamToWorld> {
@@ -629,11 +693,14 @@ mod tests {
     fn a_fixed_budget_is_used_as_given() {
         let mut o = MapOptions::preset("cpu").unwrap();
         (o.iterations, o.buffer_size, o.scene_budget) = (123, 4567, false);
-        assert_eq!(o.budget_for(15), Budget { buffer_size: 4567, iterations: 123 });
+        assert_eq!(o.budget_for(15, true), Budget { buffer_size: 4567, iterations: 123, rule: None });
         for name in ["7scenes", "12scenes", "cambridge", "rooms", "aachen"] {
             let r = MapOptions::preset(name).unwrap();
             assert!(!r.scene_budget, "{name}: the reference presets keep the reference's budget");
-            assert_eq!(r.budget_for(15), Budget { buffer_size: r.buffer_size, iterations: r.iterations });
+            assert_eq!(
+                r.budget_for(15, false),
+                Budget { buffer_size: r.buffer_size, iterations: r.iterations, rule: None }
+            );
         }
     }
 

@@ -47,7 +47,7 @@ pub fn map_scene(
     progress: &mut dyn Progress,
 ) -> Result<(GlaceMap, MapReport), MapError> {
     let split = scene.split(SplitKind::Train)?;
-    let plan = Plan::new(scene, split, opts)?;
+    let mut plan = Plan::new(scene, split, opts)?;
     let mut rng = Rng::new(opts.seed);
     let t = Instant::now();
     let mut views = encode_views(&plan, encoder, progress)?;
@@ -59,6 +59,7 @@ pub fn map_scene(
     let targets = triangulated_depths(&plan, &views, progress)?;
     let structure = map_points(&plan, encoder, views, progress)?;
     let triangulate_s = t.elapsed().as_secs_f64();
+    plan.size_budget(structure.is_some());
     let centres = decoder_centres(&plan);
     let t = Instant::now();
     let buffer = fill_buffer(&plan, encoder, &targets, &mut rng, progress)?;
@@ -118,15 +119,6 @@ impl<'a> Plan<'a> {
                     .map_err(|m| MapError::Invalid(format!("{}: {m}", f.rgb_path.display())))?;
             }
         }
-        let budget = opts.budget_for(frames.len());
-        if opts.scene_budget {
-            tracing::info!(
-                "budget for {} training frames: {} buffer entries, {} iterations",
-                frames.len(),
-                budget.buffer_size,
-                budget.iterations
-            );
-        }
         let matmul = opts.precision.resolve().map_err(|m| MapError::Invalid(format!("precision: {m}")))?;
         tracing::info!("precision of the networks' products: {}", matmul.name());
         let poses: Vec<CamToWorld> = frames.iter().map(|f| f.cam_to_world).collect();
@@ -149,6 +141,10 @@ impl<'a> Plan<'a> {
                 "mapping views are rolled against their neighbours: queries will be tried in 4 quarter turns"
             );
         }
+        // Sized for a map with points where they are triangulated; [`Plan::size_budget`] again
+        // should none come of it.
+        let budget = opts.budget_for(frames.len(), triangulating);
+        log_budget(opts, frames.len(), &budget);
         Ok(Plan {
             scene,
             split,
@@ -163,6 +159,16 @@ impl<'a> Plan<'a> {
         })
     }
 
+    /// Sizes the budget again for a map with points (`points`) or without, once it is known
+    /// which it is (before the buffer is filled).
+    pub fn size_budget(&mut self, points: bool) {
+        let budget = self.opts.budget_for(self.frames().len(), points);
+        if budget != self.budget {
+            log_budget(self.opts, self.frames().len(), &budget);
+        }
+        self.budget = budget;
+    }
+
     /// The training frames.
     pub fn frames(&self) -> &'a [Frame] {
         &self.split.frames
@@ -175,6 +181,17 @@ impl<'a> Plan<'a> {
 
     fn distortion(&self) -> Option<Distortion> {
         self.scene.distortion
+    }
+}
+
+fn log_budget(opts: &MapOptions, frames: usize, budget: &Budget) {
+    if let (true, Some(rule)) = (opts.scene_budget, budget.rule) {
+        tracing::info!(
+            "budget for {frames} training frames ({}): {} buffer entries, {} iterations",
+            rule.describe(),
+            budget.buffer_size,
+            budget.iterations
+        );
     }
 }
 
@@ -281,6 +298,7 @@ fn triangulation_view(
 
 /// One global descriptor per rgb file of the split (skipped frames keep zero rows), their width,
 /// and the built-in encoder when it was fitted.
+#[derive(Clone)]
 pub struct Globals {
     /// Rows by rgb file.
     pub table: Vec<Vec<f32>>,
@@ -545,13 +563,18 @@ fn train_config(plan: &Plan, global_dim: usize) -> TrainConfig {
 }
 
 /// Seconds per stage.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct StageSeconds {
-    encode_s: f64,
-    global_s: f64,
-    triangulate_s: f64,
-    buffer_s: f64,
-    train_s: f64,
+    /// [`encode_views`].
+    pub encode_s: f64,
+    /// [`global_descriptors`].
+    pub global_s: f64,
+    /// [`triangulated_depths`] and [`map_points`].
+    pub triangulate_s: f64,
+    /// [`fill_buffer`].
+    pub buffer_s: f64,
+    /// [`train_head`].
+    pub train_s: f64,
 }
 
 /// The map (head, built-in global encoder, structure, description) and its report.
@@ -620,7 +643,11 @@ pub fn assemble(
             scene: Some(plan.scene.root.display().to_string()),
             frames: Some(plan.frames().len()),
             options: Some(options),
-            budget: Some(TrainedBudget { buffer_size: plan.budget.buffer_size, iterations: plan.budget.iterations }),
+            budget: Some(TrainedBudget {
+                buffer_size: plan.budget.buffer_size,
+                iterations: plan.budget.iterations,
+                rule: plan.budget.rule.map(|r| r.describe()),
+            }),
             precision: Some(plan.matmul.name()),
             query_turns: Some(plan.turns.clone()),
             final_loss: Some(report.final_loss),

@@ -102,12 +102,16 @@ pub struct TrainedOptions {
 }
 
 /// The budget a map was trained with.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainedBudget {
     /// Buffer entries.
     pub buffer_size: usize,
     /// Training iterations.
     pub iterations: usize,
+    /// The rule that sized them from the scene (`None`: stated, or a map from before rules were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl MapInfo {
