@@ -381,6 +381,11 @@ fn bench_budget(
     grid: &glace_bench::budget::BudgetGrid,
     json: bool,
 ) -> anyhow::Result<()> {
+    for (flag, counts) in [("--iterations", &grid.iterations), ("--visits", &grid.visits)] {
+        if counts.is_empty() || counts.contains(&0) {
+            anyhow::bail!(glace::Error::usage(flag, "expected one or more counts, each at least 1"));
+        }
+    }
     let (_, dirs) = super::real::select_scenes(scenes, only)?;
     let options = super::real::parse_options(preset, options)?;
     let mut rows = Vec::new();
