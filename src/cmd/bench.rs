@@ -172,18 +172,10 @@ fn bench_query(
     threads: &[usize],
     json: bool,
 ) -> anyhow::Result<()> {
-    let root = match scenes {
-        Some(d) => d.to_path_buf(),
-        None => glace_data::testing::shared_dir()
-            .map(|d| d.join("data"))
-            .filter(|p| p.is_dir())
-            .ok_or_else(|| glace::Error::usage("--scenes", "../shared/data is not here: name a folder of scenes"))?,
-    };
     if threads.iter().any(|&t| t == 0 || t > 256) {
         anyhow::bail!(glace::Error::usage("--threads", format!("{threads:?}: expected 1 to 256 each")));
     }
-    let scenes = glace_bench::real::ace_scenes(&root)
-        .map_err(|e| glace::Error::usage("--scenes", format!("{}: {e}", root.display())))?;
+    let (root, scenes) = super::real::select_scenes(scenes, &[])?;
     let with_maps: Vec<_> = scenes
         .iter()
         .filter_map(|d| Some((d, maps.join(format!("{}.glace", d.file_name()?.to_string_lossy())))))

@@ -121,12 +121,11 @@ pub fn time_to_accuracy(
     if grid.visits.is_empty() || grid.visits.contains(&0) {
         return Err(usage("visits", "expected one or more counts, each at least 1"));
     }
-    options.validate().map_err(|(field, m)| glace::Error::usage(field, m))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let scene = Scene::open(dir, &SceneOptions::default())?;
     let split = scene.split(SplitKind::Train)?;
-    let encoder = glace::LocalEncoderChoice::XFeat.load()?;
     let mut plan = Plan::new(&scene, split, options)?;
+    let encoder = glace::LocalEncoderChoice::XFeat.load()?;
     let frames = plan.frames().len();
     let per_visit = frames * options.samples_per_image;
     let most = grid.visits.iter().copied().max().unwrap_or(1);

@@ -144,7 +144,7 @@ impl<'a> Plan<'a> {
         // Sized for a map with points where they are triangulated; [`Plan::size_budget`] again
         // should none come of it.
         let budget = opts.budget_for(frames.len(), triangulating);
-        log_budget(opts, frames.len(), &budget);
+        log_budget(frames.len(), &budget);
         Ok(Plan {
             scene,
             split,
@@ -164,7 +164,7 @@ impl<'a> Plan<'a> {
     pub fn size_budget(&mut self, points: bool) {
         let budget = self.opts.budget_for(self.frames().len(), points);
         if budget != self.budget {
-            log_budget(self.opts, self.frames().len(), &budget);
+            log_budget(self.frames().len(), &budget);
         }
         self.budget = budget;
     }
@@ -184,8 +184,8 @@ impl<'a> Plan<'a> {
     }
 }
 
-fn log_budget(opts: &MapOptions, frames: usize, budget: &Budget) {
-    if let (true, Some(rule)) = (opts.scene_budget, budget.rule) {
+fn log_budget(frames: usize, budget: &Budget) {
+    if let Some(rule) = budget.rule {
         tracing::info!(
             "budget for {frames} training frames ({}): {} buffer entries, {} iterations",
             rule.describe(),

@@ -43,6 +43,7 @@ where
 /// turns into vector instructions (rows' maxima in lanes, columns' as element-wise maxima).
 pub fn mutual_nearest_all(a: &[f32], b: &[f32], dim: usize, min_similarity: f32) -> Vec<(usize, usize)> {
     const LANES: usize = 16;
+    assert!(a.len() / dim.max(1) < u32::MAX as usize, "mutual_nearest_all: rows are numbered in u32");
     by_blocks(a, b, dim, min_similarity, |sim, first, nb| {
         let rows = sim.len() / nb;
         let mut row_best = Vec::with_capacity(rows);
@@ -86,7 +87,6 @@ where
     if nb == 0 || a.is_empty() {
         return Vec::new();
     }
-    assert!(nb <= u32::MAX as usize && a.len() / dim.max(1) <= u32::MAX as usize, "mutual_nearest: counts");
     // Rows per block: a block's similarities stay within a few MB (in cache while scanned).
     let block = ((1 << 20) / nb).clamp(16, 512);
     let blocks: Vec<(Best, Best)> = a
