@@ -83,6 +83,7 @@ fn structure_map_bytes(height: u32) -> Vec<u8> {
         image_height: Some(height),
         patches_n: Vec::new(),
         pixel_axes_v23: Vec::new(),
+        view_globals_vg: Vec::new(),
     });
     glace_formats::map_file::to_bytes(&map).unwrap()
 }

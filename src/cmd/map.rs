@@ -130,8 +130,9 @@ pub struct MapArgs {
     /// Weight of depth targets triangulated across the mapping views (matched cells of
     /// neighbouring views), used for photo collections (mapping views a median 3° or more from
     /// their nearest neighbour): a relative depth error r costs what weight·focal·r pixels of
-    /// reprojection error would; 0 turns them off, and with them the triangulated points the
-    /// map keeps to refine poses by matching [cpu preset: 1; reference: none]
+    /// reprojection error would; 0 turns them off, and with them the triangulated points every
+    /// map keeps (video-like captures' too) to refine poses by matching [cpu preset: 1;
+    /// reference: none]
     #[arg(long)]
     pub depth_weight: Option<f64>,
     /// Starting τ in pixels of the dynamic-tanh loss schedule τ = soft_clamp·√(1 − t²) + 1

@@ -2,10 +2,10 @@
 //! the position-decoder centres and softplus β in fp32 (the reference rounds them to fp16, a
 //! known error source at city scale), the built-in global encoder's codebook and projection,
 //! and a JSON description (format version, architecture, encoder identities with weight sha256,
-//! training metadata), and for photo collections the points triangulated across the mapping
-//! views (`structure.*`: fp32 points, fp16 unit features, view index, support and keypoint
-//! score per point, fp32 view centres, and where kept a u8 grey patch per point with fp32 pixel
-//! axes per view; readers that predate them ignore them). A sha256 over
+//! training metadata), and the points triangulated across the mapping views (`structure.*`:
+//! fp32 points, fp16 unit features, view index, support and keypoint score per point, fp32 view
+//! centres, where kept a u8 grey patch per point with fp32 pixel axes per view, and fp16 global
+//! descriptors per view; readers that predate them ignore them). A sha256 over
 //! all tensors is stored and verified on load.
 
 use std::collections::HashMap;
@@ -139,6 +139,16 @@ fn tensors(map: &GlaceMap) -> Vec<(String, Owned)> {
             "structure.centres".into(),
             Owned { dtype: Dtype::F32, shape: vec![st.views(), 3], bytes: f32_bytes(st.centres_v3.as_flattened()) },
         ));
+        if st.global_dim() > 0 {
+            t.push((
+                "structure.view_globals".into(),
+                Owned {
+                    dtype: Dtype::F16,
+                    shape: vec![st.views(), st.global_dim()],
+                    bytes: f16_bytes(&st.view_globals_vg),
+                },
+            ));
+        }
         if st.has_patches() {
             let (patches, axes) = (&st.patches_n, &st.pixel_axes_v23);
             t.push((
@@ -457,6 +467,13 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
                 )));
             }
         }
+        if let Some((globals_shape, _)) = structure.get("view_globals") {
+            if globals_shape.len() != 2 || globals_shape[0] != view_count {
+                return Err(bad(format!(
+                    "tensor 'structure.view_globals' has shape {globals_shape:?}; expected [{view_count}, width]"
+                )));
+            }
+        }
         if let Some((height_shape, _)) = structure.get("height") {
             shaped("height", height_shape, &[1])?;
         }
@@ -487,6 +504,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<GlaceMap, WeightsError> {
                 .remove("pixel_axes")
                 .map(|(_, a)| a.chunks_exact(6).map(|a| [[a[0], a[1], a[2]], [a[3], a[4], a[5]]]).collect())
                 .unwrap_or_default(),
+            view_globals_vg: structure.remove("view_globals").map(|(_, g)| g).unwrap_or_default(),
         };
         st.check(glace_nn::MIN_IMAGE_HEIGHT..=glace_nn::MAX_IMAGE_HEIGHT)
             .map_err(|m| bad(format!("map structure: {m}")))?;

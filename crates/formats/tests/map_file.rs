@@ -101,6 +101,7 @@ fn structure_round_trips_and_bad_structure_is_refused() {
         image_height: Some(912),
         patches_n: (0..n).map(|p| std::array::from_fn(|i| ((p * Structure::PATCH_LEN + i) * 7 % 256) as u8)).collect(),
         pixel_axes_v23: vec![[[0.001, 0.0, 0.0], [0.0, 0.001, 0.0]], [[0.0, 0.0, 0.001], [0.0, 0.001, 0.0]]],
+        view_globals_vg: vec![0.6, 0.8, 0.0, 0.0, 0.0, 1.0],
     };
     let map = GlaceMap { structure: Some(structure.clone()), ..tiny_xfeat_map() };
     let back = map_file::from_bytes(&map_file::to_bytes(&map).unwrap(), "m.glace".as_ref()).unwrap();
@@ -111,6 +112,9 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     );
     assert_eq!(got.image_height, Some(912));
     assert_eq!((&got.patches_n, &got.pixel_axes_v23), (&structure.patches_n, &structure.pixel_axes_v23));
+    // Views' descriptors are stored in fp16.
+    assert_eq!(got.global_dim(), 3);
+    assert!(got.view_globals_vg.iter().zip(&structure.view_globals_vg).all(|(a, b)| (a - b).abs() < 1e-3));
     // Features are stored in fp16.
     assert!(got.features_nd.iter().zip(&structure.features_nd).all(|(a, b)| (a - b).abs() < 1e-3));
 
@@ -125,6 +129,10 @@ fn structure_round_trips_and_bad_structure_is_refused() {
     s.dim = 32;
     let err = map_file::from_bytes(&map_file::to_bytes(&bad).unwrap(), "m.glace".as_ref()).unwrap_err().to_string();
     assert!(err.contains("structure"), "{err}");
+    // View descriptors that are not a whole number per view are refused.
+    let mut bad = structure.clone();
+    bad.view_globals_vg.pop();
+    assert!(bad.check(32..=4096).unwrap_err().contains("global descriptor"));
     // A resolution beyond any image a query is encoded at is refused.
     let mut bad = map.clone();
     bad.structure.as_mut().unwrap().image_height = Some(100_000);

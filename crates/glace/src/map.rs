@@ -172,7 +172,7 @@ impl Map {
     }
 
     /// Points triangulated across the mapping views that queries are refined against (0 for
-    /// maps of dense captures, maps made before them and official heads).
+    /// maps made without the triangulation, maps made before it and official heads).
     pub fn structure_points(&self) -> usize {
         self.inner.structure.as_ref().map_or(0, |s| s.len())
     }

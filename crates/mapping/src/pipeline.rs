@@ -217,7 +217,8 @@ impl BudgetRule {
     }
 }
 
-/// Maps whose queries rest on the scene coordinates alone (no points: video-like captures).
+/// Maps whose queries rest on the scene coordinates alone (no points: the triangulation off, or
+/// none triangulated).
 /// From the time-to-accuracy curves of TUM fr2/desk (docs/experiments.md: two buffer visits
 /// do as well as four; 500 iterations lose 13–28 % in rotation, 1000 nothing) and the 600-frame
 /// desk demo (100 % within 5 cm / 5° at 34 k samples per frame, the preset's bound).

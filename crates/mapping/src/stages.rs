@@ -7,7 +7,8 @@
 //!    needs it (the built-in global encoder, the triangulation, the points' patches);
 //! 3. [`global_descriptors`]: built-in VLAD + whitening, `features.npy` or R2Former;
 //! 4. [`triangulated_depths`]: depth targets for photo collections ([`glace_structure`]);
-//! 5. [`map_points`]: the map's structure, at the network's resolution or its own;
+//! 5. [`map_points`]: the map's points (every capture, video-like ones included), at the
+//!    network's resolution or their own;
 //! 6. [`decoder_centres`]: the position decoder's centres over the training cameras;
 //! 7. [`fill_buffer`]: augmented, encoded cells;
 //! 8. [`train_head`]: AdamW + one-cycle, stopped on divergence;
@@ -89,8 +90,11 @@ pub struct Plan<'a> {
     pub turns: Vec<u8>,
     /// Median angle between a view's optical axis and its nearest neighbour's (degrees).
     pub spacing_deg: f64,
-    /// Depth targets and points are triangulated (photo collections).
-    pub triangulating: bool,
+    /// Depth targets are triangulated for training (photo collections).
+    pub depth_targets: bool,
+    /// The map carries points triangulated across the views (every capture, video-like ones
+    /// included, where the options triangulate at all).
+    pub points: bool,
     /// The shorter image side the map's points are detected at, when it is known before any
     /// image is decoded (every frame's size from its header, or stated); else it is decided from
     /// the decoded images.
@@ -125,14 +129,18 @@ impl<'a> Plan<'a> {
         let turns = query_turns(&poses);
         let spacing_deg = neighbour_angle_deg(&poses);
         let sparse = spacing_deg >= SPARSE_VIEW_DEG;
-        let triangulating = opts.depth_weight > 0.0 && sparse && frames.len() <= MAX_VIEWS;
+        // The triangulation is glace's own (the reference has none), on where the options weigh
+        // its depth targets: the map's points for every capture, depth targets where the views
+        // are too far apart to fix the depths themselves.
+        let points = opts.depth_weight > 0.0 && frames.len() <= MAX_VIEWS;
+        let depth_targets = points && sparse;
         if opts.depth_weight > 0.0 {
             tracing::info!(
                 "mapping views {spacing_deg:.1}° from their nearest neighbour (median): {}",
-                match (sparse, triangulating) {
-                    (_, true) => "depth targets triangulated",
-                    (true, false) => "more views than depth targets are triangulated for",
-                    (false, _) => "dense enough, no depth targets",
+                match (sparse, points) {
+                    (_, false) => "more views than points are triangulated for",
+                    (true, true) => "depth targets and points triangulated",
+                    (false, true) => "dense enough for no depth targets; points triangulated",
                 }
             );
         }
@@ -143,7 +151,7 @@ impl<'a> Plan<'a> {
         }
         // Sized for a map with points where they are triangulated; [`Plan::size_budget`] again
         // should none come of it.
-        let budget = opts.budget_for(frames.len(), triangulating);
+        let budget = opts.budget_for(frames.len(), points);
         log_budget(frames.len(), &budget);
         Ok(Plan {
             scene,
@@ -154,7 +162,8 @@ impl<'a> Plan<'a> {
             poses,
             turns,
             spacing_deg,
-            triangulating,
+            depth_targets,
+            points,
             points_height: known.then_some(points_height),
         })
     }
@@ -245,7 +254,7 @@ pub fn encode_views(
 ) -> Result<UprightViews, MapError> {
     let builtin = plan.opts.global == GlobalChoice::Builtin;
     let mut out = UprightViews::default();
-    if !builtin && !plan.triangulating {
+    if !builtin && !plan.points {
         return Ok(out);
     }
     let (opts, matmul) = (plan.opts, plan.matmul);
@@ -253,12 +262,12 @@ pub fn encode_views(
         let rgb = f.load_rgb()?;
         let p = preprocess(&rgb, &f.calibration, opts.image_height);
         // Keypoints only for the triangulation.
-        let enc = if plan.triangulating {
+        let enc = if plan.points {
             encoder.encode_keypoints_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
         } else {
             encoder.encode_with(matmul, &p.rgb_hw3, &p.image_hw, p.width, p.height)
         };
-        if plan.triangulating {
+        if plan.points {
             out.triangulation.push(triangulation_view(f, &p, &enc, plan.distortion()));
             out.native_heights.push(rgb.width().min(rgb.height()));
         }
@@ -267,7 +276,7 @@ pub fn encode_views(
             out.global_inputs.push(GlobalInput { descriptors: enc.features.data, colour });
         }
         // Grey levels only where the points are detected at the network's resolution.
-        if plan.triangulating && plan.points_height.is_none_or(|h| h == opts.image_height) {
+        if plan.points && plan.points_height.is_none_or(|h| h == opts.image_height) {
             out.grays.push((p.gray_hw, p.width, p.height));
         }
         Ok(())
@@ -379,7 +388,7 @@ pub fn triangulated_depths(
     views: &UprightViews,
     progress: &mut dyn Progress,
 ) -> Result<Vec<DepthTargets>, MapError> {
-    if !plan.triangulating {
+    if !plan.depth_targets {
         return Ok(Vec::new());
     }
     let upright = &views.triangulation;
@@ -398,7 +407,7 @@ pub fn triangulated_depths(
     Ok(targets)
 }
 
-/// The map's points (photo collections; none otherwise), at the network's resolution from the
+/// The map's points (every capture where the options triangulate), at the network's resolution from the
 /// upright views, or (from images larger than it) at a finer one of their own, encoded for it.
 pub fn map_points(
     plan: &Plan,
@@ -406,7 +415,7 @@ pub fn map_points(
     views: UprightViews,
     progress: &mut dyn Progress,
 ) -> Result<Option<Structure>, MapError> {
-    if !plan.triangulating {
+    if !plan.points {
         return Ok(None);
     }
     let opts = plan.opts;
@@ -556,7 +565,7 @@ fn train_config(plan: &Plan, global_dim: usize) -> TrainConfig {
             depth_target: opts.depth_target,
             soft_clamp: opts.soft_clamp,
             depth_max: opts.depth_max,
-            depth_weight: if plan.triangulating { opts.depth_weight } else { 0.0 },
+            depth_weight: if plan.depth_targets { opts.depth_weight } else { 0.0 },
             ..LossConfig::default()
         },
     }
@@ -592,6 +601,14 @@ pub fn assemble(
     times: StageSeconds,
 ) -> (GlaceMap, MapReport) {
     let opts = plan.opts;
+    // Each view's global descriptor beside its points, for retrieval at localization.
+    let structure = structure.map(|mut s| {
+        let rows: Vec<&Vec<f32>> = plan.frames().iter().filter_map(|f| globals.table.get(f.file_index)).collect();
+        if globals.dim > 0 && rows.len() == s.views() && rows.iter().all(|r| r.len() == globals.dim) {
+            s.view_globals_vg = rows.into_iter().flatten().copied().collect();
+        }
+        s
+    });
     let tail = &history[history.len().saturating_sub(100)..];
     let StageSeconds { encode_s, global_s, triangulate_s, buffer_s, train_s } = times;
     let report = MapReport {

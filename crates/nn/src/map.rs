@@ -141,7 +141,7 @@ pub struct GlaceMap {
     /// unchanged, as the reference does.
     pub global_scale: f32,
     /// Points triangulated across the mapping views with their local features, for refining
-    /// a pose by matching (photo collections only; not in the reference).
+    /// a pose by matching (maps of the `cpu` preset; not in the reference).
     pub structure: Option<Structure>,
 }
 

@@ -33,6 +33,10 @@ pub struct Structure {
     /// Per view, the world direction of one pixel step along its image's x and then y axis, at
     /// unit depth: how a patch lies in the world. Empty with the patches.
     pub pixel_axes_v23: Vec<[[f32; 3]; 2]>,
+    /// Per view, its unit global descriptor (views × width, row by row): a query's nearest
+    /// mapping views by descriptor, where its regressed pose finds no support in the points
+    /// ([`crate::retrieve`]). Empty: none (maps without a global encoder, older maps).
+    pub view_globals_vg: Vec<f32>,
 }
 
 impl Structure {
@@ -45,6 +49,14 @@ impl Structure {
     /// Grey levels of a point's patch.
     pub const PATCH_LEN: usize = PATCH_LEN;
 
+    /// Width of the views' global descriptors (0: none).
+    pub fn global_dim(&self) -> usize {
+        if self.views() == 0 {
+            0
+        } else {
+            self.view_globals_vg.len() / self.views()
+        }
+    }
     /// Whether its points carry patches (and their views the axes to place them).
     pub fn has_patches(&self) -> bool {
         !self.patches_n.is_empty()
@@ -112,6 +124,13 @@ impl Structure {
                 self.pixel_axes_v23.len()
             ));
         }
+        if self.view_globals_vg.len() != self.global_dim() * self.views() {
+            return Err(format!(
+                "structure of {} views has {} global descriptor values, not a whole number per view",
+                self.views(),
+                self.view_globals_vg.len()
+            ));
+        }
         if self
             .points_n3
             .as_flattened()
@@ -120,6 +139,7 @@ impl Structure {
             .chain(self.centres_v3.as_flattened())
             .chain(&self.score)
             .chain(self.pixel_axes_v23.as_flattened().as_flattened())
+            .chain(&self.view_globals_vg)
             .any(|v| !v.is_finite())
         {
             return Err("structure holds NaN or infinite values".into());

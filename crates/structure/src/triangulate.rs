@@ -249,25 +249,95 @@ impl DepthTargets {
 }
 
 /// The neighbours each view is matched with: other views whose optical axes are within
-/// `max_axis_deg`, nearest first, skipping views at the same place looking the same way.
-fn neighbour_pairs(poses: &[CamToWorld], cfg: &TriangulationConfig) -> Vec<(usize, usize)> {
+/// `max_axis_deg` (they overlap) and, where the scene's typical `depth` is known, whose baseline
+/// would triangulate a point at that depth on the view's axis at twice `min_angle_deg` or more,
+/// nearest axes first; views too close for that (the next frames of a video) only where too few
+/// others are, widest baseline first. Views at the same place looking the same way are skipped.
+pub fn view_pairs(poses: &[CamToWorld], depth: Option<f64>, cfg: &TriangulationConfig) -> Vec<(usize, usize)> {
     let axes: Vec<Vector3<f64>> = poses.iter().map(|p| p.rotation().column(2).into_owned()).collect();
     let centres: Vec<Vector3<f64>> = poses.iter().map(|p| p.center()).collect();
     let cos_max = cfg.max_axis_deg.to_radians().cos();
+    let useful_deg = 2.0 * cfg.min_angle_deg;
     let mut pairs = Vec::new();
     for a in 0..poses.len() {
-        let mut near: Vec<(f64, usize)> = (0..poses.len())
-            .filter(|&b| b != a)
+        // (useful, axis cosine, expected triangulation angle, view)
+        let mut near: Vec<(bool, f64, f64, usize)> = (0..poses.len())
+            .filter(|&b| b != a && (centres[a] - centres[b]).norm() > 1e-9)
             .map(|b| (axes[a].dot(&axes[b]), b))
-            .filter(|&(c, b)| c >= cos_max && (centres[a] - centres[b]).norm() > 1e-9)
+            .filter(|&(c, _)| c >= cos_max)
+            .filter_map(|(c, b)| {
+                let Some(d) = depth else { return Some((true, c, 0.0, b)) };
+                let x = centres[a] + d * axes[a];
+                let (ra, rb) = (x - centres[a], x - centres[b]);
+                // b must see the point in front of it.
+                if rb.dot(&axes[b]) <= 0.0 {
+                    return None;
+                }
+                let angle = (ra.dot(&rb) / (ra.norm() * rb.norm())).clamp(-1.0, 1.0).acos().to_degrees();
+                Some((angle >= useful_deg, c, angle, b))
+            })
             .collect();
-        near.sort_by(|x, y| y.0.total_cmp(&x.0));
-        for &(_, b) in near.iter().take(cfg.neighbours) {
+        near.sort_by(|x, y| match (x.0, y.0) {
+            (true, true) => y.1.total_cmp(&x.1),
+            (false, false) => y.2.total_cmp(&x.2),
+            _ => y.0.cmp(&x.0),
+        });
+        for &(_, _, _, b) in near.iter().take(cfg.neighbours) {
             pairs.push((a.min(b), a.max(b)));
         }
     }
     pairs.sort_unstable();
     pairs.dedup();
+    pairs
+}
+
+/// Views sampled to measure the scene's typical depth ([`scene_depth`]).
+const DEPTH_PILOT_VIEWS: usize = 16;
+
+/// The scene's typical depth: the median depth of the matches triangulated (at rays 1° apart or
+/// more) between a few evenly spread views and overlapping views at growing baselines (the 2nd,
+/// 5th and 11th nearest), so that it is found for video and photo collections alike; `None`
+/// when no pair triangulates.
+fn scene_depth<'a>(
+    poses: &[CamToWorld],
+    side: impl Fn(usize) -> Side<'a>,
+    dim: usize,
+    cfg: &TriangulationConfig,
+) -> Option<f64> {
+    let pilot = TriangulationConfig { min_angle_deg: 1.0, ..*cfg };
+    let cos_max = cfg.max_axis_deg.to_radians().cos();
+    let step = poses.len().div_ceil(DEPTH_PILOT_VIEWS).max(1);
+    let mut depths: Vec<f64> = Vec::new();
+    for a in (0..poses.len()).step_by(step) {
+        let (za, ca) = (poses[a].rotation().column(2).into_owned(), poses[a].center());
+        let mut near: Vec<(f64, usize)> = (0..poses.len())
+            .filter(|&b| b != a && za.dot(&poses[b].rotation().column(2)) >= cos_max)
+            .map(|b| ((poses[b].center() - ca).norm(), b))
+            .filter(|&(baseline, _)| baseline > 1e-9)
+            .collect();
+        near.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for rank in [1, 4, 10] {
+            let Some(&(_, b)) = near.get(rank) else { continue };
+            depths.extend(matched_depths(side(a), side(b), dim, &pilot).into_iter().map(|(_, _, da, _)| da));
+        }
+    }
+    if depths.is_empty() {
+        return None;
+    }
+    let mid = depths.len() / 2;
+    Some(*depths.select_nth_unstable_by(mid, |x, y| x.total_cmp(y)).1)
+}
+
+/// The pairs every view is matched in ([`view_pairs`] at the [`scene_depth`] measured on them).
+fn pairs_of<'a>(
+    poses: &[CamToWorld],
+    side: impl Fn(usize) -> Side<'a>,
+    dim: usize,
+    cfg: &TriangulationConfig,
+) -> Vec<(usize, usize)> {
+    let depth = scene_depth(poses, side, dim, cfg);
+    let pairs = view_pairs(poses, depth, cfg);
+    tracing::debug!("scene depth {depth:?}: {} view pairs for {} views", pairs.len(), poses.len());
     pairs
 }
 
@@ -336,16 +406,19 @@ pub fn depth_targets(
     on_pair: &mut dyn FnMut(usize, usize),
 ) -> Vec<DepthTargets> {
     let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
-    let pairs: Vec<(usize, usize)> = neighbour_pairs(&poses, cfg)
-        .into_iter()
-        .filter(|&(a, b)| [a, b].iter().all(|&v| views[v].rows * views[v].cols <= MAX_CELLS))
-        .collect();
     // Each cell's undistorted pixel, and the target cell it falls in (where training looks up).
     let mut targets: Vec<DepthTargets> = views.iter().map(DepthTargets::empty).collect();
     let pixels: Vec<Vec<Point2<f64>>> = views
         .iter()
         .map(|v| (0..v.rows * v.cols).map(|c| v.camera.undistort_pixel(&v.cell_pixel(c))).collect())
         .collect();
+    let matchable = |v: usize| views[v].rows * views[v].cols <= MAX_CELLS;
+    let dim = views.first().map_or(0, |v| v.dim);
+    let pairs: Vec<(usize, usize)> =
+        pairs_of(&poses, |v| (views[v].eye(cfg), &pixels[v], &views[v].features), dim, cfg)
+            .into_iter()
+            .filter(|&(a, b)| matchable(a) && matchable(b))
+            .collect();
     let slots: Vec<Vec<Option<usize>>> =
         targets.iter().zip(&pixels).map(|(t, px)| px.iter().map(|p| t.cell_index(p.x, p.y)).collect()).collect();
     let mut estimates: Vec<Vec<Vec<f32>>> = views.iter().map(|v| vec![Vec::new(); v.rows * v.cols]).collect();
@@ -393,9 +466,10 @@ pub fn structure_points(
     on_pair: &mut dyn FnMut(usize, usize),
 ) -> Structure {
     let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
-    let pairs = neighbour_pairs(&poses, cfg);
     let pixels: Vec<Vec<Point2<f64>>> =
         views.iter().map(|v| v.pixels.iter().map(|p| v.camera.undistort_pixel(p)).collect()).collect();
+    let dim = views.first().map_or(0, |v| v.dim);
+    let pairs = pairs_of(&poses, |v| (views[v].eye(cfg), &pixels[v], &views[v].features), dim, cfg);
     // Per keypoint, its triangulations: depth in its view, the other view, and where the
     // keypoint lies in that view (undistorted pixels).
     type Seen = (f32, u32, [f32; 2]);
@@ -472,8 +546,8 @@ pub fn structure_points(
             })
         })
         .collect();
+    let found = bounded(found, views);
     let stride = found.len().div_ceil(MAX_STRUCTURE_POINTS).max(1);
-    let dim = views.first().map_or(0, |v| v.dim);
     let mut structure = Structure {
         dim,
         centres_v3: poses.iter().map(|p| p.center().map(|x| x as f32).into()).collect(),
@@ -497,6 +571,67 @@ pub fn structure_points(
         structure.view_of_point.push(v as u32);
     }
     structure
+}
+
+/// Points a view contributes at most (its best supported): a view's points beyond are seen
+/// again by its neighbours.
+pub const MAX_VIEW_POINTS: usize = 2048;
+
+/// The points (view, keypoint, position, support) bounded per volume and per view, so that a
+/// video's overlapping views do not each store the same surface again: of the points in one
+/// cube of about a feature cell's footprint (at the depth it was seen, in powers of two) seen from
+/// one direction (within about 20°), the best supported; then at most [`MAX_VIEW_POINTS`] of
+/// each view's. Best supported: most agreeing triangulations, then the higher keypoint score.
+fn bounded(
+    found: Vec<(usize, usize, Point3<f64>, usize)>,
+    views: &[KeypointView],
+) -> Vec<(usize, usize, Point3<f64>, usize)> {
+    let better = |x: &(usize, usize, Point3<f64>, usize), y: &(usize, usize, Point3<f64>, usize)| {
+        x.3.cmp(&y.3).then(views[x.0].scores[x.1].total_cmp(&views[y.0].scores[y.1]))
+    };
+    let mut best: std::collections::HashMap<[i64; 7], usize> = std::collections::HashMap::new();
+    for (k, p) in found.iter().enumerate() {
+        let view = &views[p.0];
+        let centre = view.cam_to_world.center();
+        let to_camera = centre - p.2.coords;
+        let depth = to_camera.norm();
+        let cell = depth * view.cell_size / view.camera.intrinsics.fx.max(f64::MIN_POSITIVE);
+        let level = cell.log2().round().clamp(-60.0, 60.0);
+        let side = level.exp2();
+        let dir = to_camera / depth.max(f64::MIN_POSITIVE) * 3.0;
+        let key = [
+            level as i64,
+            (p.2.x / side).floor() as i64,
+            (p.2.y / side).floor() as i64,
+            (p.2.z / side).floor() as i64,
+            dir.x.round() as i64,
+            dir.y.round() as i64,
+            dir.z.round() as i64,
+        ];
+        best.entry(key)
+            .and_modify(|b| {
+                if better(p, &found[*b]).is_gt() {
+                    *b = k;
+                }
+            })
+            .or_insert(k);
+    }
+    let mut kept: Vec<usize> = best.into_values().collect();
+    kept.sort_unstable();
+    let mut per_view: Vec<Vec<usize>> = vec![Vec::new(); views.len()];
+    for k in kept {
+        per_view[found[k].0].push(k);
+    }
+    let mut kept: Vec<usize> = Vec::new();
+    for mut ks in per_view {
+        if ks.len() > MAX_VIEW_POINTS {
+            ks.sort_by(|&x, &y| better(&found[y], &found[x]).then(x.cmp(&y)));
+            ks.truncate(MAX_VIEW_POINTS);
+        }
+        kept.extend(ks);
+    }
+    kept.sort_unstable();
+    kept.into_iter().map(|k| found[k]).collect()
 }
 
 /// Where keypoint `c` of `from` (undistorted at `c_u`, at `depth` along its ray) lies in `to`: its patch aligned into
@@ -631,7 +766,10 @@ mod tests {
             .collect();
         let cfg = TriangulationConfig::default();
         let poses: Vec<CamToWorld> = views.iter().map(|v| v.cam_to_world).collect();
-        assert!(neighbour_pairs(&poses, &cfg).iter().all(|&(a, b)| a < 3 && b < 3), "the side view has no neighbour");
+        assert!(
+            view_pairs(&poses, Some(5.0), &cfg).iter().all(|&(a, b)| a < 3 && b < 3),
+            "the side view has no neighbour"
+        );
         let targets = depth_targets(&views, &cfg, &mut |_, _| {});
         // The same cells as keypoints: the map's points lie on the plane z = 5.
         let keypoints: Vec<KeypointView> = views
@@ -696,6 +834,46 @@ mod tests {
         off_aligned.sort_by(|a, b| a.total_cmp(b));
         let (before, after) = (off[off.len() / 2], off_aligned[off_aligned.len() / 2]);
         assert!(after < before / 3.0, "structure depth error median {after}, unaligned {before}");
+    }
+
+    #[test]
+    fn a_video_is_matched_across_baselines_and_stores_each_surface_once() {
+        // 31 frames 0.1 apart facing the plane 5 away: neighbours' rays meet at about 1°.
+        let line = |step: usize| -> Vec<TriangulationView> {
+            (0..31).step_by(step).map(|k| plane_view(Vector3::new(-1.5 + 0.1 * k as f64, 0.0, 0.0))).collect()
+        };
+        let video = line(1);
+        let cfg = TriangulationConfig::default();
+        let poses: Vec<CamToWorld> = video.iter().map(|v| v.cam_to_world).collect();
+        let pixels: Vec<Vec<Point2<f64>>> =
+            video.iter().map(|v| (0..v.rows * v.cols).map(|c| v.cell_pixel(c)).collect()).collect();
+        let side = |v: usize| (video[v].eye(&cfg), &pixels[v][..], &video[v].features[..]);
+        let depth = scene_depth(&poses, side, 16, &cfg).expect("the pilot pairs triangulate");
+        assert!((4.5..5.5).contains(&depth), "scene depth {depth}");
+        // Each frame is matched with frames far enough apart to triangulate at 6° or more.
+        let pairs = view_pairs(&poses, Some(depth), &cfg);
+        assert!(pairs.iter().all(|&(a, b)| b - a >= 5), "{pairs:?}");
+        assert!(pairs.len() >= 31 * 3, "{} pairs", pairs.len());
+        // Without a depth, the nearest axes: the next frames, too close to triangulate.
+        assert!(view_pairs(&poses, None, &cfg).iter().any(|&(a, b)| b - a == 1));
+
+        let points = |views: &[TriangulationView]| {
+            let keypoints: Vec<KeypointView> = views.iter().map(KeypointView::from_view).collect();
+            structure_points(&keypoints, &cfg, 120, &mut |_, _| {})
+        };
+        let (dense, sparse) = (points(&video), points(&line(3)));
+        dense.check(32..=4096).unwrap();
+        let mut off: Vec<f32> = dense.points_n3.iter().map(|p| (p[2] - 5.0).abs() / 5.0).collect();
+        off.sort_by(|a, b| a.total_cmp(b));
+        assert!(off[off.len() / 2] < 0.03, "structure depth error median {}", off[off.len() / 2]);
+        // Three times the frames of the same surface: not three times the points.
+        assert!(sparse.len() > 300, "{} points", sparse.len());
+        assert!(
+            (dense.len() as f64) < 1.6 * sparse.len() as f64,
+            "{} points, {} from every third frame",
+            dense.len(),
+            sparse.len()
+        );
     }
 
     /// Grey levels of the plane z = 5 as a camera sees it (160 × 120): waves of 5 to 20 pixels.
