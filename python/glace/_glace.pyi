@@ -40,7 +40,9 @@ class Localization:
     """``cam_from_world``'s translation, as pose files store it."""
     inliers: int
     refined: bool
-    """The pose was refined against the map's triangulated points (maps of photo collections)."""
+    """The pose was refined against the map's triangulated points (maps of the ``cpu`` preset)."""
+    retrieved: bool
+    """The refinement started from the points of the mapping views nearest by global descriptor."""
     failure: Optional[str]
     times_ms: dict[str, float]
     """Milliseconds per stage: decode, encode, head, ransac, refine."""

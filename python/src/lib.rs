@@ -144,6 +144,9 @@ struct Localization {
     inliers: usize,
     /// The pose was refined against the map's triangulated points.
     refined: bool,
+    /// The refinement started from the points of the mapping views nearest by global
+    /// descriptor (the scene coordinates' pose found less support in the points, or none).
+    retrieved: bool,
     /// Why no pose was found.
     failure: Option<String>,
     /// Milliseconds per stage: decode, encode, head, ransac.
@@ -182,6 +185,7 @@ fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localiza
     let qt = found.cam_from_world().map(|p| p.quaternion_translation());
     let (success, cam_from_world, world_from_cam) = (found.success(), found.cam_from_world(), found.world_from_cam());
     let (inliers, refined, failure) = (found.inliers(), found.refined(), found.failure().map(str::to_string));
+    let retrieved = found.retrieved();
     let coordinates = match found.coordinates {
         None => None,
         Some(c) => {
@@ -205,6 +209,7 @@ fn localization(py: Python<'_>, found: glace::Localization) -> PyResult<Localiza
         cam_from_world_translation: qt.map(|(_, t)| (t[0], t[1], t[2])),
         inliers,
         refined,
+        retrieved,
         failure,
         times_ms: times.into_any().unbind(),
         coordinates,

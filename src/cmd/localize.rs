@@ -62,8 +62,9 @@ pub struct NetworkArgs {
     #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
     /// Keep the pose the scene coordinates give: do not refine it by matching the image to the
-    /// points the map triangulated across its mapping views (maps of photo collections carry
-    /// them; the reference has none)
+    /// points the map triangulated across its mapping views, nor look for a pose among the
+    /// points of the mapping views nearest by global descriptor (maps of the `cpu` preset
+    /// carry them; the reference has none)
     #[arg(long)]
     pub no_structure: bool,
     #[command(flatten)]

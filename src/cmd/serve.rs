@@ -114,7 +114,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto", value_parser = glace::Turns::parse)]
     pub turns: glace::Turns,
     /// Keep the pose the scene coordinates give: do not refine it against the map's
-    /// triangulated points (maps of photo collections carry them).
+    /// triangulated points (maps of the `cpu` preset carry them).
     #[arg(long)]
     pub no_structure: bool,
     #[command(flatten)]

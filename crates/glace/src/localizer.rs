@@ -170,7 +170,7 @@ pub struct LocalizerOptions {
     /// upright).
     pub turns: Turns,
     /// Keep the pose the scene coordinates give, without refining it against the map's
-    /// triangulated points (maps of photo collections carry them; the reference has none).
+    /// triangulated points (maps of the `cpu` preset carry them; the reference has none).
     pub skip_structure: bool,
     /// When a pose counts as found (the reference: whenever RANSAC returns one).
     pub evidence: EvidenceRule,
@@ -260,6 +260,11 @@ impl Localization {
     /// The pose was refined against the map's triangulated points.
     pub fn refined(&self) -> bool {
         self.outcome.found().is_some_and(|f| f.refined)
+    }
+    /// The refinement started from the points of the mapping views nearest by global
+    /// descriptor: the scene coordinates' pose found less support in the points, or none.
+    pub fn retrieved(&self) -> bool {
+        self.outcome.found().is_some_and(|f| f.retrieved)
     }
     /// Why no pose was found.
     pub fn failure(&self) -> Option<&str> {

@@ -113,7 +113,7 @@ impl SceneRun {
                 let l = &f.localization;
                 serde_json::json!({
                     "name": f.name, "localized": l.success(), "inliers": l.inliers(), "refined": l.refined(),
-                    "evidence": l.evidence(), "failure": l.failure(),
+                    "retrieved": l.retrieved(), "evidence": l.evidence(), "failure": l.failure(),
                     "rot_err_deg": f.error.map(|e| e.rot_deg), "trans_err": f.error.map(|e| e.trans),
                 })
             })

@@ -68,6 +68,8 @@ pub struct Prediction {
     pub coords_n3: Vec<f32>,
     /// Quarter turns clockwise the image was given to the networks with (0–3).
     pub quarter_turns: u8,
+    /// The global descriptor the head was given (empty for maps without one).
+    pub global: Vec<f32>,
 }
 
 /// Turns an interleaved `width × height × channels` image `turns` quarter turns clockwise;
@@ -317,7 +319,7 @@ pub fn predict(
     let coords_n3 =
         map.head.forward_shared_with(encoders.matmul, &global, &f.data[..cells * f.channels], cells).coords_n3;
     times.head_s += t.elapsed().as_secs_f64();
-    Ok(Prediction { image: p, encoded: enc, coords_n3, quarter_turns })
+    Ok(Prediction { image: p, encoded: enc, coords_n3, quarter_turns, global })
 }
 
 /// [`predict`] for a scene frame, upright: decodes its image (counted as `decode_s`); errors name its file.

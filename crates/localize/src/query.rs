@@ -11,7 +11,8 @@ use glace_geometry::ransac::{RansacConfig, RansacResult};
 use glace_geometry::{Camera, Distortion, WorldToCam};
 use glace_nn::linalg::Matmul;
 use glace_nn::{GlaceMap, LocalEncoder, R2Former};
-use glace_structure::refine::{refine, QueryKeypoints, RefineConfig};
+use glace_structure::refine::{refine, QueryKeypoints, RefineConfig, Refined};
+use glace_structure::retrieve::{nearest_views, pose_from_views};
 use glace_structure::GrayImage;
 use image::RgbImage;
 use nalgebra::Point2;
@@ -146,7 +147,11 @@ pub struct Found {
     pub inliers: usize,
     /// The pose was refined against the map's triangulated points.
     pub refined: bool,
-    /// What the scene coordinates' pose (before any refinement) rested on.
+    /// The refinement started from the points of the mapping views nearest by global
+    /// descriptor, the scene coordinates' pose having found no support in the points.
+    pub retrieved: bool,
+    /// What the scene coordinates' pose (before any refinement) rested on; where RANSAC found
+    /// none on them and the pose was `retrieved`, how they agree with that pose.
     pub evidence: Evidence,
 }
 
@@ -342,15 +347,8 @@ impl QueryPipeline {
         }
         let (prediction, result) = best.expect("at least one orientation");
         check()?;
-        let coarse = match result {
-            Ok(r) => r,
-            Err(why) => {
-                let outcome = Outcome::Failed(Failure { reason: why.to_string(), evidence: None });
-                return Ok(Answer { outcome, prediction, times });
-            }
-        };
-        let evidence = Evidence::of(&prediction, &coarse.pose, distortion, ransac.threshold);
-        let mut refined = None;
+        let evidence = result.as_ref().ok().map(|c| Evidence::of(&prediction, &c.pose, distortion, ransac.threshold));
+        let mut refined: Option<(Refined, bool)> = None;
         let structure = self.map.structure.as_ref().filter(|s| s.dim == self.local.dim());
         if let (Some(r), Some(structure)) = (&self.refinement, structure) {
             // At the structure's own resolution, the query is encoded once more, in the turn
@@ -376,26 +374,56 @@ impl QueryPipeline {
                 gray: Some(GrayImage { pixels: &p.gray_hw, width: p.width, height: p.height }),
                 distortion,
             };
-            refined = refine(&query, structure, &coarse.pose, ransac, &r.cfg);
+            refined = result
+                .as_ref()
+                .ok()
+                .and_then(|c| refine(&query, structure, &c.pose, ransac, &r.cfg))
+                .map(|f| (f, false));
+            // The points of the mapping views nearest by global descriptor give a second start:
+            // where the scene coordinates place the query wrongly, no window around their pose
+            // holds the right points. The start whose refinement more points agree with wins
+            // (the regressed one on ties).
+            if r.cfg.retrieval_views > 0 {
+                check()?;
+                let views = nearest_views(structure, &prediction.global, r.cfg.retrieval_views);
+                let retrieved = pose_from_views(&query, structure, &views, ransac, &r.cfg)
+                    .and_then(|start| refine(&query, structure, &start.pose, ransac, &r.cfg));
+                let inliers = |f: Option<&Refined>| f.map_or(0, |f| f.result.inliers);
+                tracing::debug!(
+                    "refined from the scene coordinates' pose: {} inliers; from the points of mapping views {views:?}: {}",
+                    inliers(refined.as_ref().map(|r| &r.0)),
+                    inliers(retrieved.as_ref())
+                );
+                if inliers(retrieved.as_ref()) > inliers(refined.as_ref().map(|r| &r.0)) {
+                    refined = retrieved.map(|f| (f, true));
+                }
+            }
             times.refine_s += t.elapsed().as_secs_f64();
         }
         check()?;
-        let outcome = match refined {
-            Some(found) => Outcome::Found(Found {
+        let outcome = match (refined, result) {
+            (Some((found, retrieved)), _) => Outcome::Found(Found {
                 cam_from_world: found.result.pose,
                 inliers: found.result.inliers,
                 refined: true,
-                evidence,
+                retrieved,
+                evidence: evidence
+                    .unwrap_or_else(|| Evidence::of(&prediction, &found.result.pose, distortion, ransac.threshold)),
             }),
-            None => match self.evidence.judge(&evidence) {
-                Some(reason) => Outcome::Failed(Failure { reason, evidence: Some(evidence) }),
-                None => Outcome::Found(Found {
-                    cam_from_world: coarse.pose,
-                    inliers: coarse.inliers,
-                    refined: false,
-                    evidence,
-                }),
-            },
+            (None, Err(why)) => Outcome::Failed(Failure { reason: why.to_string(), evidence: None }),
+            (None, Ok(coarse)) => {
+                let evidence = evidence.expect("evidence of the pose found");
+                match self.evidence.judge(&evidence) {
+                    Some(reason) => Outcome::Failed(Failure { reason, evidence: Some(evidence) }),
+                    None => Outcome::Found(Found {
+                        cam_from_world: coarse.pose,
+                        inliers: coarse.inliers,
+                        refined: false,
+                        retrieved: false,
+                        evidence,
+                    }),
+                }
+            }
         };
         Ok(Answer { outcome, prediction, times })
     }

@@ -537,6 +537,7 @@ fn localization_json(map: &ServedMap, found: &glace::Localization, parse: Durati
         "world_from_cam": found.world_from_cam().map(|p| pose_json(&p.0)),
         "inliers": found.inliers(),
         "refined": found.refined(),
+        "retrieved": found.retrieved(),
         "failure": found.failure(),
         "times_ms": { "receive": ms(parse.as_secs_f64()), "decode": ms(t.decode_s), "encode": ms(t.encode_s),
             "head": ms(t.head_s), "ransac": ms(t.ransac_s), "refine": ms(t.refine_s), "total": ms(total.as_secs_f64()) },

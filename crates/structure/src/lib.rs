@@ -5,7 +5,9 @@
 //! - [`triangulate`]: the views' keypoints matched to their neighbours' and triangulated with
 //!   the known poses, into per-cell depth targets for training and into the map's [`Structure`];
 //! - [`align`]: a patch aligned into an image to a fraction of a pixel;
-//! - [`mod@refine`]: a query's coarse pose refined by matching its keypoints to the points.
+//! - [`mod@refine`]: a query's coarse pose refined by matching its keypoints to the points;
+//! - [`retrieve`]: where the coarse pose finds no support, a pose from the points of the
+//!   mapping views nearest the query by global descriptor.
 //!
 //! Knows nothing of networks or files: views and queries come as typed arrays (keypoints in
 //! pixels of the image they were detected in, unit features, scores, grey levels).
@@ -14,6 +16,7 @@ pub mod align;
 pub mod matching;
 pub mod points;
 pub mod refine;
+pub mod retrieve;
 pub mod triangulate;
 
 pub use align::{GrayImage, PATCH_LEN, PATCH_SIDE};

@@ -24,7 +24,8 @@ use rayon::prelude::*;
 #[derive(Clone, Debug)]
 pub struct RefineConfig {
     /// Mapping views whose points are matched: those that see most of the points in the query's
-    /// view.
+    /// view (each surface point is kept in one view's name where the structure is bounded, so
+    /// what a query sees is spread over more views than it overlaps).
     pub views: usize,
     /// A point is matched only when the query sees it within this angle (degrees) of the
     /// direction its mapping view saw it from.
@@ -56,12 +57,15 @@ pub struct RefineConfig {
     /// solved again on the aligned matches with this inlier threshold (pixels as `threshold`);
     /// `None`: the keypoints as detected.
     pub aligned_threshold: Option<f64>,
+    /// The mapping views nearest the query by global descriptor whose points give a second
+    /// start beside the coarse pose ([`crate::retrieve`]); 0: none.
+    pub retrieval_views: usize,
 }
 
 impl Default for RefineConfig {
     fn default() -> Self {
         RefineConfig {
-            views: 8,
+            views: 16,
             max_view_angle_deg: 40.0,
             min_similarity: 0.5,
             windows_px: vec![96.0, 32.0, 12.0],
@@ -73,6 +77,7 @@ impl Default for RefineConfig {
             min_support: 1,
             min_score: Structure::MIN_SCORE,
             aligned_threshold: Some(1.5),
+            retrieval_views: 3,
         }
     }
 }
@@ -274,6 +279,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The query's `n` strongest keypoints and their features, for wide rounds (in their own order,
+/// so ties keep the lowest index); `None` when it has no more than `n`.
+pub(crate) fn strongest_keypoints(query: &QueryKeypoints, n: usize) -> Option<(Vec<Point2<f64>>, Vec<f32>)> {
+    let (pixels, features) = (query.pixels, query.features);
+    let dim = features.len() / pixels.len().max(1);
+    (pixels.len() > n).then(|| {
+        let score = |i: usize| query.scores.get(i).copied().unwrap_or(1.0);
+        let mut keep: Vec<usize> = (0..pixels.len()).collect();
+        keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+        keep.truncate(n);
+        keep.sort_unstable();
+        (
+            keep.iter().map(|&i| pixels[i]).collect(),
+            keep.iter().flat_map(|&i| features[i * dim..][..dim].iter().copied()).collect(),
+        )
+    })
+}
+
 /// Refines `coarse`, the pose found from a query's scene coordinates, against the map's
 /// structure (see the module's documentation), matching the keypoints of `query`. `ransac`
 /// gives the solver's hypotheses, seed and refinement; `cfg` its threshold and windows, in
@@ -289,19 +312,7 @@ pub fn refine(
         return None;
     }
     let (pixels, features) = (query.pixels, query.features);
-    // The strongest keypoints, for wide rounds (in their own order, so ties keep the lowest index).
-    let dim = structure.dim;
-    let strongest: Option<(Vec<Point2<f64>>, Vec<f32>)> = (pixels.len() > cfg.wide_max_keypoints).then(|| {
-        let score = |i: usize| query.scores.get(i).copied().unwrap_or(1.0);
-        let mut keep: Vec<usize> = (0..pixels.len()).collect();
-        keep.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
-        keep.truncate(cfg.wide_max_keypoints);
-        keep.sort_unstable();
-        (
-            keep.iter().map(|&i| pixels[i]).collect(),
-            keep.iter().flat_map(|&i| features[i * dim..][..dim].iter().copied()).collect(),
-        )
-    });
+    let strongest = strongest_keypoints(query, cfg.wide_max_keypoints);
     let pinhole = Camera::pinhole(query.intrinsics);
     let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
     let mut pose = *coarse;
@@ -451,6 +462,7 @@ mod tests {
             image_height: Some(240),
             patches_n: Vec::new(),
             pixel_axes_v23: Vec::new(),
+            view_globals_vg: Vec::new(),
         };
         let truth = WorldToCam(Isometry3::from_parts(
             Translation3::new(0.1, -0.05, 0.2),
@@ -513,6 +525,39 @@ mod tests {
         assert!(r < 0.1 && t < 0.01, "refined pose off by {r}° and {t}");
         assert_eq!(refined.rounds, 3);
         assert!(refined.result.inliers >= 200, "{} inliers", refined.result.inliers);
+    }
+
+    #[test]
+    fn a_pose_far_off_is_found_again_from_the_views_nearest_by_descriptor() {
+        let (mut structure, truth, k, pixels, features) = scene();
+        let query = query_of(&pixels, &features, k);
+        // Three views' descriptors; the query's is nearest the third, then the first (whose
+        // points it sees).
+        structure.centres_v3.push([9.0, 9.0, 0.0]);
+        structure.view_globals_vg = vec![0.6, 0.8, 0.0, 1.0, 0.0, 0.0, 0.0, 0.8, 0.6];
+        structure.check(32..=4096).unwrap();
+        let descriptor = [0.1, 0.5, 0.5];
+        assert_eq!(crate::retrieve::nearest_views(&structure, &descriptor, 2), vec![2, 0]);
+        assert!(crate::retrieve::nearest_views(&structure, &[1.0, 0.0], 2).is_empty(), "another width");
+        // A coarse pose 1 m and 30° off: no window of the refinement holds the right points.
+        let far = WorldToCam(
+            Isometry3::from_parts(Translation3::new(1.0, 0.0, 0.0), UnitQuaternion::from_euler_angles(0.0, 0.5, 0.0))
+                * truth.0,
+        );
+        let cfg = RefineConfig::default();
+        let ransac = RansacConfig::default();
+        assert!(
+            refine(&query, &structure, &far, &ransac, &cfg).is_none_or(|r| rotation_deg(&r.result.pose, &truth) > 1.0)
+        );
+        // The points of the nearest views, matched anywhere in the image, give a start to refine.
+        assert!(
+            crate::retrieve::pose_from_views(&query, &structure, &[2], &ransac, &cfg).is_none(),
+            "view 2 has no points"
+        );
+        let start = crate::retrieve::pose_from_views(&query, &structure, &[2, 0], &ransac, &cfg).expect("a start");
+        let refined = refine(&query, &structure, &start.pose, &ransac, &cfg).expect("refined");
+        let t = (refined.result.pose.0.translation.vector - truth.0.translation.vector).norm();
+        assert!(rotation_deg(&refined.result.pose, &truth) < 0.1 && t < 0.01, "off by {t}");
     }
 
     /// Grey levels of the plane z = 4 at (x, y): waves of 5 to 20 pixels at the views' scale,
