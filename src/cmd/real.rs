@@ -35,6 +35,35 @@ pub struct BenchRealArgs {
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also the synthetic courtyard of repeated facades (`glace synth outdoor` at its default size
+    /// and seed: 400 / 130 frames, 90 × 60 m), rendered once into <cache>/synth/ and kept there
+    /// (about 1 min); alone with `--only courtyard`.
+    #[arg(long)]
+    pub courtyard: bool,
+}
+
+/// The default courtyard (`glace synth outdoor`, seed 1, default size) as `bench real --courtyard`
+/// runs it: rendered into the cache the first time, reused after (a folder whose scene.json
+/// differs from the generator's is refused rather than replaced).
+fn courtyard_scene() -> anyhow::Result<PathBuf> {
+    let config = glace_synth::SynthConfig::new(glace_synth::Kind::Outdoor);
+    let scene = glace_synth::build(&config)?;
+    let dir = glace_formats::weights::cache_dir().join("synth").join("courtyard");
+    let expected = scene.scene_json();
+    match std::fs::read_to_string(dir.join("scene.json")) {
+        Ok(found) if found == expected => return Ok(dir),
+        Ok(_) => anyhow::bail!(glace::Error::usage(
+            "--courtyard",
+            format!("{}: a scene of another generator or size; move it away to render the default anew", dir.display())
+        )),
+        Err(_) => {}
+    }
+    eprintln!("courtyard: rendering {} frames into {}…", scene.shots.len(), dir.display());
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    scene.write(&dir, false, 0, &|| {})?;
+    Ok(dir)
 }
 
 /// The scenes in the ACE layout under `--scenes` (default ../shared/data), `--only` those named;
@@ -76,8 +105,20 @@ pub fn parse_options(preset: &str, options: &str) -> anyhow::Result<glace::MapOp
 
 /// Runs `glace bench real`.
 pub fn run(args: &BenchRealArgs) -> anyhow::Result<()> {
-    let (root, scenes) = select_scenes(args.scenes.as_deref(), &args.only)?;
     let options = parse_options(&args.preset, &args.options)?;
+    let courtyard_only = args.courtyard && args.only.iter().all(|n| n == "courtyard");
+    let only: Vec<String> = args.only.iter().filter(|n| n.as_str() != "courtyard").cloned().collect();
+    // Scenes and flags are checked before the courtyard is rendered (a minute).
+    let (root, mut scenes) = if courtyard_only && !args.only.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (root, scenes) = select_scenes(args.scenes.as_deref(), &only)?;
+        (Some(root), scenes)
+    };
+    let courtyard = args.courtyard.then(courtyard_scene).transpose()?;
+    let root =
+        root.or_else(|| courtyard.as_ref().and_then(|d| d.parent()).map(|p| p.to_path_buf())).unwrap_or_default();
+    scenes.extend(courtyard);
     let baselines_path = args.baselines.clone().or_else(|| Some(root.join("baselines.json")).filter(|p| p.is_file()));
     let baselines_json: serde_json::Value = match &baselines_path {
         Some(p) => {
