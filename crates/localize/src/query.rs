@@ -12,7 +12,7 @@ use glace_geometry::{Camera, Distortion, WorldToCam};
 use glace_nn::linalg::Matmul;
 use glace_nn::{GlaceMap, LocalEncoder, R2Former};
 use glace_structure::refine::{refine, QueryKeypoints, RefineConfig, Refined};
-use glace_structure::retrieve::{nearest_views, pose_from_views};
+use glace_structure::retrieve::{nearest_views, pose_from_views, Start};
 use glace_structure::GrayImage;
 use image::RgbImage;
 use nalgebra::Point2;
@@ -386,8 +386,16 @@ impl QueryPipeline {
             if r.cfg.retrieval_views > 0 {
                 check()?;
                 let views = nearest_views(structure, &prediction.global, r.cfg.retrieval_views);
+                // A start that leads to the pose already refined is not refined again.
+                let same = |start: &Start| {
+                    refined.as_ref().is_some_and(|(f, _)| {
+                        let window = r.cfg.windows_px.get(1).copied().unwrap_or(r.cfg.threshold);
+                        start.leads_to(&f.result.pose, &query.intrinsics, window)
+                    })
+                };
                 let retrieved = pose_from_views(&query, structure, &views, ransac, &r.cfg)
-                    .and_then(|start| refine(&query, structure, &start.pose, ransac, &r.cfg));
+                    .filter(|start| !same(start))
+                    .and_then(|start| refine(&query, structure, &start.result.pose, ransac, &r.cfg));
                 let inliers = |f: Option<&Refined>| f.map_or(0, |f| f.result.inliers);
                 tracing::debug!(
                     "refined from the scene coordinates' pose: {} inliers; from the points of mapping views {views:?}: {}",

@@ -555,7 +555,8 @@ mod tests {
             "view 2 has no points"
         );
         let start = crate::retrieve::pose_from_views(&query, &structure, &[2, 0], &ransac, &cfg).expect("a start");
-        let refined = refine(&query, &structure, &start.pose, &ransac, &cfg).expect("refined");
+        let refined = refine(&query, &structure, &start.result.pose, &ransac, &cfg).expect("refined");
+        assert!(start.leads_to(&refined.result.pose, &k, 32.0) && !start.leads_to(&far, &k, 32.0));
         let t = (refined.result.pose.0.translation.vector - truth.0.translation.vector).norm();
         assert!(rotation_deg(&refined.result.pose, &truth) < 0.1 && t < 0.01, "off by {t}");
     }

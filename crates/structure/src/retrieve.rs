@@ -11,6 +11,8 @@
 use crate::refine::{strongest_keypoints, QueryKeypoints, RefineConfig};
 use crate::Structure;
 use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
+use glace_geometry::{Camera, Intrinsics, WorldToCam};
+use nalgebra::{Point2, Point3};
 
 /// The mapping views most similar to the unit-normalised `descriptor` by cosine (at most `k`,
 /// best first, the lower index on ties); none when the structure keeps no descriptors of that
@@ -33,6 +35,38 @@ pub fn nearest_views(structure: &Structure, descriptor: &[f32], k: usize) -> Vec
     ranked.into_iter().take(k).map(|(_, v)| v).collect()
 }
 
+/// A start for the refinement: a pose and the map points it rests on (its inliers).
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The pose.
+    pub result: RansacResult,
+    /// World points of its inlier matches.
+    pub points: Vec<Point3<f64>>,
+}
+
+impl Start {
+    /// Whether `pose` projects the points this start rests on within `window` pixels (median)
+    /// of where the start does: a refinement from here would only find `pose` again.
+    pub fn leads_to(&self, pose: &WorldToCam, intrinsics: &Intrinsics, window: f64) -> bool {
+        let camera = Camera::pinhole(*intrinsics);
+        let mut moved: Vec<f64> = self
+            .points
+            .iter()
+            .map(|x| {
+                match (camera.project(&self.result.pose.transform_point(x)), camera.project(&pose.transform_point(x))) {
+                    (Some(a), Some(b)) => (a - b).norm(),
+                    _ => f64::INFINITY,
+                }
+            })
+            .collect();
+        if moved.is_empty() {
+            return false;
+        }
+        let mid = moved.len() / 2;
+        *moved.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 <= window
+    }
+}
+
 /// The pose of the query's strongest keypoints matched (mutual nearest features, anywhere in
 /// the image) to the points of `views`, by PnP-RANSAC at `cfg`'s threshold; `None` when fewer
 /// than `cfg.min_inliers` agree.
@@ -42,7 +76,7 @@ pub fn pose_from_views(
     views: &[usize],
     ransac: &RansacConfig,
     cfg: &RefineConfig,
-) -> Option<RansacResult> {
+) -> Option<Start> {
     if views.is_empty() || query.features.len() != query.pixels.len() * structure.dim {
         return None;
     }
@@ -68,7 +102,20 @@ pub fn pose_from_views(
     let pts: Vec<[f64; 3]> = found.iter().map(|&(_, k)| structure.point(points[k]).coords.into()).collect();
     let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
     let result = ransac_pnp(&px, &pts, &query.intrinsics, &solver).ok()?;
-    (result.inliers >= cfg.min_inliers && result.pose.to_matrix().iter().all(|v| v.is_finite())).then_some(result)
+    if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let camera = Camera::pinhole(query.intrinsics);
+    let points = px
+        .iter()
+        .zip(&pts)
+        .map(|(u, x)| (Point2::new(u[0], u[1]), Point3::new(x[0], x[1], x[2])))
+        .filter(|(u, x)| {
+            camera.project(&result.pose.transform_point(x)).is_some_and(|p| (p - u).norm() <= cfg.threshold)
+        })
+        .map(|(_, x)| x)
+        .collect();
+    Some(Start { result, points })
 }
 
 /// Half the angle of the cone (degrees) a mapping view is taken to see: a 640 × 480 image's
