@@ -148,7 +148,7 @@ pub struct Found {
     /// The pose was refined against the map's triangulated points.
     pub refined: bool,
     /// The refinement started from the points of the mapping views nearest by global
-    /// descriptor, the scene coordinates' pose having found no support in the points.
+    /// descriptor: the scene coordinates' pose found fewer inliers among the points, or none.
     pub retrieved: bool,
     /// What the scene coordinates' pose (before any refinement) rested on; where RANSAC found
     /// none on them and the pose was `retrieved`, how they agree with that pose.

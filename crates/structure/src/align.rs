@@ -32,16 +32,26 @@ impl GrayImage<'_> {
     /// Bilinear grey level at continuous pixel `(x, y)`; `None` where the four pixels around
     /// it are not all inside the image.
     pub fn sample(&self, x: f64, y: f64) -> Option<f32> {
+        let (x0, y0, ax, ay) = self.cell(x, y, 0)?;
+        Some(self.bilinear(x0, y0, ax, ay))
+    }
+
+    /// The pixel `(x0, y0)` whose centre is the nearest at or before continuous pixel `(x, y)`,
+    /// and the fraction `(ax, ay)` of the way to the next ones; `None` unless `margin` more
+    /// pixels lie before it and after the next ones, inside the image.
+    fn cell(&self, x: f64, y: f64, margin: usize) -> Option<(usize, usize, f32, f32)> {
         let (gx, gy) = (x - 0.5, y - 0.5);
-        if !(gx >= 0.0 && gy >= 0.0) {
+        if !(gx >= margin as f64 && gy >= margin as f64) {
             return None;
         }
         let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
-        if x0 + 1 >= self.width || y0 + 1 >= self.height || self.pixels.len() < self.width * self.height {
+        if x0 + 1 + margin >= self.width
+            || y0 + 1 + margin >= self.height
+            || self.pixels.len() < self.width * self.height
+        {
             return None;
         }
-        let (ax, ay) = ((gx - x0 as f64) as f32, (gy - y0 as f64) as f32);
-        Some(self.bilinear(x0, y0, ax, ay))
+        Some((x0, y0, (gx - x0 as f64) as f32, (gy - y0 as f64) as f32))
     }
 
     /// The grey level a fraction `(ax, ay)` of the way from pixel `(x0, y0)` to the next ones.
@@ -56,15 +66,7 @@ impl GrayImage<'_> {
     /// either side along x and along y, from one lookup: the five samples share their bilinear
     /// weights. `None` where any of the five is not inside the image.
     pub fn sample_with_gradient(&self, x: f64, y: f64) -> Option<(f32, [f32; 2])> {
-        let (gx, gy) = (x - 0.5, y - 0.5);
-        if !(gx >= 1.0 && gy >= 1.0) {
-            return None;
-        }
-        let (x0, y0) = (gx.floor() as usize, gy.floor() as usize);
-        if x0 + 2 >= self.width || y0 + 2 >= self.height || self.pixels.len() < self.width * self.height {
-            return None;
-        }
-        let (ax, ay) = ((gx - x0 as f64) as f32, (gy - y0 as f64) as f32);
+        let (x0, y0, ax, ay) = self.cell(x, y, 1)?;
         let bilinear = |x: usize, y: usize| self.bilinear(x, y, ax, ay);
         let value = bilinear(x0, y0);
         let dx = (bilinear(x0 + 1, y0) - bilinear(x0 - 1, y0)) / 2.0;

@@ -314,7 +314,6 @@ pub fn refine(
     let (pixels, features) = (query.pixels, query.features);
     let strongest = strongest_keypoints(query, cfg.wide_max_keypoints);
     let pinhole = Camera::pinhole(query.intrinsics);
-    let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
     let mut pose = *coarse;
     let mut best: Option<Refined> = None;
     // The last taken round's matches and candidates.
@@ -353,15 +352,14 @@ pub fn refine(
         }
         let px: Vec<[f64; 2]> = found.iter().map(|&(q, _)| [pixels[q].x, pixels[q].y]).collect();
         let pts: Vec<[f64; 3]> = found.iter().map(|&(_, k)| structure.point(candidates[k].0).coords.into()).collect();
-        let Ok(result) = ransac_pnp(&px, &pts, &query.intrinsics, &solver) else { break };
+        let Some(result) = solve_pnp(&px, &pts, &query.intrinsics, ransac, cfg.threshold, cfg.min_inliers) else {
+            break;
+        };
         tracing::debug!(
             "structure window {window} px: {} inliers after {:.1} ms",
             result.inliers,
             1000.0 * started.elapsed().as_secs_f64()
         );
-        if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
-            break;
-        }
         pose = result.pose;
         let rounds = best.as_ref().map_or(0, |b| b.rounds) + 1;
         best = Some(Refined { result, matches: found.len(), rounds, aligned: None });
@@ -416,10 +414,23 @@ fn aligned_pose(
     if px.len() < cfg.min_inliers {
         return None;
     }
+    let result = solve_pnp(&px, &pts, &query.intrinsics, ransac, threshold, cfg.min_inliers)?;
+    Some((result, px.len()))
+}
+
+/// PnP-RANSAC on the matches `px` ↔ `pts` with `ransac`'s hypotheses and seed at `threshold`
+/// pixels: the pose when at least `min_inliers` agree with it and it is finite.
+pub(crate) fn solve_pnp(
+    px: &[[f64; 2]],
+    pts: &[[f64; 3]],
+    intrinsics: &glace_geometry::Intrinsics,
+    ransac: &RansacConfig,
+    threshold: f64,
+    min_inliers: usize,
+) -> Option<RansacResult> {
     let solver = RansacConfig { threshold, ..ransac.clone() };
-    let result = ransac_pnp(&px, &pts, &query.intrinsics, &solver).ok()?;
-    (result.inliers >= cfg.min_inliers && result.pose.to_matrix().iter().all(|v| v.is_finite()))
-        .then_some((result, px.len()))
+    let result = ransac_pnp(px, pts, intrinsics, &solver).ok()?;
+    (result.inliers >= min_inliers && result.pose.to_matrix().iter().all(|v| v.is_finite())).then_some(result)
 }
 
 #[cfg(test)]

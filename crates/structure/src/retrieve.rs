@@ -8,9 +8,9 @@
 //! global descriptor that told the head the places apart still ranks the mapping views that see
 //! the query's place, and their points, matched by feature alone, give a pose to refine from.
 
-use crate::refine::{strongest_keypoints, QueryKeypoints, RefineConfig};
+use crate::refine::{solve_pnp, strongest_keypoints, QueryKeypoints, RefineConfig};
 use crate::Structure;
-use glace_geometry::ransac::{ransac_pnp, RansacConfig, RansacResult};
+use glace_geometry::ransac::{RansacConfig, RansacResult};
 use glace_geometry::{Camera, Intrinsics, WorldToCam};
 use nalgebra::{Point2, Point3};
 
@@ -100,11 +100,7 @@ pub fn pose_from_views(
     }
     let px: Vec<[f64; 2]> = found.iter().map(|&(q, _)| [pixels[q].x, pixels[q].y]).collect();
     let pts: Vec<[f64; 3]> = found.iter().map(|&(_, k)| structure.point(points[k]).coords.into()).collect();
-    let solver = RansacConfig { threshold: cfg.threshold, ..ransac.clone() };
-    let result = ransac_pnp(&px, &pts, &query.intrinsics, &solver).ok()?;
-    if result.inliers < cfg.min_inliers || result.pose.to_matrix().iter().any(|v| !v.is_finite()) {
-        return None;
-    }
+    let result = solve_pnp(&px, &pts, &query.intrinsics, ransac, cfg.threshold, cfg.min_inliers)?;
     let camera = Camera::pinhole(query.intrinsics);
     let points = px
         .iter()
