@@ -635,6 +635,15 @@ fn cases() -> Vec<Case> {
         case("serve --token-file empty", "serve map.glace --token-file tok", &["--token-file"]),
         write("tok", b"\n"),
     ));
+    // A folder in the courtyard's cache place that holds another scene is refused, not replaced.
+    v.push(with(
+        case(
+            "bench real --courtyard: another scene in its place",
+            "bench real --courtyard --only courtyard",
+            &["--courtyard", "no-cache/synth/courtyard"],
+        ),
+        write("no-cache/synth/courtyard/scene.json", b"{}\n"),
+    ));
     // Usage errors.
     for (args, expect) in [
         ("no-such-command", "no-such-command"),
@@ -649,6 +658,9 @@ fn cases() -> Vec<Case> {
         ("bench real --scenes . --options {bad", "--options"),
         ("bench real --scenes . --options {\"iterations\":0}", "--options: iterations"),
         ("bench real --scenes . --baselines nowhere.json", "nowhere.json"),
+        // Checked before the courtyard is rendered.
+        ("bench real --scenes . --courtyard --only nosuch", "nosuch"),
+        ("bench real --courtyard --only courtyard --options {bad", "--options"),
         ("bench budget --scenes nowhere", "nowhere"),
         ("bench budget --scenes . --only nosuch", "nosuch"),
         ("bench budget --scenes . --iterations 0", "--iterations"),
